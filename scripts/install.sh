@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# Set up stem-restore on a Debian/Ubuntu machine: system packages, the project
+# venv (.venv) and BVLC Caffe 1.0 built from pinned, checksummed source, with
+# pycaffe importable from the venv and the `caffe` tool at .venv/bin/caffe.
+#
+#   bash scripts/install.sh            # CPU Caffe (OpenBLAS)
+#   bash scripts/install.sh --cuda     # GPU Caffe (cuBLAS, cuDNN if present); needs nvcc
+#
+# Options:  --jobs N        parallel compile jobs (default: nproc)
+#           --no-cpp-tests  skip building/running Caffe's C++ test suite after a build
+# Environment:
+#   CAFFE_SRC=PATH   use this Caffe tarball or checkout instead of Debian's source package
+#   CUDA_ARCH="75 80 86 89 90"   GPU architectures for --cuda (default: from nvcc's version)
+#   PYTHON=python3   interpreter the venv is made from (must be Python 3.11)
+#
+# Idempotent: every step records what it did in a stamp (a hash of its recipe);
+# with the build present and the recipe unchanged, a rerun takes seconds.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE="$ROOT/.caffe"
+VENV="$ROOT/.venv"
+PATCHES="$ROOT/scripts/patches"
+PYTHON=${PYTHON:-python3}
+JOBS=$(nproc)
+VARIANT=cpu
+CPP_TESTS=all
+# Bump when the build steps below change in a way that needs a rebuild (the
+# source, patches, CMake flags and numpy version are hashed in already).
+RECIPE_VERSION=1
+
+# The pinned source: Debian's caffe source package (bullseye), whose .orig
+# tarball is the upstream BVLC tree at commit 99bd997 (files at the top level).
+DEB_SUITE=bullseye
+DEB_VERSION=1.0.0+git20180821.99bd997-8
+ORIG_TARBALL=caffe_1.0.0+git20180821.99bd997.orig.tar.gz
+ORIG_SHA256=e0eb3f06794f7402c77b7dec8e8480273ee1a1bb192e9122b621a69d4147ad0c
+
+# After each build, Caffe's own C++ test suite runs once (1058 tests, ~25 s on
+# 2 cores; building it takes ~4 min). A CPU-only build skips the *GPU* tests,
+# as Caffe's own `make runtest` does.
+
+APT_PACKAGES=(
+  build-essential cmake pkg-config ca-certificates
+  libboost-system-dev libboost-filesystem-dev libboost-thread-dev libboost-python-dev
+  libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev
+  libhdf5-dev liblmdb-dev libleveldb-dev libsnappy-dev libopenblas-dev
+)
+
+usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; }
+say() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
+die() { printf '[install] ERROR: %s\n' "$*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cuda) VARIANT=cuda ;;
+    --jobs) JOBS=${2:?--jobs needs a number}; shift ;;
+    --no-cpp-tests) CPP_TESTS=none ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+  esac
+  shift
+done
+
+sha256_of() { cat "$@" | sha256sum | cut -c1-64; }
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+# --- 1. Prerequisites ---------------------------------------------------------
+check_prerequisites() {
+  command -v apt-get >/dev/null 2>&1 ||
+    die "apt-get not found: this installer supports Debian and Ubuntu only."
+  if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO=(sudo)
+  else
+    SUDO=(missing-root)
+  fi
+  command -v "$PYTHON" >/dev/null 2>&1 || die "Python interpreter '$PYTHON' not found."
+  local v
+  v=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  [ "$v" = "3.11" ] || die "'$PYTHON' is Python $v; Python 3.11 is required (Debian 12's boost_python311 links pycaffe). Set PYTHON=/path/to/python3.11."
+  "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null ||
+    die "'$PYTHON' lacks the venv/ensurepip modules (Debian: apt-get install python3.11-venv)."
+  if [ "$VARIANT" = cuda ]; then
+    command -v nvcc >/dev/null 2>&1 || die "--cuda needs nvcc (CUDA toolkit) on PATH."
+  fi
+}
+
+# --- 2. System packages ------------------------------------------------------
+install_apt_packages() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then say "system packages: present"; return; fi
+  [ "${SUDO[0]:-}" = missing-root ] &&
+    die "missing system packages (${missing[*]}) and no root: run as root or with password-less sudo."
+  say "system packages: installing ${missing[*]}"
+  "${SUDO[@]}" apt-get update -qq ||
+    die "apt-get update failed: no network to the Debian package registry?"
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
+    die "apt-get install failed for: ${missing[*]}"
+}
+
+# --- 3. Python venv ----------------------------------------------------------
+install_venv() {
+  local want
+  want=$(sha256_of "$ROOT/requirements.txt")
+  if [ -x "$VENV/bin/python" ] && stamp_ok "$VENV/.requirements.sha256" "$want"; then
+    say "venv: up to date"; return
+  fi
+  [ -x "$VENV/bin/python" ] || { say "venv: creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+  say "venv: installing requirements.txt"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt" ||
+    die "pip install -r requirements.txt failed: no network to the Python package registry?"
+  echo "$want" > "$VENV/.requirements.sha256"
+}
+
+# --- 4. Caffe source ---------------------------------------------------------
+# The machine's own Debian mirror, read from its apt configuration (deb822
+# .sources files or one-line sources.list), never written into the repository.
+debian_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' "$f"
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) {print $i; break}}' "$f"
+  done
+}
+
+fetch_debian_source() {
+  local dest=$1 uri tmp
+  uri=$(debian_mirror | grep -v -e security -e '^$' | grep -i debian | head -n 1 || true)
+  [ -n "$uri" ] || die "no Debian mirror in this machine's apt configuration; set CAFFE_SRC=<caffe tarball or checkout> instead."
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/parts" "$tmp/lists/partial"
+  printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$uri" "$DEB_SUITE" > "$tmp/parts/caffe-src.sources"
+  local opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$tmp/parts"
+              -o "Dir::State::Lists=$tmp/lists" -o "APT::Sandbox::User=root")
+  say "caffe source: apt-get source caffe=$DEB_VERSION ($DEB_SUITE, temporary deb-src entry)"
+  apt-get "${opts[@]}" update -qq >/dev/null ||
+    { rm -rf "$tmp"; die "could not read the $DEB_SUITE source index: no network to the Debian package registry? (or set CAFFE_SRC)"; }
+  (cd "$tmp" && apt-get "${opts[@]}" source --download-only "caffe=$DEB_VERSION" >/dev/null) ||
+    { rm -rf "$tmp"; die "apt-get source caffe=$DEB_VERSION failed (or set CAFFE_SRC)"; }
+  mv "$tmp/$ORIG_TARBALL" "$dest.part" && mv "$dest.part" "$dest"
+  rm -rf "$tmp"
+}
+
+# Prints an id of the source for the recipe hash.
+prepare_source() {
+  mkdir -p "$CACHE/downloads"
+  if [ -n "${CAFFE_SRC:-}" ]; then
+    [ -e "$CAFFE_SRC" ] || die "CAFFE_SRC=$CAFFE_SRC does not exist."
+    if [ -d "$CAFFE_SRC" ]; then
+      echo "dir:$(cd "$CAFFE_SRC" && (git rev-parse HEAD 2>/dev/null || pwd))"
+    else
+      echo "tar:$(sha256_of "$CAFFE_SRC")"
+    fi
+    return
+  fi
+  local tarball="$CACHE/downloads/$ORIG_TARBALL"
+  [ -f "$tarball" ] || fetch_debian_source "$tarball" >&2
+  local got
+  got=$(sha256_of "$tarball")
+  [ "$got" = "$ORIG_SHA256" ] ||
+    { rm -f "$tarball"; die "checksum mismatch for $ORIG_TARBALL: got $got, want $ORIG_SHA256 (file removed; rerun)"; }
+  echo "debian:$ORIG_SHA256"
+}
+
+unpack_source() {
+  local into=$1
+  rm -rf "$into"; mkdir -p "$into"
+  if [ -n "${CAFFE_SRC:-}" ] && [ -d "$CAFFE_SRC" ]; then
+    (cd "$CAFFE_SRC" && tar --exclude=.git -cf - .) | tar -xf - -C "$into"
+  else
+    local tarball=${CAFFE_SRC:-$CACHE/downloads/$ORIG_TARBALL}
+    tar -xzf "$tarball" -C "$into"
+    # A GitHub archive has one leading folder; Debian's .orig has none.
+    if [ ! -f "$into/CMakeLists.txt" ] && [ "$(ls "$into" | wc -l)" -eq 1 ]; then
+      local top="$into/$(ls "$into")"
+      (shopt -s dotglob && mv "$top"/* "$into"/ && rmdir "$top")
+    fi
+  fi
+  [ -f "$into/CMakeLists.txt" ] && [ -d "$into/src/caffe" ] || die "$into does not look like a Caffe source tree."
+  local p
+  for p in "$PATCHES"/*.patch; do
+    (cd "$into" && patch -p1 --forward --silent < "$p") || die "patch $(basename "$p") does not apply."
+  done
+}
+
+# --- 5. Configure, build, verify --------------------------------------------
+# Fills the array CMAKE_FLAGS.
+cmake_flags() {
+  local py=$VENV/bin/python inc lib
+  inc=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  lib=$("$py" -c 'import sysconfig, os; print(os.path.join(sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY")))')
+  CMAKE_FLAGS=(-DCMAKE_BUILD_TYPE=Release -DBLAS=Open -DUSE_OPENCV=OFF -DUSE_LEVELDB=ON -DUSE_LMDB=ON
+               -DBUILD_python=ON -DBUILD_python_layer=ON -Dpython_version=3 -DBUILD_docs=OFF
+               "-DPYTHON_EXECUTABLE=$py" "-DPYTHON_INCLUDE_DIR=$inc" "-DPYTHON_LIBRARY=$lib")
+  if [ "$VARIANT" = cuda ]; then
+    local arch=${CUDA_ARCH:-} cudnn=OFF major
+    if [ -z "$arch" ]; then
+      major=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+      # CUDA 13 dropped Pascal (60/61) and Volta (70); CUDA 11.8-12.x has them all.
+      if [ "${major:-0}" -ge 13 ]; then arch="75 80 86 89 90"; else arch="60 61 70 75 80 86 89 90"; fi
+    fi
+    ls /usr/include/cudnn*.h /usr/include/*/cudnn*.h /usr/local/cuda/include/cudnn*.h >/dev/null 2>&1 && cudnn=ON
+    CMAKE_FLAGS+=(-DCPU_ONLY=OFF "-DUSE_CUDNN=$cudnn" -DCUDA_ARCH_NAME=Manual
+                  "-DCUDA_ARCH_BIN=$arch" "-DCUDA_ARCH_PTX=${arch##* }")
+  else
+    CMAKE_FLAGS+=(-DCPU_ONLY=ON)
+  fi
+}
+
+build_caffe() {
+  local source_id=$1 dir=$CACHE/$VARIANT numpy_v recipe
+  cmake_flags
+  numpy_v=$("$VENV/bin/python" -c 'import numpy; print(numpy.__version__)')
+  recipe=$( { echo "recipe=$RECIPE_VERSION $source_id $VARIANT ${CMAKE_FLAGS[*]} numpy=$numpy_v cpp_tests=$CPP_TESTS";
+              cat "$PATCHES"/*.patch; } | sha256sum | cut -c1-64)
+  if stamp_ok "$dir/RECIPE" "$recipe" && [ -x "$dir/build/tools/caffe" ]; then
+    say "caffe ($VARIANT): built, recipe unchanged"
+    return
+  fi
+  say "caffe ($VARIANT): building in $dir (a few minutes)"
+  rm -rf "$dir"
+  unpack_source "$dir/src"
+  mkdir -p "$dir/build"
+  local t0=$SECONDS
+  (cd "$dir/build" && cmake ../src "${CMAKE_FLAGS[@]}" > "$dir/cmake.log" 2>&1) ||
+    die "cmake failed; see $dir/cmake.log"
+  (cd "$dir/build" && make -j"$JOBS" caffe caffe.bin pycaffe > "$dir/make.log" 2>&1) ||
+    die "make failed; see $dir/make.log (last lines: $(tail -n 3 "$dir/make.log" | tr '\n' ' '))"
+  say "caffe ($VARIANT): compiled in $((SECONDS - t0)) s"
+  verify_caffe "$dir"
+  echo "$recipe" > "$dir/RECIPE"
+}
+
+verify_caffe() {
+  local dir=$1
+  if [ "$CPP_TESTS" = none ]; then say "caffe C++ tests: skipped (--no-cpp-tests)"; return; fi
+  if [ "$VARIANT" = cuda ] && ! nvidia-smi >/dev/null 2>&1; then
+    say "caffe C++ tests: no GPU here; GPU build compiled but not run"; return
+  fi
+  local t0=$SECONDS filter=()
+  [ "$VARIANT" = cpu ] && filter=(--gtest_filter=-*GPU*)
+  (cd "$dir/build" && make -j"$JOBS" test.testbin > "$dir/make-tests.log" 2>&1) ||
+    die "building Caffe's C++ tests failed; see $dir/make-tests.log"
+  # Caffe's tests read src/caffe/test/test_data relative to the source root.
+  (cd "$dir/src" && "$dir/build/test/test.testbin" "${filter[@]}" > "$dir/cpp-tests.log" 2>&1) ||
+    die "Caffe's C++ tests failed; see $dir/cpp-tests.log"
+  say "caffe C++ tests: $(grep -E '^\[  PASSED  \]' "$dir/cpp-tests.log") in $((SECONDS - t0)) s"
+}
+
+# --- 6. Make pycaffe and the caffe tool visible from the venv ---------------
+link_into_venv() {
+  local dir=$CACHE/$VARIANT site
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$dir/src/python" > "$site/caffe.pth"
+  ln -sfn "$dir/build/tools/caffe" "$VENV/bin/caffe"
+  "$VENV/bin/python" - <<'PY' || die "pycaffe smoke test failed"
+import caffe, numpy as np
+from caffe.proto import caffe_pb2
+caffe.set_mode_cpu()
+b = caffe.io.array_to_blobproto(np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3))
+assert list(b.shape.dim) == [1, 1, 2, 3] and caffe_pb2.BlobProto.FromString(b.SerializeToString()).data[5] == 5
+PY
+  say "pycaffe: import caffe OK ($VARIANT); caffe tool: $VENV/bin/caffe"
+}
+
+check_prerequisites
+install_apt_packages
+install_venv
+SOURCE_ID=$(prepare_source)
+build_caffe "$SOURCE_ID"
+link_into_venv
+say "done"

@@ -1,0 +1,31 @@
+"""Shared fixtures: where the project's Caffe build lives."""
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+#: The `caffe` tool that scripts/install.sh links into the venv.
+CAFFE_BIN = REPO / ".venv" / "bin" / "caffe"
+
+
+@pytest.fixture(scope="session")
+def caffe():
+    """pycaffe, in CPU mode, quiet (GLOG_minloglevel=2 must be set before import)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe as _caffe
+
+    _caffe.set_mode_cpu()
+    return _caffe
+
+
+@pytest.fixture(scope="session")
+def caffe_bin() -> pathlib.Path:
+    assert CAFFE_BIN.exists(), f"{CAFFE_BIN} missing: run bash scripts/install.sh"
+    return CAFFE_BIN
