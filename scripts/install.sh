@@ -8,6 +8,8 @@
 #
 # Options:  --jobs N        parallel compile jobs (default: nproc)
 #           --no-cpp-tests  skip building/running Caffe's C++ test suite after a build
+#           --fetch-source  only download and verify the pinned source tarball (to
+#                           .caffe/downloads/), e.g. in the Dockerfile's Debian stage
 # Environment:
 #   CAFFE_SRC=PATH   use this Caffe tarball or checkout instead of Debian's source package
 #   CUDA_ARCH="75 80 86 89 90"   GPU architectures for --cuda (default: from nvcc's version)
@@ -25,6 +27,7 @@ PYTHON=${PYTHON:-python3}
 JOBS=$(nproc)
 VARIANT=cpu
 CPP_TESTS=all
+FETCH_ONLY=0
 # Bump when the build steps below change in a way that needs a rebuild (the
 # source, patches, CMake flags and numpy version are hashed in already).
 RECIPE_VERSION=1
@@ -56,6 +59,7 @@ while [ $# -gt 0 ]; do
     --cuda) VARIANT=cuda ;;
     --jobs) JOBS=${2:?--jobs needs a number}; shift ;;
     --no-cpp-tests) CPP_TESTS=none ;;
+    --fetch-source) FETCH_ONLY=1 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
@@ -77,11 +81,15 @@ check_prerequisites() {
     SUDO=(missing-root)
   fi
   command -v "$PYTHON" >/dev/null 2>&1 || die "Python interpreter '$PYTHON' not found."
-  local v
-  v=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-  [ "$v" = "3.11" ] || die "'$PYTHON' is Python $v; Python 3.11 is required (Debian 12's boost_python311 links pycaffe). Set PYTHON=/path/to/python3.11."
+  PY_VERSION=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  case "$PY_VERSION" in
+    3.11|3.12) ;;
+    *) die "'$PYTHON' is Python $PY_VERSION; Python 3.11 (Debian 12) or 3.12 (Ubuntu 24.04) is required. Set PYTHON=/path/to/python3.11." ;;
+  esac
   "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null ||
-    die "'$PYTHON' lacks the venv/ensurepip modules (Debian: apt-get install python3.11-venv)."
+    die "'$PYTHON' lacks the venv/ensurepip modules (Debian: apt-get install python$PY_VERSION-venv)."
+  "$PYTHON" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' ||
+    die "'$PYTHON' has no C headers (Python.h), needed for pycaffe (Debian: apt-get install python$PY_VERSION-dev)."
   if [ "$VARIANT" = cuda ]; then
     command -v nvcc >/dev/null 2>&1 || die "--cuda needs nvcc (CUDA toolkit) on PATH."
   fi
@@ -101,6 +109,17 @@ install_apt_packages() {
     die "apt-get update failed: no network to the Debian package registry?"
   DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
     die "apt-get install failed for: ${missing[*]}"
+}
+
+# pycaffe links the system's Boost.Python, which exists for one Python version.
+check_boost_python() {
+  local want=${PY_VERSION/./} have
+  have=$({ ls /usr/lib/*/libboost_python3*.so /usr/lib/libboost_python3*.so 2>/dev/null || true; } |
+         sed -n 's/.*libboost_python\(3[0-9]*\)\.so$/\1/p' | sort -u | tr '\n' ' ')
+  case " $have " in
+    *" $want "*) ;;
+    *) die "this system's Boost.Python is for Python ${have:-none} but '$PYTHON' is $PY_VERSION: set PYTHON to the matching interpreter." ;;
+  esac
 }
 
 # --- 3. Python venv ----------------------------------------------------------
@@ -159,6 +178,9 @@ prepare_source() {
     [ -e "$CAFFE_SRC" ] || die "CAFFE_SRC=$CAFFE_SRC does not exist."
     if [ -d "$CAFFE_SRC" ]; then
       echo "dir:$(cd "$CAFFE_SRC" && (git rev-parse HEAD 2>/dev/null || pwd))"
+    elif [ "$(basename "$CAFFE_SRC")" = "$ORIG_TARBALL" ]; then
+      [ "$(sha256_of "$CAFFE_SRC")" = "$ORIG_SHA256" ] || die "checksum mismatch for $CAFFE_SRC"
+      echo "debian:$ORIG_SHA256"
     else
       echo "tar:$(sha256_of "$CAFFE_SRC")"
     fi
@@ -213,9 +235,36 @@ cmake_flags() {
     ls /usr/include/cudnn*.h /usr/include/*/cudnn*.h /usr/local/cuda/include/cudnn*.h >/dev/null 2>&1 && cudnn=ON
     CMAKE_FLAGS+=(-DCPU_ONLY=OFF "-DUSE_CUDNN=$cudnn" -DCUDA_ARCH_NAME=Manual
                   "-DCUDA_ARCH_BIN=$arch" "-DCUDA_ARCH_PTX=${arch##* }")
+    cuda_math_libs
   else
     CMAKE_FLAGS+=(-DCPU_ONLY=ON)
   fi
+}
+
+# A full CUDA toolkit (the Docker image's) has cuBLAS and cuRAND; a minimal one
+# (nvcc and cudart only) gets them from NVIDIA's Python wheels, installed into
+# .caffe/cuda-libs, whose headers and libraries CMake is then pointed at.
+CUDA_WHEELS=("nvidia-cublas==13.10.0.20" "nvidia-curand==10.4.5.25")
+cuda_math_libs() {
+  local cuda_home
+  cuda_home=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")
+  if ls "$cuda_home"/lib64/libcublas.so* "$cuda_home"/targets/*/lib/libcublas.so* >/dev/null 2>&1; then
+    return
+  fi
+  local libs=$CACHE/cuda-libs
+  if [ ! -f "$libs/.done" ]; then
+    say "cuBLAS/cuRAND missing from $cuda_home: installing ${CUDA_WHEELS[*]} into $libs"
+    rm -rf "$libs"
+    "$VENV/bin/python" -m pip install -q --no-deps --target "$libs" "${CUDA_WHEELS[@]}" ||
+      die "could not install cuBLAS/cuRAND wheels; install the full CUDA toolkit instead."
+    touch "$libs/.done"
+  fi
+  local cu
+  cu=$(dirname "$(find "$libs" -name cublas_v2.h | head -n 1)")/..
+  cu=$(cd "$cu" && pwd)
+  CMAKE_FLAGS+=("-DCUDA_cublas_LIBRARY=$(ls "$cu"/lib/libcublas.so.* | head -n 1)"
+                "-DCUDA_curand_LIBRARY=$(ls "$cu"/lib/libcurand.so.* | head -n 1)"
+                "-DCMAKE_CXX_FLAGS=-I$cu/include" "-DCUDA_NVCC_FLAGS=-I$cu/include")
 }
 
 build_caffe() {
@@ -261,6 +310,11 @@ verify_caffe() {
 # --- 6. Make pycaffe and the caffe tool visible from the venv ---------------
 link_into_venv() {
   local dir=$CACHE/$VARIANT site
+  if [ "$VARIANT" = cuda ] && ! nvidia-smi >/dev/null 2>&1; then
+    say "GPU Caffe compiled in $dir; no GPU here, so the venv keeps using the CPU build"
+    dir=$CACHE/cpu
+    [ -x "$dir/build/tools/caffe" ] || return 0
+  fi
   site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   echo "$dir/src/python" > "$site/caffe.pth"
   ln -sfn "$dir/build/tools/caffe" "$VENV/bin/caffe"
@@ -274,8 +328,15 @@ PY
   say "pycaffe: import caffe OK ($VARIANT); caffe tool: $VENV/bin/caffe"
 }
 
+if [ "$FETCH_ONLY" = 1 ]; then
+  command -v apt-get >/dev/null 2>&1 || die "--fetch-source needs apt-get (Debian)."
+  prepare_source >/dev/null
+  say "source: $CACHE/downloads/$ORIG_TARBALL (sha256 verified)"
+  exit 0
+fi
 check_prerequisites
 install_apt_packages
+check_boost_python
 install_venv
 SOURCE_ID=$(prepare_source)
 build_caffe "$SOURCE_ID"

@@ -1,0 +1,55 @@
+"""scripts/install.sh: cached reruns, clear errors, the Dockerfile lints clean."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+from conftest import REPO
+
+INSTALL = REPO / "scripts" / "install.sh"
+
+
+def run_install(*args, **env):
+    return subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **env})
+
+
+def test_second_run_is_cached_and_links_pycaffe():
+    run = run_install()
+    assert run.returncode == 0, run.stderr
+    assert "recipe unchanged" in run.stdout
+    assert "import caffe OK" in run.stdout
+    pth = list((REPO / ".venv" / "lib").glob("python3.*/site-packages/caffe.pth"))
+    assert pth and ".caffe/cpu/src/python" in pth[0].read_text()
+
+
+def test_missing_python_is_a_clear_error():
+    run = run_install(PYTHON="/nonexistent/python3.11")
+    assert run.returncode != 0
+    assert "'/nonexistent/python3.11' not found" in run.stderr
+
+
+def test_wrong_python_version_is_a_clear_error(tmp_path):
+    fake = tmp_path / "python3.9"
+    fake.write_text('#!/bin/sh\necho 3.9\n')
+    fake.chmod(0o755)
+    run = run_install(PYTHON=str(fake))
+    assert run.returncode != 0
+    assert "is Python 3.9" in run.stderr and "3.11" in run.stderr
+
+
+def test_unknown_option_is_refused():
+    run = run_install("--frobnicate")
+    assert run.returncode != 0 and "unknown option '--frobnicate'" in run.stderr
+
+
+def test_bad_caffe_src_is_a_clear_error(tmp_path):
+    run = run_install(CAFFE_SRC=str(tmp_path / "nope.tar.gz"))
+    assert run.returncode != 0 and "does not exist" in run.stderr
+
+
+def test_dockerfile_lints_clean():
+    hadolint = REPO / ".venv" / "bin" / "hadolint"
+    run = subprocess.run([str(hadolint), "--config", str(REPO / ".hadolint.yaml"),
+                          str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
