@@ -39,10 +39,15 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-SOLVERS="$ROOT/solvers/$PRESET"
+# A preset is a folder with run.env, adam.prototxt and sgd.prototxt: a name under
+# solvers/, or a path to such a folder.
+case "$PRESET" in
+  */*) [ -d "$PRESET" ] || die "preset folder '$PRESET' not found"; SOLVERS=$(cd "$PRESET" && pwd) ;;
+  *) SOLVERS="$ROOT/solvers/$PRESET" ;;
+esac
 [ -f "$SOLVERS/run.env" ] || die "unknown preset '$PRESET' (have: $(ls "$ROOT/solvers" | tr '\n' ' '))"
 [ -x "$PY" ] && [ -x "$CAFFE" ] || die "Caffe is not installed: run 'bash scripts/install.sh' first."
-RUN=${RUN:-$ROOT/runs/$PRESET}
+RUN=${RUN:-$ROOT/runs/$(basename "$SOLVERS")}
 mkdir -p "$RUN"/{data,logs,snapshots}
 RUN=$(cd "$RUN" && pwd)
 

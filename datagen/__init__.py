@@ -1,0 +1,14 @@
+"""datagen: physically modelled (distorted, clean) HAADF-STEM training pairs.
+
+Public API::
+
+    from datagen import (FAMILIES, load_preset, family_preset, with_dose,
+                         simulate_pair, simulate_pairs, make_training_pair)
+
+See ``python -m datagen --help`` for the writer CLI (HDF5 / LMDB for Caffe).
+"""
+from .pipeline import make_training_pair, simulate_pair, simulate_pairs
+from .presets import FAMILIES, family_preset, load_preset, with_dose
+
+__all__ = ["FAMILIES", "load_preset", "family_preset", "with_dose",
+           "simulate_pair", "simulate_pairs", "make_training_pair"]

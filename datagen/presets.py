@@ -1,0 +1,103 @@
+"""Presets: every parameter range of the simulator, in one TOML file each.
+
+Files live in ``datagen/presets/<name>.toml``.  Top-level sections:
+``[specimen]`` (clean image), ``[detector]`` (dose and mean response, always
+on), ``[scan]`` (timing, always on) and one section per distortion family
+(:data:`FAMILIES`), each with a ``probability`` that the family is active in
+a sample.
+"""
+from __future__ import annotations
+
+import copy
+import pathlib
+import tomllib
+from typing import Any
+
+#: Distortion families, in the order they are listed in previews and reports.
+FAMILIES = ("scan_jitter", "scan_lines", "drift", "flyback", "shot_noise",
+            "pmt_readout", "row_offsets", "detector_lag", "outliers", "quantisation")
+
+#: Families that displace the probe (evaluated on the scan timing).
+SCAN_FAMILIES = FAMILIES[:4]
+
+PRESET_DIR = pathlib.Path(__file__).resolve().parent / "presets"
+
+REQUIRED_SECTIONS = ("specimen", "detector", "scan") + FAMILIES
+
+
+def available_presets() -> list[str]:
+    """Names of the preset files shipped in ``datagen/presets``."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load_preset(name_or_path: str | pathlib.Path | dict) -> dict:
+    """Load a preset by name (``datagen/presets/<name>.toml``) or file path.
+
+    A dict is validated and returned as a deep copy.  Raises ValueError with
+    the file and the problem if the preset is unknown or malformed.
+    """
+    if isinstance(name_or_path, dict):
+        preset = copy.deepcopy(name_or_path)
+        validate_preset(preset, "<dict>")
+        return preset
+    text = str(name_or_path)
+    path = pathlib.Path(text)
+    if not (text.endswith(".toml") or path.is_file()):
+        path = PRESET_DIR / f"{text}.toml"
+        if not path.is_file():
+            raise ValueError(f"unknown preset {text!r}: no file {path}; "
+                             f"available: {', '.join(available_presets())}")
+    try:
+        with open(path, "rb") as fh:
+            preset = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"preset file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"preset file {path}: invalid TOML: {exc}") from None
+    preset.setdefault("name", path.stem)
+    validate_preset(preset, str(path))
+    return preset
+
+
+def validate_preset(preset: dict, where: str = "<preset>") -> None:
+    """Check that all sections exist and probabilities lie in [0, 1]."""
+    missing = [s for s in REQUIRED_SECTIONS if not isinstance(preset.get(s), dict)]
+    if missing:
+        raise ValueError(f"preset {where}: missing section(s) {missing}")
+    for fam in FAMILIES:
+        p = preset[fam].get("probability")
+        if not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"preset {where}: [{fam}] probability must be a number in [0, 1], got {p!r}")
+
+
+def family_preset(base: str | dict, family: str | None) -> dict:
+    """Copy of ``base`` with only ``family`` on (probability 1), all others off.
+
+    ``family=None`` switches every family off: the distorted image is then
+    exactly the clean target.  Off families are exact identities.
+    """
+    preset = load_preset(base)
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    for fam in FAMILIES:
+        preset[fam]["probability"] = 1.0 if fam == family else 0.0
+    preset["name"] = f"{preset.get('name', 'preset')}:{family or 'clean'}"
+    return preset
+
+
+def with_dose(preset: str | dict, dose: float) -> dict:
+    """Copy of ``preset`` with the dose fixed (expected counts at the brightest clean pixel)."""
+    if not dose > 0:
+        raise ValueError(f"dose must be > 0 counts, got {dose!r}")
+    out = load_preset(preset)
+    out["detector"]["dose_counts"] = float(dose)
+    out["name"] = f"{out.get('name', 'preset')}@dose={float(dose):g}"
+    return out
+
+
+def section(preset: dict, name: str) -> dict[str, Any]:
+    """One section of a preset (ValueError naming it if absent)."""
+    try:
+        return preset[name]
+    except KeyError:
+        raise ValueError(f"preset has no [{name}] section") from None

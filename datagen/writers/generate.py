@@ -1,0 +1,195 @@
+"""Write a data set of normalised training pairs, resumably and in parallel.
+
+Sample i always comes from ``SeedSequence([seed, i])`` and is written at a
+fixed place (shard i // shard_size, row i % shard_size), so the output is
+byte-identical for any number of workers.  Workers only simulate; the main
+process writes each shard atomically as soon as it is complete.  A rerun with
+the same settings keeps finished shards and writes the rest; a rerun with
+different settings is refused (``manifest.json``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+
+from ..pipeline import MIN_SIZE, make_training_pair, resolve_preset, sample_rng, simulate_pair
+from .atomic import atomic_write_text
+from .hdf5 import HDF5_MAX_ELEMENTS, read_hdf5_shard, write_hdf5_shard
+
+FORMATS = ("hdf5", "lmdb")
+#: Default shard size aims at this many bytes of float32 data+label per shard.
+TARGET_SHARD_BYTES = 64 << 20
+MANIFEST = "manifest.json"
+LIST_FILE = "list.txt"
+
+
+class DatagenError(ValueError):
+    """Bad arguments or an output folder that cannot be used (CLI exit 2)."""
+
+
+def default_shard_size(size: int) -> int:
+    """Samples per shard: ~64 MB of data+label, 16..4096, under INT_MAX elements."""
+    n = TARGET_SHARD_BYTES // (2 * 4 * size * size)
+    return int(max(16, min(4096, n, HDF5_MAX_ELEMENTS // (size * size))))
+
+
+def preset_digest(preset: dict) -> str:
+    """SHA-256 of the preset's canonical JSON (detects edited presets)."""
+    text = json.dumps(preset, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_args(count, size, fmt, workers, shard_size):
+    if not isinstance(count, int) or count < 1:
+        raise DatagenError(f"--count must be a positive integer, got {count}")
+    if not isinstance(size, int) or size < MIN_SIZE:
+        raise DatagenError(f"--size must be >= {MIN_SIZE} (the network's receptive field), got {size}")
+    if fmt not in FORMATS:
+        raise DatagenError(f"--format must be one of {FORMATS}, got {fmt!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise DatagenError(f"--workers must be >= 1, got {workers}")
+    if shard_size < 1 or shard_size * size * size > HDF5_MAX_ELEMENTS:
+        raise DatagenError(f"--shard-size {shard_size} must be >= 1 and keep N*H*W <= 2^31-1")
+    if fmt == "lmdb" and count >= 10**8:
+        raise DatagenError("--count must be < 10^8 for LMDB keys %08d")
+
+
+def _prepare_folder(out: pathlib.Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DatagenError(f"output folder {out} is not writable: {exc}") from None
+    for stale in out.glob(".*.tmp"):  # left by a killed run
+        stale.unlink()
+
+
+def _check_manifest(out: pathlib.Path, manifest: dict) -> None:
+    path = out / MANIFEST
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DatagenError(f"{path}: unreadable manifest ({exc}); use a new --out") from None
+        diff = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
+        if diff:
+            items = ", ".join(f"{k}: existing {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+            raise DatagenError(f"{out} holds a data set made with other settings ({items}); "
+                               "refusing to resume - use a new --out or the same settings")
+    else:
+        existing = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+        if existing:
+            raise DatagenError(f"{out} is not empty and has no {MANIFEST} ({existing[:3]}...); "
+                               "refusing to write into it")
+        atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+# --- worker side -------------------------------------------------------------
+_WORK: dict = {}
+
+
+def _init_worker(preset: dict, size: int, seed: int) -> None:
+    _WORK.update(preset=preset, size=size, seed=seed)
+
+
+def _make_sample(index: int) -> tuple[int, np.ndarray, np.ndarray]:
+    distorted, clean = simulate_pair(_WORK["preset"], _WORK["size"], sample_rng(_WORK["seed"], index))
+    x, y = make_training_pair(distorted, clean)
+    return index, x, y
+
+
+def _shard_name(k: int) -> str:
+    return f"shard-{k:05d}.h5"
+
+
+def generate(preset, count: int, size: int, out, fmt: str = "hdf5", workers: int = 1,
+             seed: int = 0, shard_size: int | None = None, progress: bool = True) -> pathlib.Path:
+    """Write ``count`` normalised pairs of ``size``^2 to ``out``; return ``out``.
+
+    HDF5: ``out/shard-%05d.h5`` + ``out/list.txt`` (absolute paths).
+    LMDB: ``out/input_lmdb`` + ``out/target_lmdb``.  Both: ``out/manifest.json``.
+    """
+    if shard_size is None:
+        shard_size = default_shard_size(size) if isinstance(size, int) and size > 0 else 1
+    _check_args(count, size, fmt, workers, shard_size)
+    preset_dict = resolve_preset(preset)
+    out = pathlib.Path(out).resolve()
+    _prepare_folder(out)
+    manifest = {"datagen_manifest": 1, "preset": preset_dict.get("name", str(preset)),
+                "preset_sha256": preset_digest(preset_dict), "seed": int(seed), "count": count,
+                "size": size, "format": fmt, "shard_size": shard_size}
+    _check_manifest(out, manifest)
+
+    n_shards = math.ceil(count / shard_size)
+    bounds = [(k, k * shard_size, min(count, (k + 1) * shard_size)) for k in range(n_shards)]
+    lmdb_pair = None
+    if fmt == "lmdb":
+        from .lmdb_writer import LmdbPair
+        lmdb_pair = LmdbPair(out, count, (size, size))
+
+    def done(k, a, b):
+        if fmt == "lmdb":
+            return lmdb_pair.has_all(range(a, b))
+        path = out / _shard_name(k)
+        if not path.exists():
+            return False
+        try:
+            data, _ = read_hdf5_shard(path)
+            return data.shape == (b - a, 1, size, size)
+        except ValueError as exc:
+            print(f"datagen: rewriting bad shard: {exc}", file=sys.stderr)
+            return False
+
+    todo = [(k, a, b) for k, a, b in bounds if not done(k, a, b)]
+    indices = [i for _, a, b in todo for i in range(a, b)]
+    from tqdm import tqdm
+    bar = tqdm(total=count, initial=count - len(indices), unit="pair", disable=not progress,
+               desc=f"datagen {out.name}", file=sys.stderr)
+    pool = None
+    try:
+        if workers > 1 and len(indices) > 1:
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(preset_dict, size, seed))
+            results = pool.imap(_make_sample, indices, chunksize=max(1, min(16, len(indices) // (4 * workers))))
+        else:
+            _init_worker(preset_dict, size, seed)
+            results = map(_make_sample, indices)
+        pending = iter(todo)
+        k, a, b = next(pending, (None, 0, 0))
+        xs, ys = [], []
+        for i, x, y in results:
+            assert i == a + len(xs)
+            xs.append(x)
+            ys.append(y)
+            bar.update(1)
+            if a + len(xs) == b:
+                data = np.stack(xs)[:, None]
+                label = np.stack(ys)[:, None]
+                if fmt == "hdf5":
+                    write_hdf5_shard(out / _shard_name(k), data, label)
+                else:
+                    lmdb_pair.write_shard(a, data, label)
+                xs, ys = [], []
+                k, a, b = next(pending, (None, 0, 0))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        if lmdb_pair is not None:
+            lmdb_pair.close()
+    if fmt == "hdf5":
+        lines = "".join(f"{out / _shard_name(k)}\n" for k, _, _ in bounds)
+        atomic_write_text(out / LIST_FILE, lines)
+    atomic_write_text(out / "COMPLETE", f"{count} pairs\n")
+    return out

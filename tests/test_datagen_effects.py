@@ -1,0 +1,191 @@
+"""Statistical tests of each physical effect in datagen (scan and detector)."""
+import numpy as np
+import pytest
+
+from datagen import detector as det
+from datagen import scan
+from datagen.scan.lines import ar1
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# --- detector chain -----------------------------------------------------------
+
+@pytest.mark.parametrize("dose", [3.0, 50.0, 800.0])
+def test_shot_noise_poisson_mean_and_variance(dose):
+    lam = np.full((200, 200), dose)
+    counts = det.ShotNoise()(lam, rng(1))
+    assert np.all(counts == np.round(counts))  # integer electrons
+    se = np.sqrt(dose / counts.size)
+    assert abs(counts.mean() - dose) < 5 * se
+    assert abs(counts.var() / dose - 1) < 0.05
+
+
+def test_pmt_gain_noise_excess_variance():
+    n = np.full((300, 300), 40.0)
+    out = det.PMTGainNoise(0.5)(n, rng(2))
+    assert abs(out.mean() / 40 - 1) < 0.01
+    assert abs(out.var() / (40 * 0.25) - 1) < 0.05  # n cv^2 on top of fixed n
+
+
+def test_readout_noise_std():
+    out = det.ReadoutNoise(7.0)(np.full((300, 300), 100.0), rng(3))
+    assert abs(out.mean() - 100) < 0.1 and abs(out.std() / 7 - 1) < 0.02
+
+
+def test_row_offsets_constant_along_rows_with_set_std():
+    img = np.full((2000, 32), 500.0)
+    out = det.RowOffsets(offset_std_adc=4.0, gain_std=0.0, dark_offset_adc=100.0)(img, rng(4))
+    assert np.allclose(out.std(axis=1), 0)  # one offset per line
+    assert abs(out[:, 0].std() / 4 - 1) < 0.06
+
+
+def test_detector_lag_exponential_along_fast_scan():
+    timing = scan.ScanTiming(dwell_time_s=2e-6, flyback_time_s=1.0)  # long flyback: no carry-over
+    img = np.zeros((4, 64))
+    img[:, 10] = 1.0
+    out = det.DetectorLag(time_constant_s=6e-6, timing=timing)(img)
+    a = np.exp(-2 / 6)
+    assert np.allclose(out[0, :10], 0)
+    assert np.allclose(out[0, 10:20], (1 - a) * a ** np.arange(10))
+    flat = det.DetectorLag(6e-6, timing)(np.full((5, 40), 3.0))
+    assert np.allclose(flat, 3.0)  # mean preserving
+
+
+def test_detector_lag_carries_over_flyback():
+    timing = scan.ScanTiming(dwell_time_s=1e-6, flyback_time_s=2e-6)
+    img = np.zeros((2, 8))
+    img[0, -1] = 1.0
+    out = det.DetectorLag(4e-6, timing)(img)
+    a = np.exp(-1 / 4)
+    m = 1 / 8  # the flyback retraces row 0: memory relaxes towards its mean
+    state = m + ((1 - a) - m) * np.exp(-2 / 4)
+    assert np.isclose(out[1, 0], a * state)
+
+
+def test_outlier_fractions():
+    img = np.full((400, 400), 100.0)
+    z = det.Zingers(fraction=0.01, amplitude_adc=1000)(img, rng(5))
+    hit = z > 100
+    assert abs(hit.mean() - 0.01) < 0.002
+    assert z[hit].min() >= 600 and z[hit].max() <= 1600
+    d = det.DeadPixels(fraction=0.005)(img, rng(6))
+    assert abs((d == 0).mean() - 0.005) < 0.0015
+
+
+def test_quantiser_clips_and_rounds():
+    q = det.Quantiser(8)
+    out = q(np.array([-5.0, 0.4, 12.6, 254.5, 1e6]))
+    assert out.tolist() == [0.0, 0.0, 13.0, 254.0, 255.0]
+
+
+def test_response_gain_from_full_scale():
+    r = det.DetectorResponse.from_settings(dose_counts=200, adc_bits=12, peak_fraction=0.5, dark_fraction=0.1)
+    assert r.full_scale_adc == 4095
+    assert np.isclose(r.mean(np.array(1.0)), 0.1 * 4095 + 0.5 * (4095 - 409.5))
+    assert np.isclose(r.peak_adc, r.gain_adc_per_count * 200)
+
+
+# --- scan distortions -----------------------------------------------------------
+
+def test_pixel_times():
+    t = scan.ScanTiming(dwell_time_s=2e-6, flyback_time_s=10e-6).pixel_times((3, 4))
+    assert np.isclose(t[1, 0], 4 * 2e-6 + 10e-6)
+    assert np.isclose(t[2, 3], 2 * (8e-6 + 10e-6) + 3 * 2e-6)
+
+
+@pytest.mark.parametrize("f", [3e3, 17e3, 60e3])
+def test_jitter_spectrum_peaks_at_configured_frequency(f):
+    timing = scan.ScanTiming(dwell_time_s=2e-6, flyback_time_s=0.0)  # uniform sampling at 500 kHz
+    dx, dy = scan.ScanJitter([f], [0.3], y_to_x_ratio=0.5)(timing, (128, 128), rng(7))
+    for d, amp in ((dx, 0.3), (dy, 0.15)):
+        series = d.ravel()
+        spec = np.abs(np.fft.rfft(series))
+        freqs = np.fft.rfftfreq(series.size, d=2e-6)
+        assert abs(freqs[np.argmax(spec)] - f) <= freqs[1]
+        assert abs(series.std() * np.sqrt(2) / amp - 1) < 0.02
+
+
+def test_jitter_is_correlated_along_fast_scan():
+    timing = scan.ScanTiming(dwell_time_s=5e-6, flyback_time_s=50e-6)
+    dx, _ = scan.ScanJitter([2e3], [0.5])(timing, (64, 64), rng(8))
+    along = np.mean(np.abs(np.diff(dx, axis=1)))
+    across = np.mean(np.abs(np.diff(dx, axis=0)))
+    assert along < across / 3
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.5, 0.9])
+def test_line_shifts_ar1_lag1_autocorrelation(phi):
+    dx, dy = scan.LineShifts(0.2, 0.1, phi)(scan.ScanTiming(1e-6), (20000, 2), rng(9))
+    assert np.all(dx[:, 0] == dx[:, 1])  # rigid per line
+    for s, std in ((dx[:, 0], 0.2), (dy[:, 0], 0.1)):
+        r1 = np.corrcoef(s[:-1], s[1:])[0, 1]
+        assert abs(r1 - phi) < 0.03
+        assert abs(s.std() / std - 1) < 0.08
+
+
+def test_ar1_rejects_nonstationary():
+    with pytest.raises(ValueError):
+        ar1(10, 1.0, 1.0, rng())
+
+
+def test_drift_linear_magnitude_and_direction():
+    timing = scan.ScanTiming(dwell_time_s=10e-6, flyback_time_s=100e-6)
+    shape = (100, 100)
+    dx, dy = scan.Drift(2.0, 30.0, 0.0)(timing, shape, rng())
+    total = timing.frame_time_s(shape) * 2.0
+    assert np.isclose(np.hypot(dx[-1, -1], dy[-1, -1]), total)
+    assert np.isclose(np.degrees(np.arctan2(dy[-1, -1], dx[-1, -1])), 30.0)
+    assert dx[0, 0] == 0 and dy[0, 0] == 0
+
+
+def test_drift_random_walk_variance():
+    timing = scan.ScanTiming(dwell_time_s=20e-6, flyback_time_s=0.0)
+    shape = (50, 50)
+    ends = np.array([scan.Drift(0.0, 0.0, 0.5)(timing, shape, rng(s))[0][-1, -1] for s in range(400)])
+    expected = 0.25 * timing.frame_time_s(shape)  # D t
+    assert abs(ends.var() / expected - 1) < 0.2
+
+
+def test_flyback_magnitude_and_decay():
+    timing = scan.ScanTiming(dwell_time_s=2e-6, flyback_time_s=50e-6)
+    dx, dy = scan.Flyback(1.5, 10e-6)(timing, (8, 64), rng())
+    assert np.allclose(dx[:, 0], -1.5)
+    assert np.allclose(dx[:, 5], -1.5 / np.e)  # t = 5 * 2 us = tau
+    assert np.all(np.diff(dx, axis=1) > 0) and np.all(dy == 0)
+
+
+def test_resample_shift_matches_translation():
+    img = rng(10).random((80, 80))
+    field = (slice(10, 60), slice(10, 60))
+    out = scan.resample(img, field, np.full((50, 50), 3.0), np.full((50, 50), -2.0))
+    assert np.allclose(out, img[8:58, 13:63])
+
+
+# --- zero strength = exact identity -------------------------------------------
+
+def test_zero_strength_scan_effects_give_zero_displacement():
+    timing = scan.ScanTiming(3e-6, 30e-6)
+    shape = (20, 30)
+    for effect in (scan.ScanJitter([100.0, 5e3], [0.0, 0.0]), scan.LineShifts(0.0, 0.0, 0.7),
+                   scan.Drift(0.0, 45.0, 0.0), scan.Flyback(0.0, 5e-6)):
+        dx, dy = effect(timing, shape, rng())
+        assert not np.any(dx) and not np.any(dy), type(effect).__name__
+
+
+def test_zero_displacement_resample_is_exact_crop():
+    img = rng(11).random((70, 70))
+    field = (slice(5, 65), slice(5, 65))
+    out = scan.resample(img, field, np.zeros((60, 60)), np.zeros((60, 60)))
+    assert out.tobytes() == img[field].tobytes()
+
+
+def test_zero_strength_detector_effects_are_identity():
+    timing = scan.ScanTiming(3e-6, 30e-6)
+    x = rng(12).random((30, 40)) * 100
+    for effect in (det.PMTGainNoise(0.0), det.ReadoutNoise(0.0), det.RowOffsets(0.0, 0.0, 10.0),
+                   det.DetectorLag(0.0, timing), det.Zingers(0.0, 50.0), det.Zingers(0.01, 0.0),
+                   det.DeadPixels(0.0)):
+        assert effect(x, rng()).tobytes() == x.tobytes(), type(effect).__name__

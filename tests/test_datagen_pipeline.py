@@ -1,0 +1,171 @@
+"""Public API of datagen: presets, identity at zero strength, determinism, dose."""
+import copy
+
+import numpy as np
+import pytest
+
+import datagen
+from datagen import (FAMILIES, family_preset, load_preset, make_training_pair, simulate_pair,
+                     simulate_pairs, with_dose)
+from datagen.normalize import normalize
+from datagen.pipeline import sample_rng, simulate
+from datagen.specimen.structures import LIBRARY, projected_cell
+
+
+def test_public_api_names():
+    assert FAMILIES == ("scan_jitter", "scan_lines", "drift", "flyback", "shot_noise",
+                        "pmt_readout", "row_offsets", "detector_lag", "outliers", "quantisation")
+    assert set(datagen.__all__) == {"FAMILIES", "load_preset", "family_preset", "with_dose",
+                                    "simulate_pair", "simulate_pairs", "make_training_pair"}
+
+
+@pytest.mark.parametrize("name", ["paper", "quick"])
+def test_presets_load_with_all_families(name):
+    p = load_preset(name)
+    assert p["name"] == name
+    for fam in FAMILIES:
+        assert 0 < p[fam]["probability"] <= 1
+
+
+def test_load_preset_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown preset 'nope'.*paper"):
+        load_preset("nope")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [")
+    with pytest.raises(ValueError, match="bad.toml"):
+        load_preset(bad)
+    partial = tmp_path / "partial.toml"
+    partial.write_text("[specimen]\n")
+    with pytest.raises(ValueError, match="missing section"):
+        load_preset(partial)
+
+
+def test_family_preset_switches_exactly_one_family():
+    for fam in FAMILIES:
+        p = family_preset("paper", fam)
+        assert [p[f]["probability"] for f in FAMILIES] == [1.0 if f == fam else 0.0 for f in FAMILIES]
+    with pytest.raises(ValueError, match="unknown family"):
+        family_preset("paper", "gremlins")
+    assert load_preset("paper")["drift"]["probability"] > 0  # base untouched
+
+
+@pytest.mark.parametrize("preset", ["paper", "quick"])
+def test_all_families_off_is_exact_identity(preset):
+    p = family_preset(preset, None)
+    for i in range(12):
+        d, c = simulate_pair(p, 64, sample_rng(3, i))
+        assert d.tobytes() == c.tobytes()
+
+
+def _zero_strength(preset, fam):
+    p = family_preset(preset, fam)
+    zero = {"scan_jitter": {"known_lines_scale": 0.0, "random_lines": 0},
+            "scan_lines": {"std_x_angstrom": 0.0, "std_y_angstrom": 0.0},
+            "drift": {"velocity_angstrom_per_s": 0.0, "random_walk_angstrom_per_sqrt_s": 0.0},
+            "flyback": {"amplitude_angstrom": 0.0},
+            "pmt_readout": {"gain_cv": 0.0, "readout_std_counts": 0.0},
+            "row_offsets": {"offset_std_of_peak": 0.0, "gain_std": 0.0},
+            "detector_lag": {"time_constant_us": 0.0},
+            "outliers": {"zinger_fraction": 0.0, "dead_pixel_fraction": 0.0}}[fam]
+    p[fam].update(zero)
+    return p
+
+
+@pytest.mark.parametrize("fam", [f for f in FAMILIES if f not in ("shot_noise", "quantisation")])
+def test_family_on_at_zero_strength_is_exact_identity(fam):
+    p = _zero_strength("paper", fam)
+    for i in range(4):
+        d, c = simulate_pair(p, 64, sample_rng(1, i))
+        assert d.tobytes() == c.tobytes()
+
+
+@pytest.mark.parametrize("fam", FAMILIES)
+def test_each_family_alone_changes_the_image_and_keeps_the_target(fam):
+    p = family_preset("paper", fam)
+    clean_ref = simulate_pair(family_preset("paper", None), 96, sample_rng(2, 0))[1]
+    changed = 0
+    for i in range(3):
+        d, c = simulate_pair(p, 96, sample_rng(2, i))
+        if i == 0:
+            assert c.tobytes() == clean_ref.tobytes()  # target independent of the distortions
+        changed += not np.array_equal(d, c)
+    assert changed >= 2
+
+
+def test_dtype_shape_and_nonsquare():
+    d, c = simulate_pair("quick", (64, 96), np.random.default_rng(0))
+    assert d.dtype == c.dtype == np.float32
+    assert d.shape == c.shape == (64, 96)
+    assert np.all(np.isfinite(d)) and np.all(c > 0)
+    with pytest.raises(ValueError, match="receptive field"):
+        simulate_pair("quick", 48, np.random.default_rng(0))
+
+
+def test_determinism_and_seed_sequence():
+    a = simulate_pairs("paper", 3, 64, seed=11)
+    b = simulate_pairs("paper", 3, 64, seed=11)
+    for (d1, c1), (d2, c2) in zip(a, b):
+        assert d1.tobytes() == d2.tobytes() and c1.tobytes() == c2.tobytes()
+    d, c = simulate_pair("paper", 64, np.random.default_rng(np.random.SeedSequence([11, 2])))
+    assert d.tobytes() == a[2][0].tobytes()
+    other = simulate_pairs("paper", 3, 64, seed=12)
+    assert not any(np.array_equal(x[1], y[1]) for x, y in zip(a, other))
+
+
+def test_with_dose_sets_counts_at_brightest_clean_pixel():
+    p = with_dose("paper", 250)
+    assert p["detector"]["dose_counts"] == 250.0
+    for i in range(3):
+        _, clean, info = simulate(p, 64, sample_rng(5, i))
+        r = info["response"]
+        assert np.isclose((clean.max() - r.dark_offset_adc) / r.gain_adc_per_count, 250, rtol=1e-4)
+    with pytest.raises(ValueError):
+        with_dose("paper", 0)
+
+
+def test_shot_noise_in_pipeline_matches_poisson_at_dose():
+    p = family_preset(with_dose("quick", 120.0), "shot_noise")
+    means, variances = [], []
+    for i in range(6):
+        d, c, info = simulate(p, 96, sample_rng(8, i))
+        r = info["response"]
+        lam = (c.astype(np.float64) - r.dark_offset_adc) / r.gain_adc_per_count
+        n = (d.astype(np.float64) - r.dark_offset_adc) / r.gain_adc_per_count
+        assert np.allclose(n, np.round(n), atol=2e-2 * max(1.0, 1 / r.gain_adc_per_count))
+        means.append((n - lam).mean() / lam.mean())
+        variances.append(((n - lam) ** 2).mean() / lam.mean())
+    assert abs(np.mean(means)) < 0.02
+    assert abs(np.mean(variances) - 1) < 0.06
+
+
+def test_make_training_pair_uses_input_statistics():
+    d, c = simulate_pair("quick", 64, np.random.default_rng(4))
+    x, y = make_training_pair(d, c)
+    xr, stats = normalize(d)
+    yr, _ = normalize(c, stats)
+    assert x.dtype == y.dtype == np.float32
+    assert x.tobytes() == xr.tobytes() and y.tobytes() == yr.tobytes()
+
+
+def test_projected_columns_are_physical():
+    cu = projected_cell("Cu-fcc", (0, 0, 1))
+    d = np.linalg.norm(cu.positions[1:] - cu.positions[0], axis=1).min()
+    assert np.isclose(d, 3.615 / 2, atol=1e-6)  # fcc [001]: columns a/2 apart
+    assert np.isclose(cu.weights.sum() * 3.615, 4 * 29 ** 1.7)  # 4 atoms per cell and a
+    w = projected_cell("W-bcc", (1, 1, 1))
+    assert w.positions.shape == (1, 2)  # bcc [111]: one column per 2-D cell
+    sto = projected_cell("SrTiO3-perovskite", (0, 0, 1))
+    assert sorted(np.round(sto.weights / sto.weights.max(), 3))[-1] == 1  # Sr brightest
+    assert np.isclose(sto.weights.max() / sorted(sto.weights)[-2], 38 ** 1.7 / (22 ** 1.7 + 8 ** 1.7))
+    for name, (_, axes) in LIBRARY.items():
+        for ax in axes:
+            cell = projected_cell(name, ax)
+            assert np.all(cell.weights > 0) and abs(np.linalg.det(cell.lattice)) > 1
+
+
+def test_scene_types_all_render():
+    p = copy.deepcopy(load_preset("paper"))
+    for scene in ("crystal", "interface", "nanoparticle", "low_resolution"):
+        p["specimen"]["scene"] = scene
+        d, c = simulate_pair(p, 64, np.random.default_rng(0))
+        assert np.isfinite(c).all() and c.std() > 0, scene
