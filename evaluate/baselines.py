@@ -1,0 +1,265 @@
+"""Classical single-image baselines (REFERENCE.md §4), each tuned on a validation split.
+
+Every baseline is a plain function ``f(image, **params) -> image`` that keeps the
+input's shape and intensity units, plus a small parameter grid.  :func:`tune`
+picks, by grid search, the parameters with the highest mean PSNR (against the
+clean targets) on a *validation* split; the evaluation then applies those
+parameters unchanged to the separate test split.  Every method gets the same
+validation images, so the comparison with the CNN is fair.
+
+Methods
+-------
+gaussian      scipy.ndimage Gaussian filter, sigma in px.
+median        scipy.ndimage median filter, square window in px.
+align_rows    row-by-row cross-correlation line alignment along the fast-scan
+              axis x, in the spirit of Gwyddion's row alignment / drift
+              compensation: each row's x shift relative to the previous row
+              (:func:`evaluate.metrics.line_shifts`), integrated down the image;
+              the slowly varying part (true lattice tilt, slow drift) is removed
+              with a running median along y, and each row is shifted back by
+              linear interpolation.  A second reference ("local": the mean of
+              the neighbouring rows, no integration) is in the same grid.
+align+gaussian  align_rows then a Gaussian filter: a classical pipeline for the
+              full mix (scan distortions and noise together).
+anscombe_wiener  Anscombe variance-stabilising transform, scipy.signal.wiener
+              with a noise power from Immerkaer's estimator, closed-form
+              unbiased inverse (Makitalo & Foi 2011).  Assumes the data are in
+              counts (Poisson-like); datagen's images are ADC levels with an
+              unknown gain and dark offset, so the stabilisation is only
+              approximate there; the tuned noise factor compensates in part.
+bm3d          BM3D (package ``bm3d``, Dabov et al. 2007 / Makinen et al. 2020)
+              in the Anscombe domain, sigma = factor x estimated noise std.
+              Slow (~1-2.5 s per 128^2 image on 2 cores), hence ``slow=True``
+              and tuned on at most 2 validation images.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import ndimage, signal
+
+from .metrics import DEFAULT_MAX_SHIFT, PSNR_CAP_DB, line_shifts, pair_shifts, psnr
+
+__all__ = [
+    "Baseline", "BASELINES", "gaussian", "median", "align_rows", "align_gaussian", "shift_rows", "estimate_row_offsets", "anscombe", "inverse_anscombe",
+    "anscombe_wiener", "bm3d_denoise", "estimate_noise_sigma", "tune", "grid",
+]
+
+
+def gaussian(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Gaussian low-pass filter, ``sigma`` in px (reflective borders)."""
+    return ndimage.gaussian_filter(np.asarray(image, dtype=np.float64), sigma, mode="reflect")
+
+
+def median(image: np.ndarray, size: int = 3) -> np.ndarray:
+    """Median filter over a ``size`` x ``size`` px window (reflective borders)."""
+    return ndimage.median_filter(np.asarray(image, dtype=np.float64), size=int(size), mode="reflect")
+
+
+def shift_rows(image: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Move the content of each row ``i`` by ``-shifts[i]`` px along x.
+
+    Linear interpolation; samples beyond the row's ends take the edge value.
+    Integer shifts are exact away from the borders.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    x = np.arange(img.shape[1], dtype=np.float64)
+    out = np.empty_like(img)
+    for i, (row, s) in enumerate(zip(img, shifts)):
+        out[i] = np.interp(x + s, x, row)
+    return out
+
+
+def estimate_row_offsets(image: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT, smooth: float = 1.0,
+                         detrend: int = 15, reference: str = "previous", half_window: int = 3,
+                         iterations: int = 2) -> np.ndarray:
+    """Per-row x offset (px) of each scan line.
+
+    Two references, both cross-correlation based (:func:`evaluate.metrics.pair_shifts`):
+
+    ``reference="previous"`` (Gwyddion-like): the shift of each row relative to
+    the previous row, integrated down the image; integration turns genuine
+    structure (lattice tilt, slow drift) and estimation errors into a slow
+    trend, removed with a running median of ``detrend`` rows (0: the global
+    median).
+
+    ``reference="local"``: each row against the mean of its ``half_window``
+    neighbours on either side (the row itself excluded), which averages out
+    their jitter; no integration, so errors do not accumulate.  Repeated
+    ``iterations`` times on the progressively aligned image.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D image, fast-scan axis x last.
+    max_shift : int
+        Largest shift searched, px.
+    smooth : float
+        Gaussian sigma (px) along x before correlating (noise robustness).
+    detrend : int
+        Running-median window (rows) for ``reference="previous"``.
+    reference : {"previous", "local"}
+    half_window : int
+        Rows on each side forming the local reference.
+    iterations : int
+        Refinement passes for ``reference="local"``.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    if reference == "previous":
+        d = line_shifts(img, max_shift=max_shift, smooth=smooth)
+        offsets = np.concatenate([[0.0], np.cumsum(d)])
+        if detrend and detrend > 1:
+            trend = ndimage.median_filter(offsets, size=int(detrend), mode="nearest")
+        else:
+            trend = np.median(offsets)
+        return offsets - trend
+    if reference != "local":
+        raise ValueError(f"reference must be 'previous' or 'local', got {reference!r}")
+    if smooth > 0:
+        img = ndimage.gaussian_filter1d(img, smooth, axis=1)
+    offsets = np.zeros(img.shape[0])
+    size = 2 * int(half_window) + 1
+    for _ in range(max(1, int(iterations))):
+        aligned = shift_rows(img, offsets)
+        window_sum = ndimage.uniform_filter1d(aligned, size=size, axis=0, mode="reflect") * size
+        ref = (window_sum - aligned) / (size - 1)
+        offsets += pair_shifts(ref, aligned, max_shift)
+        offsets -= np.median(offsets)
+    return offsets
+
+
+def align_rows(image: np.ndarray, **params) -> np.ndarray:
+    """Row-by-row cross-correlation line alignment; parameters as :func:`estimate_row_offsets`."""
+    return shift_rows(image, estimate_row_offsets(image, **params))
+
+
+def align_gaussian(image: np.ndarray, sigma: float = 1.0, **align_params) -> np.ndarray:
+    """Line alignment (:func:`align_rows`) followed by a Gaussian filter (``sigma`` px).
+
+    A simple classical pipeline for images with both scan distortions and noise.
+    The rows are aligned on the raw image, then the aligned image is smoothed.
+    """
+    return gaussian(align_rows(image, **align_params), sigma)
+
+
+def estimate_noise_sigma(image: np.ndarray) -> float:
+    """Standard deviation of additive white noise, Immerkaer's estimator (1996).
+
+    ``sigma = sqrt(pi/2) / (6 (H-2)(W-2)) * sum |I * M|`` with the 3x3 mask
+    M = [[1,-2,1],[-2,4,-2],[1,-2,1]], which cancels smooth (locally linear)
+    structure.  Units: those of ``image``.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
+    conv = signal.convolve2d(img, mask, mode="valid")
+    h, w = img.shape
+    return float(np.sqrt(np.pi / 2.0) * np.abs(conv).sum() / (6.0 * (h - 2) * (w - 2)))
+
+
+def anscombe(image: np.ndarray) -> np.ndarray:
+    """Anscombe transform ``2 sqrt(x + 3/8)`` (negative values clipped to 0 first)."""
+    x = np.clip(np.asarray(image, dtype=np.float64), 0.0, None)
+    return 2.0 * np.sqrt(x + 0.375)
+
+
+def inverse_anscombe(y: np.ndarray) -> np.ndarray:
+    """Closed-form approximation of the exact unbiased inverse (Makitalo & Foi 2011)."""
+    y = np.maximum(np.asarray(y, dtype=np.float64), 1.0)
+    s = np.sqrt(1.5)
+    x = 0.25 * y**2 + 0.25 * s / y - 1.375 / y**2 + 0.625 * s / y**3 - 0.125
+    return np.maximum(x, 0.0)
+
+
+def anscombe_wiener(image: np.ndarray, size: int = 5, noise_factor: float = 1.0) -> np.ndarray:
+    """Anscombe + Wiener filter (scipy.signal.wiener) + inverse Anscombe.
+
+    ``size`` is the Wiener window (px); the noise power passed to the filter
+    is ``noise_factor * sigma**2`` with sigma from :func:`estimate_noise_sigma`
+    in the Anscombe domain (~1 for pure Poisson counts).
+    """
+    y = anscombe(image)
+    noise = noise_factor * estimate_noise_sigma(y) ** 2
+    yw = signal.wiener(y, mysize=int(size), noise=max(noise, 1e-12))
+    return inverse_anscombe(yw)
+
+
+def bm3d_denoise(image: np.ndarray, factor: float = 1.0) -> np.ndarray:
+    """BM3D in the Anscombe domain, ``sigma_psd = factor x`` estimated noise std there."""
+    import bm3d  # lazy: slow import, optional method
+
+    y = anscombe(image)
+    sigma = max(factor * estimate_noise_sigma(y), 1e-6)
+    yd = bm3d.bm3d(y, sigma_psd=sigma)
+    return inverse_anscombe(np.asarray(yd, dtype=np.float64))
+
+
+def grid(**axes: Sequence) -> tuple[dict, ...]:
+    """All combinations of the given parameter values, as a tuple of dicts."""
+    names = list(axes)
+    return tuple(dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names)))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A classical method and the parameter grid it is tuned over."""
+
+    name: str
+    apply: Callable[..., np.ndarray]
+    grid: tuple[dict, ...] = field(default_factory=lambda: ({},))
+    slow: bool = False
+    #: Tune on at most this many validation pairs (None: all); keeps slow methods affordable.
+    max_tune_pairs: int | None = None
+
+    def __call__(self, image: np.ndarray, **params) -> np.ndarray:
+        return self.apply(image, **params)
+
+
+BASELINES: dict[str, Baseline] = {
+    b.name: b
+    for b in (
+        Baseline("gaussian", gaussian, grid(sigma=(0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0))),
+        Baseline("median", median, grid(size=(3, 5, 7))),
+        Baseline("align_rows", align_rows,
+                 grid(reference=("previous",), smooth=(0.0, 1.0, 2.0), detrend=(0, 9, 25))
+                 + grid(reference=("local",), smooth=(1.0, 2.0), half_window=(2, 4))),
+        Baseline("align+gaussian", align_gaussian,
+                 grid(reference=("local",), smooth=(1.0, 2.0), sigma=(0.5, 0.75, 1.0, 1.5))),
+        Baseline("anscombe_wiener", anscombe_wiener, grid(size=(3, 5, 7), noise_factor=(0.5, 1.0, 2.0, 4.0, 8.0, 16.0))),
+        Baseline("bm3d", bm3d_denoise, grid(factor=(1.5, 3.0, 4.5)), slow=True, max_tune_pairs=2),
+    )
+}
+
+
+def tune(method: Callable[..., np.ndarray], param_grid: Sequence[dict],
+         pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[dict, list[float]]:
+    """Grid search: the parameters with the highest mean PSNR on validation ``pairs``.
+
+    Parameters
+    ----------
+    method : callable
+        ``method(distorted, **params) -> restored``.
+    param_grid : sequence of dict
+        Candidate parameter sets (order breaks ties: the first best wins).
+    pairs : sequence of (distorted, clean)
+        The validation split, never the test split.
+
+    Returns
+    -------
+    best : dict
+        Winning parameters.
+    scores : list of float
+        Mean validation PSNR (dB, each image capped at ``PSNR_CAP_DB``) of every
+        candidate, in grid order.
+    """
+    if not pairs:
+        raise ValueError("tuning needs at least one validation pair")
+    if not param_grid:
+        raise ValueError("empty parameter grid")
+    scores = []
+    for params in param_grid:
+        scores.append(float(np.mean([min(psnr(method(d, **params), c), PSNR_CAP_DB) for d, c in pairs])))
+    best = int(np.argmax(scores))
+    return dict(param_grid[best]), scores

@@ -1,0 +1,178 @@
+"""Writers for the evaluation: Markdown and CSV tables, the Figure-1-style PNG.
+
+All files are written atomically: to a temporary name in the target folder,
+then ``os.replace``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .metrics import PSNR_CAP_DB
+from .run import ConditionResult, Score
+
+__all__ = ["atomic_write_bytes", "write_csv", "markdown_report", "write_figure", "cnn_verdict"]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_csv(path: str | Path, scores: Sequence[Score]) -> None:
+    """One row per (condition, method) with every :class:`Score` field."""
+    buf = io.StringIO()
+    names = [f.name for f in fields(Score)]
+    w = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+    w.writeheader()
+    for s in scores:
+        row = asdict(s)
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def _methods(results: Sequence[ConditionResult]) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in results:
+        for s in r.scores:
+            seen.setdefault(s.method, None)
+    return list(seen)
+
+
+def _table(results: Sequence[ConditionResult], key: str, fmt: str, higher_better: bool | None) -> str:
+    """Markdown table: rows = conditions, columns = methods; best value in bold."""
+    methods = _methods(results)
+    lines = ["| condition | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for r in results:
+        vals = {s.method: getattr(s, key) for s in r.scores}
+        finite = [v for m, v in vals.items() if m != "raw" and math.isfinite(v)]
+        best = None
+        if higher_better is not None and finite:
+            best = max(finite) if higher_better else min(finite)
+        cells = []
+        for m in methods:
+            if m not in vals:
+                cells.append("–")
+                continue
+            text = format(vals[m], fmt)
+            cells.append(f"**{text}**" if best is not None and m != "raw" and vals[m] == best else text)
+        lines.append(f"| {r.condition.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _spread_table(results: Sequence[ConditionResult]) -> str:
+    methods = _methods(results)
+    lines = ["| condition | clean target | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
+    for r in results:
+        vals = {s.method: s.scan_spread_px for s in r.scores}
+        target = r.scores[0].target_scan_spread_px if r.scores else float("nan")
+        cells = [f"{vals[m]:.3f}" if m in vals else "–" for m in methods]
+        lines.append(f"| {r.condition.label} | {target:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _params_table(results: Sequence[ConditionResult]) -> str:
+    methods = [m for m in _methods(results) if m not in ("raw", "cnn")]
+    lines = ["| condition | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for r in results:
+        vals = {s.method: s.params for s in r.scores}
+        lines.append(f"| {r.condition.label} | " + " | ".join(vals.get(m, "–") or "–" for m in methods) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cnn_verdict(results: Sequence[ConditionResult]) -> list[tuple[str, float, str, float, float]]:
+    """For each full-mix condition: (label, CNN PSNR, best baseline, its PSNR, margin dB)."""
+    out = []
+    for r in results:
+        if r.condition.family is not None:
+            continue
+        vals = {s.method: s.psnr_mean for s in r.scores}
+        if "cnn" not in vals:
+            continue
+        others = {m: v for m, v in vals.items() if m not in ("cnn", "raw")}
+        if not others:
+            continue
+        best = max(others, key=others.get)
+        out.append((r.condition.label, vals["cnn"], best, others[best], vals["cnn"] - others[best]))
+    return out
+
+
+def markdown_report(results: Sequence[ConditionResult], header: str, checklists: str) -> str:
+    """The whole results.md text."""
+    n = results[0].scores[0].n if results and results[0].scores else 0
+    parts = [header, "",
+             f"## PSNR (dB, mean over {n} held-out test images; data_range = clean target's max - min; "
+             f"per-image cap {PSNR_CAP_DB:g} dB)", "",
+             _table(results, "psnr_mean", ".2f", True), "",
+             "## SSIM (scikit-image, 7x7 window, same data_range)", "",
+             _table(results, "ssim_mean", ".3f", True), "",
+             "## Scan-distortion measure (std of line-to-line x shifts, px; no ground truth needed)", "",
+             _spread_table(results), "",
+             "## Baseline parameters chosen on the validation split (grid search, mean PSNR)", "",
+             _params_table(results), ""]
+    verdict = cnn_verdict(results)
+    if verdict:
+        parts += ["## CNN vs the best classical baseline on the full mix", ""]
+        for label, c, best, b, margin in verdict:
+            word = "beats" if margin > 0 else "does NOT beat"
+            parts.append(f"- {label}: CNN {c:.2f} dB {word} best baseline {best} {b:.2f} dB "
+                         f"(margin {margin:+.2f} dB)")
+        parts.append("")
+    parts += ["## Checklist", "", checklists]
+    return "\n".join(parts)
+
+
+def write_figure(path: str | Path, result: ConditionResult, method: str, n: int = 3) -> None:
+    """Seed Figure 1 style: raw | restored | difference (raw - restored), plus the clean target.
+
+    Raw, restored and clean share one grey scale (the clean target's 0.5-99.5 %
+    range); the difference uses a symmetric diverging scale.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    raws = result.examples.get("raw", [])[:n]
+    outs = result.examples.get(method, [])[:n]
+    cleans = result.examples.get("clean", [])[:n]
+    rows = min(len(raws), len(outs), len(cleans))
+    if rows == 0:
+        raise ValueError(f"no example images for method {method!r}")
+    fig, axes = plt.subplots(rows, 4, figsize=(10, 2.6 * rows), squeeze=False)
+    for i in range(rows):
+        raw, out, clean = (np.asarray(a, dtype=np.float64) for a in (raws[i], outs[i], cleans[i]))
+        lo, hi = np.percentile(clean, [0.5, 99.5])
+        diff = raw - out
+        lim = float(np.percentile(np.abs(diff), 99.5)) or 1.0
+        panels = [(raw, "raw", "gray", lo, hi), (out, f"restored ({method})", "gray", lo, hi),
+                  (diff, "difference (raw - restored)", "RdBu_r", -lim, lim), (clean, "clean target", "gray", lo, hi)]
+        for ax, (img, title, cmap, vmin, vmax) in zip(axes[i], panels):
+            ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=9)
+    fig.suptitle(f"Held-out test images, {result.condition.label}", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

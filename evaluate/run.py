@@ -1,0 +1,163 @@
+"""The evaluation loop: conditions x methods on held-out synthetic pairs.
+
+Splits and seeds
+----------------
+Training data use seeds < 1000 (project convention); evaluation refuses test
+seeds below :data:`MIN_EVAL_SEED` = 1000.  For each condition the *test*
+split is ``simulate_pairs(preset, count, size, seed)`` and the *validation*
+split, used only to tune the classical baselines, is
+``simulate_pairs(preset, val_count, size, seed + VALIDATION_SEED_OFFSET)``.
+Every condition uses the same seeds (paired comparison across conditions).
+
+Conditions
+----------
+Each distortion family alone (``family_preset``) at one dose
+(``family_dose``, default the middle of ``doses``), then the full mix of the
+preset at every dose in ``doses`` (``with_dose``; dose = expected counts at
+the brightest clean pixel).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .baselines import BASELINES, Baseline, tune
+from .metrics import PSNR_CAP_DB, psnr, scan_shift_spread, ssim
+
+__all__ = ["MIN_EVAL_SEED", "VALIDATION_SEED_OFFSET", "Condition", "Score", "make_conditions",
+           "condition_preset", "score_images", "evaluate_condition"]
+
+#: Smallest seed allowed for evaluation (training uses seeds below it).
+MIN_EVAL_SEED = 1000
+#: Validation seed = test seed + this offset (far from any test seed range).
+VALIDATION_SEED_OFFSET = 500_000
+#: Label of the full-mix conditions.
+MIX = "full mix"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One evaluation setting: a single family (or the full mix) at one dose."""
+
+    family: str | None  # None = full mix
+    dose: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.family or MIX} @ {self.dose:g}"
+
+
+@dataclass
+class Score:
+    """Mean (and std) of the metrics of one method on one condition's test split."""
+
+    condition: str
+    family: str
+    dose: float
+    method: str
+    params: str
+    n: int
+    psnr_mean: float
+    psnr_std: float
+    ssim_mean: float
+    ssim_std: float
+    scan_spread_px: float
+    target_scan_spread_px: float
+    seconds_per_image: float
+
+
+@dataclass
+class ConditionResult:
+    """Scores of every method on one condition, plus example images for the figure."""
+
+    condition: Condition
+    scores: list[Score] = field(default_factory=list)
+    examples: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+
+def make_conditions(families: Sequence[str], doses: Sequence[float], family_dose: float | None = None) -> list[Condition]:
+    """Each family alone at ``family_dose`` (default: the middle dose), then the full mix at every dose."""
+    if not doses:
+        raise ValueError("need at least one dose")
+    if any(d <= 0 for d in doses):
+        raise ValueError(f"doses must be positive, got {list(doses)}")
+    fd = float(family_dose) if family_dose is not None else float(sorted(doses)[len(doses) // 2])
+    return [Condition(f, fd) for f in families] + [Condition(None, float(d)) for d in doses]
+
+
+def condition_preset(base: Any, cond: Condition) -> Any:
+    """The datagen preset of a condition: ``with_dose(family_preset(base, family), dose)``."""
+    from datagen import family_preset, with_dose
+
+    preset = base if cond.family is None else family_preset(base, cond.family)
+    return with_dose(preset, cond.dose)
+
+
+def score_images(restored: Sequence[np.ndarray], clean: Sequence[np.ndarray]) -> dict[str, float]:
+    """Mean/std of PSNR (each capped at :data:`PSNR_CAP_DB`) and SSIM, and mean scan spread."""
+    p = np.minimum([psnr(r, c) for r, c in zip(restored, clean)], PSNR_CAP_DB)
+    s = np.array([ssim(r, c) for r, c in zip(restored, clean)])
+    spread = np.array([scan_shift_spread(r) for r in restored])
+    return dict(psnr_mean=float(p.mean()), psnr_std=float(p.std()), ssim_mean=float(s.mean()),
+                ssim_std=float(s.std()), scan_spread_px=float(spread.mean()))
+
+
+def _params_text(params: dict) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in params.items())
+
+
+def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndarray]],
+                       val: Sequence[tuple[np.ndarray, np.ndarray]], baselines: Sequence[Baseline],
+                       cnn: Callable[[np.ndarray], np.ndarray] | None = None,
+                       n_examples: int = 3) -> ConditionResult:
+    """Score raw input, each baseline (tuned on ``val``) and the CNN on ``test``.
+
+    Parameters
+    ----------
+    cond : Condition
+        The setting the pairs were drawn for (labels only).
+    test, val : sequences of (distorted, clean)
+        Held-out test split and separate validation split.
+    baselines : sequence of Baseline
+        Methods to tune and score.
+    cnn : callable, optional
+        ``cnn(distorted) -> restored`` (e.g. ``partial(cnn_restore, net)``).
+    n_examples : int
+        How many test images to keep (raw, clean, each method) for the figure.
+    """
+    res = ConditionResult(cond)
+    distorted = [d for d, _ in test]
+    clean = [c for _, c in test]
+    target_spread = float(np.mean([scan_shift_spread(c) for c in clean]))
+    res.examples["raw"] = distorted[:n_examples]
+    res.examples["clean"] = clean[:n_examples]
+
+    def add(method: str, params: str, outputs: list[np.ndarray], secs: float) -> None:
+        stats = score_images(outputs, clean)
+        res.scores.append(Score(cond.label, cond.family or MIX, cond.dose, method, params, len(outputs),
+                                target_scan_spread_px=target_spread, seconds_per_image=secs, **stats))
+        res.examples[method] = outputs[:n_examples]
+
+    add("raw", "", distorted, 0.0)
+    for b in baselines:
+        best, _ = tune(b.apply, b.grid, val[: b.max_tune_pairs] if b.max_tune_pairs else val)
+        t0 = time.perf_counter()
+        outs = [b(d, **best) for d in distorted]
+        add(b.name, _params_text(best), outs, (time.perf_counter() - t0) / len(outs))
+    if cnn is not None:
+        t0 = time.perf_counter()
+        outs = [cnn(d) for d in distorted]
+        add("cnn", "", outs, (time.perf_counter() - t0) / len(outs))
+    return res
+
+
+def select_baselines(names: Sequence[str] | None = None) -> list[Baseline]:
+    """Baselines by name (default: all in :data:`evaluate.baselines.BASELINES`)."""
+    names = list(BASELINES) if names is None else list(names)
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; known: {list(BASELINES)}")
+    return [BASELINES[n] for n in names]

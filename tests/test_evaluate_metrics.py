@@ -1,0 +1,58 @@
+"""Metric correctness: PSNR of known noise, SSIM identity, the scan measure."""
+import numpy as np
+import pytest
+
+from evaluate.baselines import shift_rows
+from evaluate.metrics import clean_range, line_shifts, psnr, scan_shift_spread, ssim
+from tests.conftest_evaluate import lattice
+
+
+def test_psnr_of_known_gaussian_noise():
+    clean = lattice(256)
+    sigma = 3.0
+    noisy = clean + np.random.default_rng(1).normal(0, sigma, clean.shape)
+    expected = 10 * np.log10(clean_range(clean) ** 2 / sigma**2)
+    assert psnr(noisy, clean) == pytest.approx(expected, abs=0.05)
+
+
+def test_psnr_uses_clean_range_not_restored_range():
+    clean = lattice(64)
+    bad = clean.copy()
+    bad[0, 0] += 1e4  # a zinger in the restored image must not raise its own range
+    assert psnr(bad, clean) < psnr(clean + 1.0, clean)
+
+
+def test_ssim_identity_and_degradation():
+    clean = lattice(64)
+    assert ssim(clean, clean) == pytest.approx(1.0, abs=1e-12)
+    noisy = clean + np.random.default_rng(2).normal(0, 10, clean.shape)
+    assert ssim(noisy, clean) < 0.9
+
+
+def test_metrics_reject_shape_mismatch():
+    with pytest.raises(ValueError):
+        psnr(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+def test_line_shifts_recover_known_subpixel_shift():
+    clean = lattice(64, angle=0.0)
+    shifts = np.zeros(64)
+    shifts[32:] = 1.4  # content of lower half moved by -1.4 px
+    d = line_shifts(shift_rows(clean, shifts))
+    assert d[31] == pytest.approx(-1.4, abs=0.25)
+    assert np.abs(np.delete(d, 31)).max() < 0.05
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.3])
+def test_scan_spread_near_zero_without_distortion(angle):
+    assert scan_shift_spread(lattice(96, angle=angle)) < 0.08
+
+
+def test_scan_spread_grows_with_row_shifts():
+    clean = lattice(96, angle=0.3)
+    rng = np.random.default_rng(3)
+    xi = rng.normal(size=96)
+    spreads = [scan_shift_spread(shift_rows(clean, a * xi)) for a in (0.0, 0.5, 1.0, 2.0)]
+    assert spreads[0] < 0.08
+    assert all(b > a for a, b in zip(spreads, spreads[1:]))
+    assert spreads[2] > 0.8  # std of differences of N(0,1) shifts is sqrt(2)
