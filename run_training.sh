@@ -80,8 +80,28 @@ make_data train "$TRAIN_COUNT" "$TRAIN_SEED"
 make_data test "$TEST_COUNT" "$TEST_SEED"
 
 # --- 2./3. the two solver stages ---------------------------------------------
-latest_state() {  # prefix -> newest .solverstate, or nothing
-  ls "$RUN/snapshots/$1"_iter_*.solverstate 2>/dev/null | sort -t_ -k3 -V | tail -n 1
+# A snapshot is whole when its .solverstate parses, holds a history blob for
+# every parameter blob (Adam keeps two per blob) and its .caffemodel exists:
+# a run killed while Caffe was writing one resumes from the one before.
+snapshot_ok() {  # path
+  "$PY" - "$1" <<'PY' 2>/dev/null
+import os, sys
+from caffe.proto import caffe_pb2
+state = caffe_pb2.SolverState.FromString(open(sys.argv[1], "rb").read())
+model = os.path.join(os.path.dirname(sys.argv[1]), os.path.basename(state.learned_net))
+assert state.iter > 0 and len(state.history) in (24, 48) and os.path.getsize(model) > 0
+PY
+}
+
+latest_state() {  # prefix -> newest whole .solverstate, or nothing
+  local f it
+  for f in "$RUN/snapshots/$1"_iter_*.solverstate; do
+    [ -f "$f" ] || continue
+    it=${f##*/}; it=${it#"$1"_iter_}; echo "${it%.solverstate} $f"
+  done | sort -rn | while read -r it f; do
+    if snapshot_ok "$f"; then echo "$f"; break; fi
+    say "$1: skipping incomplete snapshot $(basename "$f")" >&2
+  done
 }
 
 train_stage() {  # name max_iter [--weights=...]
@@ -99,7 +119,8 @@ train_stage() {  # name max_iter [--weights=...]
   fi
   say "$name: caffe train ${args[*]}  (log: logs/$name.log)"
   echo "### run_training.sh $(date -u +%FT%TZ): caffe train ${args[*]}" >> "$RUN/logs/$name.log"
-  (cd "$RUN" && "$CAFFE" train "${args[@]}" 2>> "logs/$name.log") ||
+  # The log is part of the run (loss curve, checklist): INFO level, whatever the caller set.
+  (cd "$RUN" && GLOG_minloglevel=0 "$CAFFE" train "${args[@]}" 2>> "logs/$name.log") ||
     die "$name stage failed; see $RUN/logs/$name.log"
 }
 
@@ -113,8 +134,8 @@ mv "$RUN/final.caffemodel.part" "$RUN/final.caffemodel"
 "$PY" -m evaluate.losscurve "$RUN/logs" -o "$RUN/loss.png"
 "$PY" -m evaluate --model "$RUN/deploy.prototxt" --weights "$RUN/final.caffemodel" \
   --preset "$DATAGEN_PRESET" --size "$EVAL_SIZE" --count "$EVAL_COUNT" --seed "$EVAL_SEED" \
-  --out "$RUN/eval" --train-log-dir "$RUN/logs" ${GPU:+--gpu "${GPU%%,*}"}
-if [ -d "$ROOT/examples" ]; then
+  --out "$RUN/eval" --train-log-dir "$RUN/logs" ${GPU:+--gpu "${GPU%%,*}"} ${EVAL_ARGS:-}
+if [ -d "$ROOT/examples" ] && [ "${RESTORE_EXAMPLES:-1}" = 1 ]; then
   "$PY" "$ROOT/restore.py" "$ROOT/examples" -o "$RUN/restored" --model "$RUN/deploy.prototxt" \
     --weights "$RUN/final.caffemodel" --figure --overwrite ${GPU:+--gpu "${GPU%%,*}"}
 fi

@@ -64,7 +64,10 @@ layer {{
   hdf5_data_param {{
     source: "{source}"   # text file listing .h5 shards, one path a line
     batch_size: {batch}
-    shuffle: {shuffle}
+    # No shuffle: datagen's samples are already i.i.d., and Caffe does not save
+    # the data position or its shuffling RNG in a .solverstate; unshuffled,
+    # a run resumed from a snapshot at an epoch end reads the same batches.
+    shuffle: false
   }}
 }}
 """
@@ -121,8 +124,8 @@ def body(final_relu: bool = True) -> str:
 
 def train_hdf5(final_relu: bool = True, batch: int = 16) -> str:
     head = 'name: "StemRestore12"\n'
-    head += HDF5_DATA.format(phase="TRAIN", source="data/train/list.txt", batch=batch, shuffle="true")
-    head += HDF5_DATA.format(phase="TEST", source="data/test/list.txt", batch=batch, shuffle="false")
+    head += HDF5_DATA.format(phase="TRAIN", source="data/train/list.txt", batch=batch)
+    head += HDF5_DATA.format(phase="TEST", source="data/test/list.txt", batch=batch)
     return head + body(final_relu) + LOSS
 
 

@@ -1,0 +1,24 @@
+"""Restore real STEM micrographs with a trained Caffe model.
+
+Modules
+-------
+io
+    Readers for the file formats microscopists have (TIFF, PNG/JPEG, NPY,
+    Gatan DM3/DM4, FEI/TIA SER, Velox and Berkeley EMD, MRC), all through
+    maintained libraries, returning 2-D frames plus the pixel size.
+tiling
+    Pure arithmetic: how an image is cut into overlapping tiles whose
+    overlap covers the network's 49 px receptive field.
+engine
+    The pycaffe forward pass: reshape the deploy net per image, normalise
+    with :mod:`datagen.normalize`, tile, denormalise.
+reference
+    An independent NumPy forward pass of the same 12-layer network (used by
+    the tests to check pycaffe's output).
+outputs
+    Atomic writers for the restored / difference TIFFs and the figure panel.
+cli
+    ``restore.py``'s command line.
+"""
+
+__all__ = ["io", "tiling", "engine", "reference", "outputs", "cli"]

@@ -1,0 +1,265 @@
+"""Command line of restore.py.
+
+    python restore.py INPUT... -o OUTDIR [--model deploy.prototxt]
+        [--weights x.caffemodel] [--gpu N] [--recursive] [--figure]
+        [--overwrite] [--tile N]
+
+INPUTs are files and/or folders (a folder's supported files; sub-folders with
+``--recursive``).  Outputs mirror the input folder structure under OUTDIR
+(see :mod:`restoration.outputs`).  A file that cannot be restored gets one
+line ``error: <file>: <reason>`` and the others go on; the exit status is 1
+if any file failed, 2 if nothing could start (no weights, bad model).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .engine import DEFAULT_TILE, Restorer, file_sha256
+from .io import SUPPORTED_SUFFIXES, InputError, is_supported, read_image
+from .outputs import write_figure, write_tiff
+from .tiling import CONTEXT
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_WEIGHTS = REPO / "models" / "stem_restore.caffemodel"
+
+
+def default_model() -> Path:
+    """models/deploy.prototxt if a trained model ships one, else prototxt/deploy.prototxt."""
+    shipped = REPO / "models" / "deploy.prototxt"
+    return shipped if shipped.exists() else REPO / "prototxt" / "deploy.prototxt"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="restore.py",
+        description="Restore STEM micrographs (raw | restored | difference) with a trained Caffe model.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="output folder")
+    p.add_argument("--model", type=Path, default=None,
+                   help="deploy prototxt (default: models/deploy.prototxt if present, "
+                        "else prototxt/deploy.prototxt)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help=f"trained .caffemodel (default: {DEFAULT_WEIGHTS.relative_to(REPO)})")
+    p.add_argument("--gpu", type=int, default=None, metavar="N", help="run on GPU N (default: CPU)")
+    p.add_argument("--recursive", action="store_true", help="descend into sub-folders of folder inputs")
+    p.add_argument("--figure", action="store_true", help="also write <stem>_figure.png (raw | restored | difference)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip the file)")
+    p.add_argument("--tile", type=int, default=None, metavar="N",
+                   help=f"window edge fed to the net in px (default: {DEFAULT_TILE}, smaller for "
+                        f"huge images so memory stays under ~3.6 GB; Caffe needs about 73 kB per "
+                        f"window pixel; 0 = whole image at once); windows overlap by {CONTEXT} px, "
+                        f"so the result does not depend on it")
+    return p
+
+
+@dataclass
+class Job:
+    """One input file and where its outputs go (relative to OUTDIR)."""
+
+    path: Path
+    rel_dir: Path
+    stem: str
+
+
+@dataclass
+class Summary:
+    restored: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def collect_jobs(inputs: list[str], outdir: Path, recursive: bool,
+                 summary: Summary) -> list[Job]:
+    """Expand files/folders into jobs; record missing or unsupported inputs as failures."""
+    outdir_abs = outdir.resolve()
+    found: list[tuple[Path, Path]] = []  # (file, relative dir)
+    for arg in inputs:
+        p = Path(arg)
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.iterdir()
+            n_before = len(found)
+            for f in sorted(it):
+                if not f.is_file() or not is_supported(f):
+                    continue
+                if outdir_abs in f.resolve().parents:
+                    continue  # never restore our own outputs
+                found.append((f, f.parent.relative_to(p)))
+            if len(found) == n_before:
+                hint = "" if recursive else " (--recursive searches sub-folders)"
+                summary.failed.append((p, f"folder has no supported image files{hint}"))
+        elif p.exists() and not is_supported(p):
+            summary.failed.append((p, f"unsupported file type {p.suffix or '(no suffix)'!r} "
+                                      f"(supported: {' '.join(sorted(SUPPORTED_SUFFIXES))})"))
+        elif not p.exists():
+            summary.failed.append((p, "no such file or folder"))
+        else:
+            found.append((p, Path(".")))
+    # Same stem with different suffixes in one folder (a.tif, a.dm4): keep the suffix.
+    counts: dict[tuple[Path, str], int] = {}
+    for f, rel in found:
+        key = (rel, f.stem.lower())
+        counts[key] = counts.get(key, 0) + 1
+    jobs, seen = [], {}
+    for f, rel in found:
+        stem = f.stem if counts[(rel, f.stem.lower())] == 1 else f"{f.stem}_{f.suffix[1:].lower()}"
+        key = (rel, stem.lower())
+        if f.resolve() in seen.values():
+            continue  # same file given twice
+        if key in seen:
+            summary.failed.append((f, f"output name {rel / stem}_* already used by {seen[key]}"))
+            continue
+        seen[key] = f.resolve()
+        jobs.append(Job(f, rel, stem))
+    return jobs
+
+
+def output_names(job: Job, signal_name: str, figure: bool) -> dict[str, Path]:
+    base = job.stem + (f"_{signal_name}" if signal_name else "")
+    names = {"restored": job.rel_dir / f"{base}_restored.tif",
+             "difference": job.rel_dir / f"{base}_difference.tif"}
+    if figure:
+        names["figure"] = job.rel_dir / f"{base}_figure.png"
+    return names
+
+
+def check_gpu(gpu: int) -> str | None:
+    """Return an error message if Caffe cannot use GPU ``gpu`` (tested in a child process,
+    because a CPU-only Caffe aborts the whole process)."""
+    code = ("import os; os.environ['GLOG_minloglevel']='3'; import caffe; "
+            f"caffe.set_mode_gpu(); caffe.set_device({int(gpu)})")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = (r.stderr.strip().splitlines() or ["unknown error"])[-1]
+        return f"cannot use GPU {gpu}: {tail}"
+    return None
+
+
+def restore_file(job: Job, restorer: Restorer, outdir: Path, args, provenance: dict,
+                 summary: Summary, log) -> None:
+    img = read_image(job.path)
+    for note in img.warnings:
+        log(f"warning: {job.path}: {note}")
+    plans = [(s, output_names(job, s.name, args.figure)) for s in img.signals]
+    if not args.overwrite:
+        existing = [outdir / n for _, names in plans for n in names.values() if (outdir / n).exists()]
+        if existing:
+            summary.skipped.append((job.path, f"output exists: {existing[0]}"))
+            return
+    for signal, names in plans:
+        frames = signal.frames()
+        restored = np.empty(frames.shape, dtype=np.float32)
+        stats = []
+        for k, frame in enumerate(frames):
+            res = restorer.restore(frame, out=restored[k])
+            stats.append({"offset": res.stats.offset, "scale": res.stats.scale,
+                          "tile": res.tile, "windows": res.n_tiles})
+        difference = np.subtract(frames, restored, dtype=np.float32)
+        info = dict(provenance)
+        info.update({
+            "source": str(job.path.resolve()),
+            "source_format": img.reader,
+            "source_dtype": str(signal.data.dtype),
+            "signal": signal.name,
+            "signal_title": signal.title,
+            "frame_shape": list(frames.shape[1:]),
+            "stack_shape": list(signal.stack_shape),
+            "pixel_size": signal.pixel_size.as_dict() if signal.pixel_size else None,
+            "norm_stats": stats,
+            "warnings": img.warnings,
+        })
+        write_tiff(outdir / names["restored"], restored, signal.stack_shape, signal.pixel_size,
+                   dict(info, kind="restored"))
+        write_tiff(outdir / names["difference"], difference, signal.stack_shape, signal.pixel_size,
+                   dict(info, kind="difference = raw - restored"))
+        del difference  # keep peak memory at ~4 image-sized float32 arrays + the net
+        if args.figure:
+            title = str(job.path)
+            if signal.n_frames > 1:
+                title += f"  (frame 1 of {signal.n_frames})"
+            write_figure(outdir / names["figure"], frames[0], restored[0], title, signal.pixel_size)
+    summary.restored.append(job.path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tqdm import tqdm
+
+    def log(msg: str) -> None:
+        tqdm.write(msg, file=sys.stderr)
+
+    model = args.model or default_model()
+    weights = args.weights or DEFAULT_WEIGHTS
+    if not model.is_file():
+        log(f"error: model {model}: no such file (pass --model deploy.prototxt)")
+        return 2
+    if not weights.is_file():
+        log(f"error: weights {weights}: no such file. Pass --weights x.caffemodel, or train one "
+            f"with ./run_training.sh (it writes {DEFAULT_WEIGHTS.relative_to(REPO)}).")
+        return 2
+    if args.tile and args.tile <= 2 * CONTEXT:
+        log(f"error: --tile must be 0 or larger than {2 * CONTEXT} px (got {args.tile})")
+        return 2
+    if args.gpu is not None:
+        err = check_gpu(args.gpu)
+        if err:
+            log(f"error: {err}")
+            return 2
+
+    summary = Summary()
+    outdir = args.outdir
+    jobs = collect_jobs(args.inputs, outdir, args.recursive, summary)
+    for path, reason in summary.failed:
+        log(f"error: {path}: {reason}")
+
+    restorer = None
+    if jobs:
+        try:
+            restorer = Restorer.from_files(model, weights, args.gpu, tile=args.tile)
+        except Exception as err:  # bad prototxt / caffemodel
+            log(f"error: cannot load model {model} with weights {weights}: {err}")
+            return 2
+        provenance = {
+            "software": "stem-restore restore.py",
+            "model": str(model.resolve()),
+            "weights": str(weights.resolve()),
+            "weights_sha256": file_sha256(weights),
+            "parameters": {
+                "tile": "auto" if args.tile is None else args.tile, "context": CONTEXT,
+                "device": "cpu" if args.gpu is None else f"gpu:{args.gpu}",
+                "normalization": "datagen.normalize: (x - 1st percentile) / std, whole image; "
+                                 "output denormalised with the same statistics",
+                "small_image_padding": "symmetric to 49 px, cropped back",
+            },
+        }
+
+    t0 = time.perf_counter()
+    for job in tqdm(jobs, unit="file", desc="restoring", file=sys.stderr, disable=None):
+        try:
+            restore_file(job, restorer, outdir, args, provenance, summary, log)
+        except InputError as err:
+            summary.failed.append((job.path, str(err)))
+            log(f"error: {job.path}: {err}")
+        except Exception as err:  # an output could not be written, etc.
+            reason = f"{type(err).__name__}: {' '.join(str(err).split())}"
+            summary.failed.append((job.path, reason))
+            log(f"error: {job.path}: {reason}")
+    elapsed = time.perf_counter() - t0
+
+    for path, reason in summary.skipped:
+        log(f"skipped: {path}: {reason} (use --overwrite to replace)")
+    log(f"summary: {len(summary.restored)} restored, {len(summary.skipped)} skipped, "
+        f"{len(summary.failed)} failed ({elapsed:.1f} s); outputs in {outdir}")
+    if summary.failed:
+        log("failed files:")
+        for path, reason in summary.failed:
+            log(f"  {path}: {reason}")
+        return 1
+    return 0

@@ -1,0 +1,515 @@
+"""Read micrographs from the file formats microscopists have.
+
+Every reader goes through a maintained library (no hand-written parsers):
+
+========================  ==========================  ===========================
+format                    suffixes                    library
+========================  ==========================  ===========================
+TIFF (8/16/32-bit int,    .tif .tiff                  tifffile
+float, multi-page)
+PNG / JPEG                .png .jpg .jpeg             Pillow
+NumPy array               .npy                        numpy (``allow_pickle=False``)
+Gatan DigitalMicrograph   .dm3 .dm4                   rosettasciio (``rsciio``)
+FEI / TIA                 .ser                        rosettasciio
+Velox and Berkeley EMD    .emd                        rosettasciio
+MRC / MRCS                .mrc .mrcs                  mrcfile
+========================  ==========================  ===========================
+
+Conventions
+-----------
+* A file holds one or more *signals* (DM, Velox EMD and TIFF files can hold
+  several images); each signal is an array of shape ``(*stack, H, W)``.
+  Every frame of a stack (multi-page TIFF, MRC stack, 3-D NPY, Velox frame
+  series, ...) is restored; stacks stay stacks in the output.
+* 3-D NPY and MRC arrays are stacks of frames along the first axis.
+* RGB(A) images (TIFF, PNG, JPEG, DM RGB) are converted to luminance
+  ``Y = 0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601), alpha dropped, with a
+  warning: a STEM detector signal is one channel, and an RGB file is usually
+  a rendered copy of it.
+* Integer, unsigned and float data are accepted and converted to float for the
+  network; the output keeps the input's intensity units.  Complex, boolean,
+  string and object data are refused.
+* The pixel size is kept when the file has one (DM, SER, EMD, MRC, ImageJ or
+  FEI TIFF, TIFF with a centimetre resolution unit), converted to nm when its
+  unit is a length.  PNG/JPEG/NPY carry none.
+
+Errors are raised as :class:`InputError` with a one-line reason; the caller
+adds the file name.
+"""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: File suffixes (lower case) -> reader name.
+SUPPORTED_SUFFIXES: dict[str, str] = {
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".png": "pillow",
+    ".jpg": "pillow",
+    ".jpeg": "pillow",
+    ".npy": "npy",
+    ".dm3": "dm",
+    ".dm4": "dm",
+    ".ser": "ser",
+    ".emd": "emd",
+    ".mrc": "mrc",
+    ".mrcs": "mrc",
+}
+
+#: Smallest accepted frame edge (px).  A 1 x N array is a line profile, not an
+#: image; anything from 2 x 2 up is padded to the receptive field if needed.
+MIN_EDGE = 2
+
+#: BT.601 luma weights for RGB -> luminance.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+# Length units -> metres, for converting pixel sizes to nm.
+_LENGTH_UNITS_M = {
+    "m": 1.0,
+    "cm": 1e-2,
+    "mm": 1e-3,
+    "um": 1e-6,
+    "µm": 1e-6,
+    "μm": 1e-6,
+    "micron": 1e-6,
+    "microns": 1e-6,
+    "micrometer": 1e-6,
+    "micrometre": 1e-6,
+    "nm": 1e-9,
+    "nanometer": 1e-9,
+    "nanometre": 1e-9,
+    "a": 1e-10,
+    "å": 1e-10,
+    "Å": 1e-10,
+    "angstrom": 1e-10,
+    "pm": 1e-12,
+}
+
+
+class InputError(Exception):
+    """A file cannot be restored; ``str(err)`` is a one-line reason."""
+
+
+@dataclass(frozen=True)
+class PixelSize:
+    """Physical size of one pixel.
+
+    Attributes
+    ----------
+    x, y : float
+        Pixel width (fast-scan, columns) and height (slow-scan, rows).
+    unit : str
+        ``"nm"`` for any length unit found in the file (converted), otherwise
+        the file's own unit string (e.g. ``"1/nm"`` for a diffraction pattern).
+    """
+
+    x: float
+    y: float
+    unit: str
+
+    def as_dict(self) -> dict:
+        return {"x": self.x, "y": self.y, "unit": self.unit}
+
+
+@dataclass
+class Signal:
+    """One image (or stack of images) from a file.
+
+    Attributes
+    ----------
+    data : ndarray
+        Real array of shape ``(*stack, H, W)``, in the file's intensity units.
+    pixel_size : PixelSize or None
+    name : str
+        Empty for the only signal of a file; otherwise a short label used in
+        output names (e.g. ``"1_HAADF"``).
+    title : str
+        Title stored in the file, if any.
+    """
+
+    data: np.ndarray
+    pixel_size: PixelSize | None = None
+    name: str = ""
+    title: str = ""
+
+    @property
+    def stack_shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape[:-2])
+
+    @property
+    def n_frames(self) -> int:
+        return int(np.prod(self.stack_shape, dtype=np.int64)) if self.stack_shape else 1
+
+    def frames(self) -> np.ndarray:
+        """View of the data as ``(n_frames, H, W)``."""
+        return self.data.reshape((self.n_frames,) + self.data.shape[-2:])
+
+
+@dataclass
+class ImageFile:
+    """Everything read from one input file."""
+
+    path: Path
+    reader: str
+    signals: list[Signal]
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------
+# pixel-size helpers
+# --------------------------------------------------------------------------
+def normalize_length_unit(value_x: float, value_y: float, unit: str | None) -> PixelSize | None:
+    """Build a :class:`PixelSize`, converting length units to nm.
+
+    Returns None when the unit is missing / "pixel" or the values are not
+    positive finite numbers.
+    """
+    if unit is None:
+        return None
+    u = str(unit).strip()
+    u = u.replace("\\u00B5", "µ").replace("\\u00b5", "µ")
+    if u.lower() in ("", "pixel", "pixels", "px", "<undefined>", "[]", "none"):
+        return None
+    try:
+        vx, vy = float(value_x), float(value_y)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(vx) and math.isfinite(vy) and vx > 0 and vy > 0):
+        return None
+    key = u if u in _LENGTH_UNITS_M else u.lower()
+    if key in _LENGTH_UNITS_M:
+        f = _LENGTH_UNITS_M[key] / 1e-9
+        return PixelSize(vx * f, vy * f, "nm")
+    return PixelSize(vx, vy, u)
+
+
+# --------------------------------------------------------------------------
+# array checks shared by all readers
+# --------------------------------------------------------------------------
+def _to_luminance(rgb: np.ndarray) -> np.ndarray:
+    """RGB(A) on the last axis -> float32 luminance (BT.601), alpha dropped."""
+    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+    return LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
+
+
+def _structured_rgb_to_luminance(a: np.ndarray) -> np.ndarray | None:
+    names = a.dtype.names or ()
+    if all(c in names for c in "RGB"):
+        stacked = np.stack([a["R"], a["G"], a["B"]], axis=-1)
+        return _to_luminance(stacked)
+    return None
+
+
+def check_signal_array(a: np.ndarray) -> np.ndarray:
+    """Validate an image array; return it as a real numeric ndarray.
+
+    Raises
+    ------
+    InputError
+        Empty, fewer than 2 dimensions, frames smaller than
+        ``MIN_EDGE`` x ``MIN_EDGE``, complex / boolean / non-numeric dtype, or
+        any NaN / infinite value.
+    """
+    a = np.asarray(a)
+    if a.dtype.kind == "c":
+        raise InputError(f"complex-valued data ({a.dtype}) is not a micrograph (an FFT?)")
+    if a.dtype.kind == "b":
+        raise InputError("boolean data is a mask, not an intensity image")
+    if a.dtype.kind not in "iuf":
+        raise InputError(f"unsupported data type {a.dtype}")
+    if a.size == 0:
+        raise InputError(f"empty image (shape {a.shape})")
+    if a.ndim < 2:
+        raise InputError(f"{a.ndim}-D data of shape {a.shape}: not an image")
+    h, w = a.shape[-2:]
+    if h < MIN_EDGE or w < MIN_EDGE:
+        raise InputError(
+            f"image of {h} x {w} px is too small (at least {MIN_EDGE} x {MIN_EDGE} px needed)"
+        )
+    if a.dtype.kind == "f":
+        finite = np.isfinite(a)
+        if not finite.all():
+            n_nan = int(np.isnan(a).sum())
+            n_inf = int(a.size - finite.sum() - n_nan)
+            parts = []
+            if n_nan:
+                parts.append(f"{n_nan} NaN")
+            if n_inf:
+                parts.append(f"{n_inf} infinite")
+            where = ""
+            if a.ndim > 2:
+                bad = np.argwhere(~finite.reshape((-1,) + a.shape[-2:]).all(axis=(1, 2)))
+                where = f" (first in frame {int(bad[0, 0]) + 1} of {a.size // (h * w)})"
+            raise InputError(f"contains {' and '.join(parts)} value(s){where}")
+    return a
+
+
+# --------------------------------------------------------------------------
+# readers
+# --------------------------------------------------------------------------
+def _read_tiff(path: Path, notes: list[str]) -> list[Signal]:
+    import tifffile
+
+    signals = []
+    with tifffile.TiffFile(path) as tif:
+        series_list = [s for s in tif.series if s.kind != "reduced"] or list(tif.series)
+        pixel_size = _tiff_pixel_size(tif)
+        for k, series in enumerate(series_list):
+            data = series.asarray()
+            axes = series.axes
+            if "S" in axes:
+                s_ax = axes.index("S")
+                data = np.moveaxis(data, s_ax, -1)
+                n_samples = data.shape[-1]
+                if n_samples in (3, 4):
+                    notes.append("RGB image converted to luminance (0.299 R + 0.587 G + 0.114 B)")
+                    data = _to_luminance(data)
+                elif n_samples == 1:
+                    data = data[..., 0]
+                else:
+                    raise InputError(f"{n_samples} samples per pixel: not a greyscale or RGB image")
+            name = "" if len(series_list) == 1 else str(k)
+            signals.append(Signal(data=data, pixel_size=pixel_size, name=name))
+    return signals
+
+
+def _tiff_pixel_size(tif) -> PixelSize | None:
+    page = tif.pages[0]
+    tags = page.tags
+
+    def res(tagname):
+        t = tags.get(tagname)
+        if t is None:
+            return None
+        v = t.value
+        if isinstance(v, tuple):
+            return v[0] / v[1] if v[1] else None
+        return float(v)
+
+    xres, yres = res("XResolution"), res("YResolution")
+    ij = tif.imagej_metadata
+    if ij and ij.get("unit") and xres and yres:
+        return normalize_length_unit(1.0 / xres, 1.0 / yres, ij["unit"])
+    fei = getattr(tif, "fei_metadata", None)
+    if fei:
+        scan = fei.get("Scan", {}) or {}
+        if "PixelWidth" in scan:
+            return normalize_length_unit(
+                scan["PixelWidth"], scan.get("PixelHeight", scan["PixelWidth"]), "m"
+            )
+    unit_tag = tags.get("ResolutionUnit")
+    if unit_tag is not None and xres and yres:
+        units = {3: "cm", 4: "mm", 5: "um"}
+        u = units.get(int(unit_tag.value))
+        if u:
+            return normalize_length_unit(1.0 / xres, 1.0 / yres, u)
+    return None
+
+
+def _read_pillow(path: Path, notes: list[str]) -> list[Signal]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()  # force decoding now: truncated files fail here
+        mode = im.mode
+        if getattr(im, "n_frames", 1) > 1:
+            notes.append(f"only the first of {im.n_frames} frames is read")
+        if mode in ("1",):
+            raise InputError("1-bit (black/white) image is not an intensity image")
+        if mode in ("P", "PA"):
+            im = im.convert("RGBA" if mode == "PA" else "RGB")
+            mode = im.mode
+        if mode in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+            if mode != "RGB" and mode != "RGBA":
+                im = im.convert("RGB")
+            notes.append("RGB image converted to luminance (0.299 R + 0.587 G + 0.114 B)")
+            data = _to_luminance(np.asarray(im))
+        elif mode == "LA":
+            notes.append("alpha channel dropped")
+            data = np.asarray(im)[..., 0]
+        else:  # L, I, I;16*, F
+            data = np.asarray(im)
+    return [Signal(data=np.array(data))]
+
+
+def _read_npy(path: Path, notes: list[str]) -> list[Signal]:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        msg = str(err)
+        if "allow_pickle" in msg or "pickle" in msg.lower():
+            raise InputError("NPY holds Python objects (pickled data): refused for safety") from err
+        raise
+    if isinstance(data, np.lib.npyio.NpzFile):  # pragma: no cover - .npz not listed
+        raise InputError("NPZ archives are not supported")
+    if data.dtype.names:
+        lum = _structured_rgb_to_luminance(data)
+        if lum is None:
+            raise InputError(f"structured dtype {data.dtype} is not an image")
+        notes.append("RGB image converted to luminance (0.299 R + 0.587 G + 0.114 B)")
+        data = lum
+    return [Signal(data=data)]
+
+
+def _read_mrc(path: Path, notes: list[str]) -> list[Signal]:
+    import mrcfile
+
+    with mrcfile.open(path, mode="r", permissive=False) as mrc:
+        if mrc.data is None:
+            raise InputError("MRC file has no data block")
+        data = np.array(mrc.data)
+        vs = mrc.voxel_size
+        pixel_size = normalize_length_unit(float(vs.x), float(vs.y), "Å")
+    return [Signal(data=data, pixel_size=pixel_size)]
+
+
+def _rsciio_signals(dicts: list[dict], notes: list[str]) -> list[Signal]:
+    """Turn rosettasciio's signal dictionaries into image :class:`Signal` s."""
+    images = []
+    skipped = []
+    for d in dicts:
+        data = np.asarray(d["data"])
+        axes = d.get("axes", [])
+        title = str(d.get("metadata", {}).get("General", {}).get("title", "") or "")
+        sig_axes = [a for a in axes if not a.get("navigate", False)]
+        if len(sig_axes) != 2 or data.ndim < 2:
+            kind = {0: "scalar", 1: "1-D spectrum/profile"}.get(len(sig_axes), f"{len(sig_axes)}-D")
+            skipped.append(f"{kind} signal{(' ' + repr(title)) if title else ''} of shape {data.shape}")
+            continue
+        if data.dtype.names:
+            lum = _structured_rgb_to_luminance(data)
+            if lum is None:
+                raise InputError(f"structured dtype {data.dtype} is not an image")
+            notes.append("RGB image converted to luminance (0.299 R + 0.587 G + 0.114 B)")
+            data = lum
+        ay, ax = sig_axes[0], sig_axes[1]
+        unit = ax.get("units") or None
+        pixel_size = normalize_length_unit(ax.get("scale", 1.0), ay.get("scale", 1.0), unit)
+        images.append(Signal(data=data, pixel_size=pixel_size, title=title))
+    if not images:
+        found = "; ".join(skipped) if skipped else "no signal"
+        raise InputError(f"no 2-D image in file (found: {found})")
+    if skipped:
+        notes.append("ignored non-image signals: " + "; ".join(skipped))
+    if len(images) > 1:
+        for k, s in enumerate(images):
+            label = re.sub(r"[^A-Za-z0-9.-]+", "-", s.title).strip("-")[:40]
+            s.name = f"{k}_{label}" if label else str(k)
+    return images
+
+
+def _read_dm(path: Path, notes: list[str]) -> list[Signal]:
+    from rsciio.digitalmicrograph import file_reader
+
+    return _rsciio_signals(file_reader(str(path)), notes)
+
+
+def _read_ser(path: Path, notes: list[str]) -> list[Signal]:
+    from rsciio.tia import file_reader
+
+    return _rsciio_signals(file_reader(str(path)), notes)
+
+
+def _read_emd(path: Path, notes: list[str]) -> list[Signal]:
+    import h5py
+    from rsciio.emd import file_reader
+
+    if not h5py.is_hdf5(path):
+        raise InputError("not an HDF5 file (EMD files are HDF5)")
+    return _rsciio_signals(file_reader(str(path)), notes)
+
+
+FORMAT_NAMES = {
+    "tiff": "TIFF",
+    "pillow": "PNG/JPEG",
+    "npy": "NPY",
+    "dm": "DM3/DM4",
+    "ser": "TIA SER",
+    "emd": "EMD",
+    "mrc": "MRC",
+}
+
+_READERS = {
+    "tiff": _read_tiff,
+    "pillow": _read_pillow,
+    "npy": _read_npy,
+    "dm": _read_dm,
+    "ser": _read_ser,
+    "emd": _read_emd,
+    "mrc": _read_mrc,
+}
+
+
+def is_supported(path: str | Path) -> bool:
+    """True if the suffix of ``path`` names a readable format."""
+    return Path(path).suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def read_image(path: str | Path) -> ImageFile:
+    """Read every image signal of a micrograph file.
+
+    Parameters
+    ----------
+    path : str or Path
+        File with one of :data:`SUPPORTED_SUFFIXES`.
+
+    Returns
+    -------
+    ImageFile
+        Signals with arrays of shape ``(*stack, H, W)``, validated by
+        :func:`check_signal_array`, and notes (warnings) for the user.
+
+    Raises
+    ------
+    InputError
+        One-line reason: missing, empty, unsupported, unreadable/truncated,
+        not an image, NaN-containing, ...
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(
+            f"unsupported file type {suffix or '(no suffix)'!r} "
+            f"(supported: {' '.join(sorted(SUPPORTED_SUFFIXES))})"
+        )
+    if not path.exists():
+        raise InputError("no such file")
+    if path.is_dir():
+        raise InputError("is a directory, not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError("empty file (0 bytes)")
+    reader_name = SUPPORTED_SUFFIXES[suffix]
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            # Library chatter (e.g. rsciio's tag parsing) must not hide our one-line errors.
+            warnings.simplefilter("ignore")
+            signals = _READERS[reader_name](path, notes)
+    except InputError:
+        raise
+    except MemoryError as err:
+        raise InputError("not enough memory to read it") from err
+    except Exception as err:  # library errors: truncated / corrupt / wrong content
+        msg = " ".join(str(err).split()) or type(err).__name__
+        if len(msg) > 160:
+            msg = msg[:157] + "..."
+        raise InputError(
+            f"cannot read as {FORMAT_NAMES[reader_name]} (truncated or corrupt?): "
+            f"{type(err).__name__}: {msg}"
+        ) from err
+    checked = []
+    for s in signals:
+        try:
+            s.data = check_signal_array(s.data)
+        except InputError as err:
+            label = f"signal {s.name}: " if s.name else ""
+            raise InputError(f"{label}{err}") from None
+        checked.append(s)
+    return ImageFile(path=path, reader=reader_name, signals=checked, warnings=notes)

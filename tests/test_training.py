@@ -1,0 +1,146 @@
+"""run_training.sh end to end with real Caffe on a tiny preset: Adam -> SGD handoff,
+falling test loss, and a killed-and-resumed run ending with the same weights."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from evaluate.checks import parse_caffe_log
+
+SCRIPT = REPO / "run_training.sh"
+
+# A tiny preset in the shape of solvers/quick: 52x52 patches, batch 2, an
+# epoch of 4 iterations, Adam 8 iterations (snapshots at 4 and 8), SGD 4.
+RUN_ENV = """\
+DATAGEN_PRESET=quick
+TRAIN_NET=train_hdf5.prototxt
+PATCH_SIZE=52
+BATCH_SIZE=2
+TRAIN_COUNT=8
+TRAIN_SEED=1
+TEST_COUNT=4
+TEST_SEED=2
+ADAM_MAX_ITER=8
+SGD_MAX_ITER=4
+EVAL_SIZE=64
+EVAL_COUNT=1
+EVAL_SEED=1000
+EVAL_ARGS="--val-count 1 --doses 300 --families shot_noise,scan_lines --bm3d off --examples 1"
+RESTORE_EXAMPLES=0
+"""
+
+
+def solver(kind: str, max_iter: int, lr: str) -> str:
+    text = (REPO / "solvers" / "quick" / f"{kind}.prototxt").read_text()
+    for key, value in (("test_iter", 2), ("test_interval", 4), ("max_iter", max_iter),
+                       ("snapshot", 4), ("display", 1), ("average_loss", 1), ("base_lr", lr)):
+        lines = [f"{key}: {value}" if line.split(":")[0] == key else line for line in text.splitlines()]
+        text = "\n".join(lines) + "\n"
+    return text
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny_preset")
+    (d / "run.env").write_text(RUN_ENV)
+    (d / "adam.prototxt").write_text(solver("adam", 8, "0.0003"))
+    (d / "sgd.prototxt").write_text(solver("sgd", 4, "1e-7"))
+    return d
+
+
+def run_training(preset, run, **kw):
+    return subprocess.run(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(run), "--workers", "1"],
+                          capture_output=True, text=True, timeout=900, **kw)
+
+
+def weights(caffe, run):
+    net = caffe.Net(str(run / "deploy.prototxt"), str(run / "final.caffemodel"), caffe.TEST)
+    return {name: [b.data.copy() for b in blobs] for name, blobs in net.params.items()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(preset, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run_a")
+    result = run_training(preset, run)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run, result
+
+
+def test_pipeline_writes_everything_of_a_run(uninterrupted):
+    run, result = uninterrupted
+    for name in ("config.env", "train.prototxt", "deploy.prototxt", "adam.prototxt", "sgd.prototxt",
+                 "logs/adam.log", "logs/sgd.log", "snapshots/adam_iter_8.caffemodel",
+                 "snapshots/sgd_iter_4.caffemodel", "final.caffemodel", "loss.png",
+                 "eval/results.md", "eval/results.csv", "eval/figure.png", "eval/checklist.md"):
+        assert (run / name).exists(), name
+    assert "batch_size: 2" in (run / "train.prototxt").read_text()
+
+
+def test_adam_hands_its_weights_to_sgd_and_test_loss_falls(uninterrupted):
+    run, _ = uninterrupted
+    adam = parse_caffe_log((run / "logs" / "adam.log").read_text())
+    sgd = parse_caffe_log((run / "logs" / "sgd.log").read_text())
+    assert adam.solver_type == "Adam" and sgd.solver_type == "SGD"
+    assert sgd.finetune_from and sgd.finetune_from.endswith("adam_iter_8.caffemodel")
+    adam_tests = dict(adam.test_losses)
+    sgd_tests = dict(sgd.test_losses)
+    # SGD's first test (iteration 0, before any SGD step) sees exactly Adam's final weights.
+    assert sgd_tests[0] == pytest.approx(adam_tests[8], rel=1e-5)
+    assert sgd_tests[4] < adam_tests[0]
+
+
+def test_a_finished_run_is_not_retrained(preset, uninterrupted):
+    run, _ = uninterrupted
+    before = (run / "final.caffemodel").stat().st_mtime_ns
+    again = run_training(preset, run)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "adam: finished earlier" in again.stdout and "sgd: finished earlier" in again.stdout
+    assert (run / "snapshots" / "sgd_iter_4.caffemodel").stat().st_mtime_ns <= before
+
+
+def test_killed_run_resumes_to_the_same_weights(caffe, preset, uninterrupted, tmp_path):
+    run = tmp_path / "run_b"
+    proc = subprocess.Popen(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(run), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = run / "logs" / "adam.log"
+    deadline = time.time() + 600
+    try:
+        # Kill once the iteration-4 snapshot is complete (Caffe logs the next test after writing it).
+        while time.time() < deadline:
+            text = log.read_text() if log.exists() else ""
+            if "adam_iter_4.solverstate" in text and "Iteration 4, Testing net" in text:
+                break
+            assert proc.poll() is None, "run_training.sh ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no iteration-4 snapshot within the deadline")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (run / "final.caffemodel").exists()
+
+    resumed = run_training(preset, run)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "adam: resuming from adam_iter_4.solverstate" in resumed.stdout
+    a, b = weights(caffe, uninterrupted[0]), weights(caffe, run)
+    for name in a:
+        for wa, wb in zip(a[name], b[name]):
+            np.testing.assert_array_equal(wa, wb, err_msg=name)
+
+
+def test_another_config_in_the_same_run_folder_is_refused(preset, uninterrupted, tmp_path):
+    other = tmp_path / "other_preset"
+    other.mkdir()
+    for f in ("adam.prototxt", "sgd.prototxt"):
+        (other / f).write_text((preset / f).read_text())
+    (other / "run.env").write_text(RUN_ENV.replace("TRAIN_SEED=1", "TRAIN_SEED=3"))
+    result = run_training(other, uninterrupted[0])
+    assert result.returncode != 0 and "started with other settings" in result.stderr
