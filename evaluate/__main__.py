@@ -23,7 +23,6 @@ standard deviation of line-to-line shifts along x (px) and their mean.
 from __future__ import annotations
 
 import argparse
-import functools
 import shlex
 import sys
 import time
@@ -178,10 +177,17 @@ def cmd_run(argv: list[str]) -> int:
 
     net = cnn = None
     if a.weights:
-        from .cnn import cnn_restore, load_net
+        from restoration.engine import Restorer  # the same forward pass as restore.py
 
-        net = load_net(a.model, a.weights, gpu=a.gpu)
-        cnn = functools.partial(cnn_restore, net)
+        for path, what in ((a.model, "deploy prototxt"), (a.weights, "caffemodel")):
+            if not Path(path).is_file():  # Caffe would abort the whole process
+                print(f"error: {path}: {what} not found", file=sys.stderr)
+                return 2
+        restorer = Restorer.from_files(a.model, a.weights, gpu=a.gpu)
+        net = restorer.net
+
+        def cnn(image):
+            return restorer.restore(image).restored
 
     arch_text, ok = architecture_checklist(a.model, net)
     if a.train_log_dir:

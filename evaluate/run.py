@@ -124,7 +124,7 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
     baselines : sequence of Baseline
         Methods to tune and score.
     cnn : callable, optional
-        ``cnn(distorted) -> restored`` (e.g. ``partial(cnn_restore, net)``).
+        ``cnn(distorted) -> restored`` (e.g. ``lambda im: Restorer(net).restore(im).restored``).
     n_examples : int
         How many test images to keep (raw, clean, each method) for the figure.
     """

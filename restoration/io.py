@@ -338,6 +338,17 @@ def _read_pillow(path: Path, notes: list[str]) -> list[Signal]:
     return [Signal(data=np.array(data))]
 
 
+def _structured_to_image(data: np.ndarray, notes: list[str]) -> np.ndarray:
+    """A structured (RGB record) array as luminance, with a note; other arrays unchanged."""
+    if not data.dtype.names:
+        return data
+    lum = _structured_rgb_to_luminance(data)
+    if lum is None:
+        raise InputError(f"structured dtype {data.dtype} is not an image")
+    notes.append("RGB image converted to luminance (0.299 R + 0.587 G + 0.114 B)")
+    return lum
+
+
 def _read_npy(path: Path, notes: list[str]) -> list[Signal]:
     try:
         data = np.load(path, allow_pickle=False)
@@ -348,13 +359,7 @@ def _read_npy(path: Path, notes: list[str]) -> list[Signal]:
         raise
     if isinstance(data, np.lib.npyio.NpzFile):  # pragma: no cover - .npz not listed
         raise InputError("NPZ archives are not supported")
-    if data.dtype.names:
-        lum = _structured_rgb_to_luminance(data)
-        if lum is None:
-            raise InputError(f"structured dtype {data.dtype} is not an image")
-        notes.append("RGB image converted to luminance (0.299 R + 0.587 G + 0.114 B)")
-        data = lum
-    return [Signal(data=data)]
+    return [Signal(data=_structured_to_image(data, notes))]
 
 
 def _read_mrc(path: Path, notes: list[str]) -> list[Signal]:
@@ -382,12 +387,7 @@ def _rsciio_signals(dicts: list[dict], notes: list[str]) -> list[Signal]:
             kind = {0: "scalar", 1: "1-D spectrum/profile"}.get(len(sig_axes), f"{len(sig_axes)}-D")
             skipped.append(f"{kind} signal{(' ' + repr(title)) if title else ''} of shape {data.shape}")
             continue
-        if data.dtype.names:
-            lum = _structured_rgb_to_luminance(data)
-            if lum is None:
-                raise InputError(f"structured dtype {data.dtype} is not an image")
-            notes.append("RGB image converted to luminance (0.299 R + 0.587 G + 0.114 B)")
-            data = lum
+        data = _structured_to_image(data, notes)
         ay, ax = sig_axes[0], sig_axes[1]
         unit = ax.get("units") or None
         pixel_size = normalize_length_unit(ax.get("scale", 1.0), ay.get("scale", 1.0), unit)

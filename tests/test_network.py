@@ -84,7 +84,7 @@ def test_train_nets_feed_euclidean_loss_from_both_data_formats(caffe):
     assert not any(layer.HasField("transform_param") for layer in data_layers)
 
 
-@pytest.mark.parametrize("preset", ["quick", "paper"])
+@pytest.mark.parametrize("preset", ["quick", "cpu", "paper"])
 def test_solvers_write_out_adam_and_sgd_settings(caffe, preset):
     adam = parse_solver(caffe, REPO / "solvers" / preset / "adam.prototxt")
     assert adam.type == "Adam"
