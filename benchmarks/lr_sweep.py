@@ -14,6 +14,7 @@ DATA_DIR holds train/ and test/ from ``python -m datagen`` (HDF5).
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import re
 import shutil
@@ -39,7 +40,8 @@ def train(workdir: pathlib.Path, solver: str, weights: str | None = None) -> tup
     args = [str(CAFFE), "train", "--solver=solver.prototxt"]
     if weights:
         args.append(f"--weights={weights}")
-    run = subprocess.run(args, cwd=workdir, capture_output=True, text=True)
+    run = subprocess.run(args, cwd=workdir, capture_output=True, text=True,
+                         env={**os.environ, "GLOG_minloglevel": "0"})  # the losses are read from the log
     (workdir / "caffe.log").write_text(run.stderr)
     if run.returncode != 0:
         raise RuntimeError(f"caffe failed in {workdir}: {run.stderr[-500:]}")

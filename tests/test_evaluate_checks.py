@@ -1,4 +1,5 @@
 """Architecture checklist (from prototxt and from the loaded net) and Caffe log parsing."""
+import os
 from pathlib import Path
 
 import pytest
@@ -253,7 +254,8 @@ def test_training_checklist_on_real_caffe_logs(tmp_path):
     for name, extra in (("adam", []), ("sgd", ["--weights=snapshots/adam_iter_3.caffemodel"])):
         with open(logs / f"{name}.log", "w") as log:
             subprocess.run([str(caffe_bin), "train", f"--solver={name}.prototxt", *extra], cwd=tmp_path,
-                           stderr=log, stdout=subprocess.DEVNULL, check=True, timeout=120)
+                           stderr=log, stdout=subprocess.DEVNULL, check=True, timeout=120,
+                           env={**os.environ, "GLOG_minloglevel": "0"})  # pycaffe users set it to 2
     items = {i.claim: i for i in checks.check_training_logs(logs)}
     assert items["Adam stage, then SGD stage"].passed, items["Adam stage, then SGD stage"].found
     assert items["SGD starts from the Adam stage's weights"].passed
