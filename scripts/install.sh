@@ -211,9 +211,16 @@ unpack_source() {
   fi
   [ -f "$into/CMakeLists.txt" ] && [ -d "$into/src/caffe" ] || die "$into does not look like a Caffe source tree."
   local p
-  for p in "$PATCHES"/*.patch; do
+  for p in $(variant_patches); do
     (cd "$into" && patch -p1 --forward --silent < "$p") || die "patch $(basename "$p") does not apply."
   done
+}
+
+# The patches of this build: scripts/patches/*.patch for every build, and
+# scripts/patches/cuda/*.patch (CUDA-only code) for the GPU build.
+variant_patches() {
+  ls "$PATCHES"/*.patch
+  if [ "$VARIANT" = cuda ]; then ls "$PATCHES"/cuda/*.patch; fi
 }
 
 # --- 5. Configure, build, verify --------------------------------------------
@@ -272,7 +279,7 @@ build_caffe() {
   cmake_flags
   numpy_v=$("$VENV/bin/python" -c 'import numpy; print(numpy.__version__)')
   recipe=$( { echo "recipe=$RECIPE_VERSION $source_id $VARIANT ${CMAKE_FLAGS[*]} numpy=$numpy_v cpp_tests=$CPP_TESTS";
-              cat "$PATCHES"/*.patch; } | sha256sum | cut -c1-64)
+              cat $(variant_patches); } | sha256sum | cut -c1-64)
   if stamp_ok "$dir/RECIPE" "$recipe" && [ -x "$dir/build/tools/caffe" ]; then
     say "caffe ($VARIANT): built, recipe unchanged"
     return
