@@ -8,32 +8,18 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from datagen.writers.atomic import atomic_write_bytes
+
 from .metrics import PSNR_CAP_DB
 from .run import ConditionResult, Score
 
 __all__ = ["atomic_write_bytes", "write_csv", "markdown_report", "write_figure", "cnn_verdict"]
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_csv(path: str | Path, scores: Sequence[Score]) -> None:

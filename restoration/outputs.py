@@ -22,12 +22,12 @@ with the source path, model, weights and their SHA-256, and all parameters.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from datagen.writers.atomic import atomic_path as _atomic_path
 
 from .io import PixelSize
 
@@ -41,17 +41,8 @@ def atomic_path(final: Path):
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp" + final.suffix, dir=final.parent)
-    os.close(fd)
-    try:
+    with _atomic_path(final, suffix=".tmp" + final.suffix) as tmp:
         yield Path(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_tiff(path: Path, frames: np.ndarray, stack_shape: tuple[int, ...],

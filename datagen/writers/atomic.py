@@ -1,4 +1,7 @@
-"""Atomic file creation: write to a temporary name in the target folder, then rename."""
+"""Atomic file creation: write to a temporary name in the target folder, then rename.
+
+Shared by datagen, restore.py (restoration.outputs) and evaluate (evaluate.report).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -39,3 +42,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
             fh.write(text)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
