@@ -106,7 +106,9 @@ latest_state() {  # prefix -> newest whole .solverstate, or nothing
 
 train_stage() {  # name max_iter [--weights=...]
   local name=$1 max_iter=$2 init=${3:-} state
-  if [ -f "$RUN/snapshots/${name}_iter_${max_iter}.caffemodel" ]; then
+  # Finished = the last snapshot is whole (Caffe writes the .caffemodel first, then the .solverstate).
+  if [ -f "$RUN/snapshots/${name}_iter_${max_iter}.solverstate" ] &&
+     snapshot_ok "$RUN/snapshots/${name}_iter_${max_iter}.solverstate"; then
     say "$name: finished earlier (${name}_iter_${max_iter}.caffemodel), not rerun"; return
   fi
   state=$(latest_state "$name")
@@ -127,15 +129,19 @@ train_stage() {  # name max_iter [--weights=...]
 train_stage adam "$ADAM_MAX_ITER"
 # SGD starts from Adam's final weights; a solverstate cannot cross solver types.
 train_stage sgd "$SGD_MAX_ITER" "--weights=snapshots/adam_iter_${ADAM_MAX_ITER}.caffemodel"
-cp "$RUN/snapshots/sgd_iter_${SGD_MAX_ITER}.caffemodel" "$RUN/final.caffemodel.part"
-mv "$RUN/final.caffemodel.part" "$RUN/final.caffemodel"
+if ! [ "$RUN/final.caffemodel" -nt "$RUN/snapshots/sgd_iter_${SGD_MAX_ITER}.caffemodel" ]; then
+  cp "$RUN/snapshots/sgd_iter_${SGD_MAX_ITER}.caffemodel" "$RUN/final.caffemodel.part"
+  mv "$RUN/final.caffemodel.part" "$RUN/final.caffemodel"
+fi
 
 # --- 4. loss curve, evaluation, restored examples ----------------------------
-"$PY" -m evaluate.losscurve "$RUN/logs" -o "$RUN/loss.png"
-"$PY" -m evaluate --model "$RUN/deploy.prototxt" --weights "$RUN/final.caffemodel" \
+# (each step is skipped when its output is newer than final.caffemodel)
+fresh() { [ "$1" -nt "$RUN/final.caffemodel" ]; }
+fresh "$RUN/loss.png" || "$PY" -m evaluate.losscurve "$RUN/logs" -o "$RUN/loss.png"
+fresh "$RUN/eval/results.md" || "$PY" -m evaluate --model "$RUN/deploy.prototxt" --weights "$RUN/final.caffemodel" \
   --preset "$DATAGEN_PRESET" --size "$EVAL_SIZE" --count "$EVAL_COUNT" --seed "$EVAL_SEED" \
   --out "$RUN/eval" --train-log-dir "$RUN/logs" ${GPU:+--gpu "${GPU%%,*}"} ${EVAL_ARGS:-}
-if [ -d "$ROOT/examples" ] && [ "${RESTORE_EXAMPLES:-1}" = 1 ]; then
+if [ -d "$ROOT/examples" ] && [ "${RESTORE_EXAMPLES:-1}" = 1 ] && ! fresh "$RUN/restored"; then
   "$PY" "$ROOT/restore.py" "$ROOT/examples" -o "$RUN/restored" --model "$RUN/deploy.prototxt" \
     --weights "$RUN/final.caffemodel" --figure --overwrite ${GPU:+--gpu "${GPU%%,*}"}
 fi
