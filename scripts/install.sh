@@ -332,7 +332,7 @@ caffe.set_mode_cpu()
 b = caffe.io.array_to_blobproto(np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3))
 assert list(b.shape.dim) == [1, 1, 2, 3] and caffe_pb2.BlobProto.FromString(b.SerializeToString()).data[5] == 5
 PY
-  say "pycaffe: import caffe OK ($VARIANT); caffe tool: $VENV/bin/caffe"
+  say "pycaffe: import caffe OK (${dir##*/} build); caffe tool: $VENV/bin/caffe"
 }
 
 if [ "$FETCH_ONLY" = 1 ]; then
