@@ -335,17 +335,23 @@ PY
   say "pycaffe: import caffe OK (${dir##*/} build); caffe tool: $VENV/bin/caffe"
 }
 
-if [ "$FETCH_ONLY" = 1 ]; then
-  command -v apt-get >/dev/null 2>&1 || die "--fetch-source needs apt-get (Debian)."
-  prepare_source >/dev/null
-  say "source: $CACHE/downloads/$ORIG_TARBALL (sha256 verified)"
-  exit 0
-fi
-check_prerequisites
-install_apt_packages
-check_boost_python
-install_venv
-SOURCE_ID=$(prepare_source)
-build_caffe "$SOURCE_ID"
-link_into_venv
-say "done"
+main() {
+  if [ "$FETCH_ONLY" = 1 ]; then
+    command -v apt-get >/dev/null 2>&1 || die "--fetch-source needs apt-get (Debian)."
+    prepare_source >/dev/null
+    say "source: $CACHE/downloads/$ORIG_TARBALL (sha256 verified)"
+    return
+  fi
+  check_prerequisites
+  install_apt_packages
+  check_boost_python
+  install_venv
+  local source_id
+  source_id=$(prepare_source)
+  build_caffe "$source_id"
+  link_into_venv
+  say "done"
+}
+
+# Sourced (by tests) it only defines the steps; executed, it runs them.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main; fi

@@ -53,3 +53,36 @@ def test_dockerfile_lints_clean():
     run = subprocess.run([str(hadolint), "--config", str(REPO / ".hadolint.yaml"),
                           str(REPO / "Dockerfile")], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_no_network_is_a_clear_error(tmp_path):
+    """A fresh checkout (no .venv) in a network namespace without network."""
+    import shutil
+
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        import pytest
+
+        pytest.skip("this machine does not allow network namespaces (unshare -n)")
+    shutil.copytree(REPO / "scripts", tmp_path / "scripts")
+    shutil.copy(REPO / "requirements.txt", tmp_path / "requirements.txt")
+    run = subprocess.run(["unshare", "-n", "bash", str(tmp_path / "scripts" / "install.sh")],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PIP_RETRIES": "0", "PIP_TIMEOUT": "3"})
+    assert run.returncode != 0
+    assert "no network to the Python package registry" in run.stderr
+    assert not (tmp_path / ".caffe" / "cpu").exists()  # stopped before building anything
+
+
+def test_missing_packages_without_root_is_a_clear_error():
+    """As an unprivileged user (no sudo), a missing system package stops the install with a reason."""
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("needs root to switch to an unprivileged user")
+    script = (f'source "{INSTALL}"; APT_PACKAGES=(cmake no-such-package-stem-restore); '
+              'check_prerequisites; install_apt_packages')
+    run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "bash", "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHON": "/usr/bin/python3"})
+    assert run.returncode != 0
+    assert "missing system packages (no-such-package-stem-restore) and no root" in run.stderr
