@@ -2,7 +2,7 @@
 
     python restore.py INPUT... -o OUTDIR [--model deploy.prototxt]
         [--weights x.caffemodel] [--gpu N] [--recursive] [--figure]
-        [--overwrite] [--tile N]
+        [--overwrite] [--tile N] [--engine auto|layers|net]
 
 INPUTs are files and/or folders (a folder's supported files; sub-folders with
 ``--recursive``).  Outputs mirror the input folder structure under OUTDIR
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import DEFAULT_TILE, Restorer, file_sha256
+from .engine import DEFAULT_TILE, ENGINES, STREAM_WINDOW, Restorer, file_sha256
 from .io import SUPPORTED_SUFFIXES, InputError, is_supported, read_image
 from .outputs import write_figure, write_tiff
 from .tiling import CONTEXT
@@ -53,10 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", action="store_true", help="also write <stem>_figure.png (raw | restored | difference)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip the file)")
     p.add_argument("--tile", type=int, default=None, metavar="N",
-                   help=f"window edge fed to the net in px (default: {DEFAULT_TILE}, smaller for "
-                        f"huge images so memory stays under ~3.6 GB; Caffe needs about 73 kB per "
-                        f"window pixel; 0 = whole image at once); windows overlap by {CONTEXT} px, "
+                   help=f"window edge fed to the net in px (default: automatic, so that memory stays "
+                        f"under ~3.6 GB: up to {STREAM_WINDOW} px with the layers engine, {DEFAULT_TILE} px "
+                        f"with the net engine; 0 = whole image at once); windows overlap by {CONTEXT} px, "
                         f"so the result does not depend on it")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="layers: Caffe's layers one at a time over row strips (512 B per window pixel); "
+                        "net: the whole deploy net per window (~73 kB per window pixel); "
+                        "auto (default): layers on CPU when the net is a plain convolution chain, else net")
     return p
 
 
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     restorer = None
     if jobs:
         try:
-            restorer = Restorer.from_files(model, weights, args.gpu, tile=args.tile)
+            restorer = Restorer.from_files(model, weights, args.gpu, tile=args.tile, engine=args.engine)
         except Exception as err:  # bad prototxt / caffemodel
             log(f"error: cannot load model {model} with weights {weights}: {err}")
             return 2
@@ -233,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             "weights_sha256": file_sha256(weights),
             "parameters": {
                 "tile": "auto" if args.tile is None else args.tile, "context": CONTEXT,
+                "engine": restorer.engine,
                 "device": "cpu" if args.gpu is None else f"gpu:{args.gpu}",
                 "normalization": "datagen.normalize: (x - 1st percentile) / std, whole image; "
                                  "output denormalised with the same statistics",

@@ -1,23 +1,31 @@
-"""pycaffe forward pass: normalise, pad small images, tile large ones.
+"""pycaffe forward pass: normalise, pad small images, window large ones.
 
-Memory
-------
-BVLC Caffe gives every convolution layer its own im2col buffer of
-``C_in * k * k * H * W`` floats (6,400 bytes per pixel for a 64-channel 5x5
-layer) plus a 64-channel output blob (256 bytes per pixel), so the 12-layer
-net needs about 73 kB per pixel of the image it is reshaped to -- 19 GB for a
-whole 512 x 512 image.  Images are therefore pushed through in windows of
-``tile x tile`` px (:data:`DEFAULT_TILE` = 192: about 2.7 GB of Caffe
-memory), whatever the image size, so the net's memory is bounded by the tile,
-not the image.  Only the image-sized arrays grow with the image (about
-28 bytes/px); for images above ~6000^2 px :func:`auto_tile` shrinks the window
-so that the whole stays within :data:`MEMORY_BUDGET` (3.6 GB).
+Engines
+-------
+``layers`` (default on CPU for the paper's net): :class:`restoration.stream.LayerStream`
+runs Caffe's own Convolution/ReLU layers one layer at a time over row strips,
+keeping only two 64-channel activation arrays per window (512 bytes per window
+pixel) and one strip-sized im2col buffer.  Windows are up to
+:data:`STREAM_WINDOW` = 2048 px, so most micrographs go through in one piece
+and huge ones waste only a few per cent on window overlap.
+
+``net``: the whole deploy net reshaped to the window.  BVLC Caffe gives every
+convolution layer its own im2col buffer of ``C_in * k * k * H * W`` floats
+(6,400 bytes per pixel for a 64-channel 5x5 layer) plus a 64-channel output
+blob, so the 12-layer net needs about 73 kB per window pixel -- 19 GB for a
+whole 512 x 512 image.  Windows are therefore :data:`DEFAULT_TILE` = 192 px
+(about 2.7 GB of Caffe memory).  Used for nets that are not a plain chain of
+same-size convolutions, and on a GPU.
+
+In both, only the image-sized arrays grow with the image (about
+:data:`IMAGE_BYTES_PER_PIXEL`); :func:`auto_tile` picks the largest window
+that keeps the whole within :data:`MEMORY_BUDGET` (3.6 GB).
 
 Exactness
 ---------
 Statistics for :func:`datagen.normalize.normalize` come from the whole image
-(never per tile), and windows overlap by the 24 px receptive-field radius
-(:mod:`restoration.tiling`), so the tiled result equals the whole-image one.
+(never per window), and windows overlap by the 24 px receptive-field radius
+(:mod:`restoration.tiling`), so the windowed result equals the whole-image one.
 Images with an edge below 49 px are padded (``symmetric``) to 49 px, restored
 and cropped back.
 """
@@ -32,10 +40,17 @@ import numpy as np
 
 from datagen.normalize import NormStats, denormalize, norm_stats, normalize
 
+from .stream import LayerStream
 from .tiling import CONTEXT, RECEPTIVE_FIELD, pad_widths_to_min, plan_tiles
 
-#: Largest window edge fed to the network (px); 192^2 px x ~73 kB/px = 2.7 GB.
+#: Largest window edge of the ``net`` engine (px); 192^2 px x ~73 kB/px = 2.7 GB.
 DEFAULT_TILE = 192
+#: Largest window edge of the ``layers`` engine (px); 2048^2 px x 512 B/px = 2.1 GB.
+STREAM_WINDOW = 2048
+#: Smallest automatic window edge of the ``layers`` engine (px): 134 MB.
+MIN_STREAM_WINDOW = 512
+#: Engines of :class:`Restorer` (see the module docstring).
+ENGINES = ("auto", "layers", "net")
 #: Smallest window edge chosen automatically (px): below this the 24 px
 #: overlaps cost more than half of the compute.
 MIN_AUTO_TILE = 112
@@ -87,14 +102,53 @@ def load_net(model: str | Path, weights: str | Path, gpu: int | None = None):
 
 
 def auto_tile(shape: tuple[int, int], budget: float = MEMORY_BUDGET) -> int:
-    """Window edge (px) for an image of ``shape`` so that net + image fit ``budget``.
+    """Window edge (px) of the ``net`` engine for an image of ``shape``.
 
     :data:`DEFAULT_TILE` unless the image itself is so large (above ~6000^2 px)
-    that a smaller window is needed, never below :data:`MIN_AUTO_TILE`.
+    that a smaller window is needed to keep net + image within ``budget``,
+    never below :data:`MIN_AUTO_TILE`.
     """
     free = budget - IMAGE_BYTES_PER_PIXEL * float(shape[0]) * float(shape[1])
     edge = int(np.sqrt(max(free, 0.0) / CAFFE_BYTES_PER_PIXEL))
     return int(max(MIN_AUTO_TILE, min(DEFAULT_TILE, edge)))
+
+
+def _even_split(length: int, count: int, context: int) -> int:
+    """Window size that covers ``length`` px with ``count`` overlapping windows."""
+    return length if count == 1 else -(-(length - 2 * context) // count) + 2 * context
+
+
+def auto_window(shape: tuple[int, int], stream: LayerStream, budget: float = MEMORY_BUDGET,
+                context: int = CONTEXT) -> tuple[int, int]:
+    """Window (rows, columns) of the ``layers`` engine for an image of ``shape``.
+
+    The window's area is bounded by the memory left after the image-sized
+    arrays and the strip nets (512 bytes per window pixel), and its edges by
+    :data:`STREAM_WINDOW`; among the window grids that fit, the one pushing
+    the fewest pixels through the net wins, with windows splitting each axis
+    evenly (8192^2 px: 5 x 5 windows of 1677 px, 1.05x the image's pixels,
+    rather than 4 full ones and a fifth that is mostly overlap).  Never below
+    :data:`MIN_STREAM_WINDOW` px per edge.
+    """
+    h, w = (int(n) for n in shape)
+    free = budget - IMAGE_BYTES_PER_PIXEL * float(h) * float(w) - stream.strip_bytes(min(STREAM_WINDOW, w))
+    area = max(free / LayerStream.bytes_per_pixel(stream.max_channels), float(MIN_STREAM_WINDOW) ** 2)
+    best = None
+    for n_rows in range(1, h // (MIN_STREAM_WINDOW - 2 * context) + 2):
+        th = _even_split(h, n_rows, context)
+        if th > STREAM_WINDOW:
+            continue
+        tw_max = int(min(STREAM_WINDOW, area // th))
+        if tw_max < min(w, MIN_STREAM_WINDOW):
+            break
+        n_cols = 1 if tw_max >= w else -(-(w - 2 * context) // (tw_max - 2 * context))
+        tw = _even_split(w, n_cols, context)
+        cost = n_rows * th * n_cols * tw
+        if best is None or cost < best[0]:
+            best = (cost, th, tw)
+    if best is None:  # the budget cannot be met: smallest allowed windows
+        return min(h, MIN_STREAM_WINDOW), min(w, MIN_STREAM_WINDOW)
+    return best[1], best[2]
 
 
 @dataclass
@@ -104,7 +158,7 @@ class FrameResult:
     restored: np.ndarray
     stats: NormStats
     n_tiles: int
-    tile: int
+    tile: int | tuple[int, int]  # window edge, or (rows, columns)
 
 
 class Restorer:
@@ -114,35 +168,63 @@ class Restorer:
     ----------
     net : caffe.Net
         Deploy net (input blob ``data``, output blob ``conv12``).
-    tile : int or None
-        Window edge (px) fed to the net; 0 = whole image in one pass; None =
-        :func:`auto_tile` per image (bounded memory).
+    tile : int, (int, int) or None
+        Window edge (px) fed to the net, or (rows, columns); 0 = whole image
+        in one pass; None = :func:`auto_window` / :func:`auto_tile` per image
+        (bounded memory).
     context : int
         Overlap on each inner side of a window (px); >= 24 for exactness.
     net_factory : callable, optional
         Returns a fresh net.  Caffe never shrinks its buffers, so when an
         automatic tile is smaller than the largest window run so far, the net
         is reloaded to give that memory back.
+    stream : LayerStream, optional
+        Run windows layer by layer through this (the ``layers`` engine)
+        instead of through ``net`` whole.
     """
 
-    def __init__(self, net, tile: int | None = None, context: int = CONTEXT, net_factory=None):
-        if tile and tile <= 2 * context:
+    def __init__(self, net, tile: int | None = None, context: int = CONTEXT, net_factory=None,
+                 stream: LayerStream | None = None):
+        edges = () if tile is None else np.atleast_1d(tile).tolist()
+        if any(0 < e <= 2 * context for e in edges) or len(edges) > 2:
             raise ValueError(f"--tile must be 0 or > {2 * context} px (got {tile})")
         self.net = net
-        self.tile = None if tile is None else int(tile)
+        self.tile = None if tile is None else (int(edges[0]) if len(edges) == 1 else tuple(map(int, edges)))
         self.context = int(context)
         self.net_factory = net_factory
+        self.stream = stream
         self._max_window_px = 0
 
+    @property
+    def engine(self) -> str:
+        """``layers`` or ``net`` (see the module docstring)."""
+        return "net" if self.stream is None else "layers"
+
     @classmethod
-    def from_files(cls, model, weights, gpu=None, tile=None) -> "Restorer":
+    def from_files(cls, model, weights, gpu=None, tile=None, engine: str = "auto") -> "Restorer":
+        """Load ``model`` + ``weights``; ``engine`` ``auto`` = ``layers`` on CPU when the
+        net is a plain convolution chain, else ``net``."""
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES} (got {engine!r})")
+
         def factory():
             return load_net(model, weights, gpu)
 
-        return cls(factory(), tile=tile, net_factory=factory)
+        net = factory()
+        stream = None
+        if engine == "layers" or (engine == "auto" and gpu is None):
+            stream = LayerStream.from_net(model, net)
+            if stream is None and engine == "layers":
+                raise ValueError(f"{model}: not a plain chain of same-size convolutions; use the 'net' engine")
+        if stream is not None:  # `net` is kept for its weights and layer list; never run
+            return cls(net, tile=tile, stream=stream)
+        return cls(net, tile=tile, net_factory=factory)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Network output for one normalised float32 image (no tiling)."""
+        if self.stream is not None:
+            self._max_window_px = max(self._max_window_px, x.size)
+            return self.stream.forward(x)
         blob = self.net.blobs[INPUT_BLOB]
         shape = (1, 1) + tuple(x.shape)
         if tuple(blob.data.shape) != shape:
@@ -175,7 +257,12 @@ class Restorer:
         padded = any(p != (0, 0) for p in pads)
         src = np.pad(image, pads, mode="symmetric") if padded else image
         result = out if (out is not None and not padded) else np.empty(src.shape, dtype=np.float32)
-        tile = self.tile if self.tile is not None else auto_tile(src.shape)
+        if self.tile is not None:
+            tile = self.tile
+        elif self.stream is not None:
+            tile = auto_window(src.shape, self.stream)
+        else:
+            tile = auto_tile(src.shape)
         if self.net_factory is not None and self.tile is None and tile * tile < self._max_window_px:
             self.net = self.net_factory()  # release the larger buffers of earlier images
             self._max_window_px = 0

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 #: Receptive field of the 12-layer 5x5 network (px).
 RECEPTIVE_FIELD = 49
 #: Context needed on each side of a tile core (px): (49 - 1) / 2.
@@ -80,14 +82,18 @@ def plan_axis(length: int, tile: int, context: int = CONTEXT) -> list[Span]:
     return spans
 
 
-def plan_tiles(shape: tuple[int, int], tile: int, context: int = CONTEXT) -> list[tuple[Span, Span]]:
-    """All (row span, column span) pairs covering a ``shape = (H, W)`` image."""
-    rows = plan_axis(shape[0], tile, context)
-    cols = plan_axis(shape[1], tile, context)
+def plan_tiles(shape: tuple[int, int], tile: int | tuple[int, int], context: int = CONTEXT) -> list[tuple[Span, Span]]:
+    """All (row span, column span) pairs covering a ``shape = (H, W)`` image.
+
+    ``tile`` is the window edge, or (rows, columns) for rectangular windows.
+    """
+    th, tw = (tile, tile) if isinstance(tile, (int, np.integer)) else tile
+    rows = plan_axis(shape[0], int(th), context)
+    cols = plan_axis(shape[1], int(tw), context)
     return [(r, c) for r in rows for c in cols]
 
 
-def tiling_overhead(shape: tuple[int, int], tile: int, context: int = CONTEXT) -> float:
+def tiling_overhead(shape: tuple[int, int], tile: int | tuple[int, int], context: int = CONTEXT) -> float:
     """Pixels pushed through the net divided by image pixels (>= 1)."""
     total = sum(
         (r.win_stop - r.win_start) * (c.win_stop - c.win_start)

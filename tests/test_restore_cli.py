@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest_restore import (DEPLOY, PYTHON, RESTORE_PY, RSCIIO_DATA, make_weights, micrograph,
+from conftest_restore import (PYTHON, RESTORE_PY, RSCIIO_DATA, make_weights, micrograph,
                               write_mrc, write_png, write_tiff)
 from restoration.cli import default_model, main
-from restoration.engine import Restorer, load_net
+from restoration.engine import Restorer
 from restoration.io import read_image
 from restoration.outputs import read_info
 
@@ -65,19 +65,19 @@ def test_recursive_folder_mirrors_structure_with_metadata(session, tmp_path, wei
     assert not list(out.rglob("notes*"))
 
     # restored == the engine's result; difference == raw - restored; float32 TIFFs
-    net = load_net(DEPLOY, weights)
     raw = read_image(session / "a.tif").signals[0].data
     restored = tifffile.imread(out / "a_restored.tif")
     diff = tifffile.imread(out / "a_difference.tif")
     assert restored.dtype == np.float32 and restored.shape == raw.shape
-    np.testing.assert_array_equal(restored, Restorer(net).restore(raw).restored)
+    np.testing.assert_array_equal(restored, Restorer.from_files(default_model(), weights).restore(raw).restored)
     np.testing.assert_allclose(diff, raw.astype(np.float32) - restored, rtol=0, atol=1e-3)
 
     info = read_info(out / "a_restored.tif")
     assert info["source"] == str((session / "a.tif").resolve())
     assert info["weights_sha256"] == sha(weights)
     assert info["model"] == str(default_model().resolve())  # no --model given
-    assert info["parameters"]["tile"] == "auto" and info["norm_stats"][0]["tile"] == 192
+    assert info["parameters"]["tile"] == "auto" and info["parameters"]["engine"] == "layers"
+    assert info["norm_stats"][0]["tile"] == list(raw.shape)  # one window: the whole image
     assert info["kind"] == "restored"
     assert read_info(out / "a_difference.tif")["kind"].startswith("difference")
 
@@ -153,10 +153,13 @@ def test_entry_point_tiles_and_help(tmp_path, weights):
     h = subprocess.run([str(PYTHON), str(RESTORE_PY), "--help"], capture_output=True, text=True)
     assert h.returncode == 0 and "--recursive" in h.stdout and "--tile" in h.stdout
     src = write_tiff(tmp_path / "big.tif", micrograph((130, 150), dtype=np.uint16))
-    for tile in ("0", "80"):
-        r = subprocess.run([str(PYTHON), str(RESTORE_PY), str(src), "-o", str(tmp_path / f"o{tile}"),
-                            "--weights", str(weights), "--tile", tile], capture_output=True, text=True)
+    runs = {"0": ["--tile", "0"], "80": ["--tile", "80"], "net": ["--engine", "net", "--tile", "80"]}
+    for name, extra in runs.items():
+        r = subprocess.run([str(PYTHON), str(RESTORE_PY), str(src), "-o", str(tmp_path / f"o{name}"),
+                            "--weights", str(weights), *extra], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     a = tifffile.imread(tmp_path / "o0" / "big_restored.tif")
-    b = tifffile.imread(tmp_path / "o80" / "big_restored.tif")
-    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    for name in ("80", "net"):  # windows, and the whole-net engine: the same image
+        b = tifffile.imread(tmp_path / f"o{name}" / "big_restored.tif")
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max(), name
+    assert read_info(tmp_path / "onet" / "big_restored.tif")["parameters"]["engine"] == "net"
