@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated doses for the full mix, counts at the brightest pixel (default 100,300,1000)")
     p.add_argument("--family-dose", type=float, help="dose of the single-family conditions (default: middle dose)")
     p.add_argument("--families", help="comma-separated subset of datagen.FAMILIES (default all)")
+    p.add_argument("--no-family-noise", action="store_true",
+                   help="skip the 'family + shot_noise' conditions (each family with Poisson noise at the family dose)")
     p.add_argument("--baselines", help="comma-separated subset of gaussian,median,align_rows,anscombe_wiener,bm3d")
     p.add_argument("--bm3d", choices=("off", "mix", "all"), default="mix",
                    help="where the slow BM3D baseline runs (default mix: full-mix conditions only)")
@@ -199,7 +201,7 @@ def cmd_run(argv: list[str]) -> int:
 
     t_start = time.perf_counter()
     results = []
-    for cond in run.make_conditions(families, a.doses, a.family_dose):
+    for cond in run.make_conditions(families, a.doses, a.family_dose, with_noise=not a.no_family_noise):
         t0 = time.perf_counter()
         preset = run.condition_preset(base, cond)
         test = datagen.simulate_pairs(preset, a.count, a.size, a.seed)
@@ -217,7 +219,8 @@ def cmd_run(argv: list[str]) -> int:
         f"- preset `{a.preset}`, {a.size}x{a.size} px, {a.count} test images per condition (seed {a.seed}), "
         f"{a.val_count} validation images for tuning the baselines (seed {a.seed + run.VALIDATION_SEED_OFFSET}); "
         f"training uses seeds < {run.MIN_EVAL_SEED}.",
-        f"- single families at dose {results[0].condition.dose:g} (counts at the brightest clean pixel); "
+        f"- single families at dose {results[0].condition.dose:g} (counts at the brightest clean pixel), alone"
+        f"{'' if a.no_family_noise else ' and with shot noise (+ shot_noise)'}; "
         f"full mix at doses {', '.join(f'{d:g}' for d in a.doses)}.",
         f"- CNN: {a.model} + {a.weights}" if a.weights else "- CNN: not run (no --weights)",
         f"- BM3D: {a.bm3d}; total time {time.perf_counter() - t_start:.0f} s.",
@@ -238,6 +241,8 @@ def cmd_run(argv: list[str]) -> int:
     print(checklist)
     for label, c, best, b, margin in report.cnn_verdict(results):
         print(f"{label}: CNN {c:.2f} dB vs best baseline {best} {b:.2f} dB ({margin:+.2f} dB)")
+    for label, c, raw in report.cnn_vs_raw(results):
+        print(f"{label}: CNN {c:.2f} dB vs raw {raw:.2f} dB ({c - raw:+.2f} dB)")
     print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'figure.png'}")
     return 2 if (a.strict and not ok) else 0
 

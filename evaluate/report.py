@@ -100,6 +100,16 @@ def cnn_verdict(results: Sequence[ConditionResult]) -> list[tuple[str, float, st
     return out
 
 
+def cnn_vs_raw(results: Sequence[ConditionResult]) -> list[tuple[str, float, float]]:
+    """For each single-family condition: (label, CNN PSNR, raw PSNR)."""
+    out = []
+    for r in results:
+        vals = {s.method: s.psnr_mean for s in r.scores}
+        if r.condition.family is not None and "cnn" in vals and "raw" in vals:
+            out.append((r.condition.label, vals["cnn"], vals["raw"]))
+    return out
+
+
 def markdown_report(results: Sequence[ConditionResult], header: str, checklists: str) -> str:
     """The whole results.md text."""
     n = results[0].scores[0].n if results and results[0].scores else 0
@@ -120,6 +130,13 @@ def markdown_report(results: Sequence[ConditionResult], header: str, checklists:
             word = "beats" if margin > 0 else "does NOT beat"
             parts.append(f"- {label}: CNN {c:.2f} dB {word} best baseline {best} {b:.2f} dB "
                          f"(margin {margin:+.2f} dB)")
+        parts.append("")
+    vs_raw = cnn_vs_raw(results)
+    if vs_raw:
+        parts += ["## CNN vs the raw input, single families", ""]
+        for label, c, raw in vs_raw:
+            word = "improves on" if c > raw else "does NOT improve on"
+            parts.append(f"- {label}: CNN {c:.2f} dB {word} raw {raw:.2f} dB ({c - raw:+.2f} dB)")
         parts.append("")
     parts += ["## Checklist", "", checklists]
     return "\n".join(parts)

@@ -12,9 +12,11 @@ Every condition uses the same seeds (paired comparison across conditions).
 Conditions
 ----------
 Each distortion family alone (``family_preset``) at one dose
-(``family_dose``, default the middle of ``doses``), then the full mix of the
-preset at every dose in ``doses`` (``with_dose``; dose = expected counts at
-the brightest clean pixel).
+(``family_dose``, default the middle of ``doses``); then, with
+``with_noise``, each family together with shot noise at that dose (a real
+frame always has Poisson noise, and a network trained on noisy frames is meant
+for those); then the full mix of the preset at every dose in ``doses``
+(``with_dose``; dose = expected counts at the brightest clean pixel).
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ MIN_EVAL_SEED = 1000
 VALIDATION_SEED_OFFSET = 500_000
 #: Label of the full-mix conditions.
 MIX = "full mix"
+#: The family added to single families by ``with_noise``.
+NOISE_FAMILY = "shot_noise"
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,12 @@ class Condition:
 
     family: str | None  # None = full mix
     dose: float
+    with_noise: bool = False  # the family plus shot noise
 
     @property
     def label(self) -> str:
-        return f"{self.family or MIX} @ {self.dose:g}"
+        name = self.family or MIX
+        return f"{name} + {NOISE_FAMILY} @ {self.dose:g}" if self.with_noise else f"{name} @ {self.dose:g}"
 
 
 @dataclass
@@ -78,21 +84,29 @@ class ConditionResult:
     examples: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
-def make_conditions(families: Sequence[str], doses: Sequence[float], family_dose: float | None = None) -> list[Condition]:
-    """Each family alone at ``family_dose`` (default: the middle dose), then the full mix at every dose."""
+def make_conditions(families: Sequence[str], doses: Sequence[float], family_dose: float | None = None,
+                    with_noise: bool = False) -> list[Condition]:
+    """Each family alone at ``family_dose`` (default: the middle dose), with
+    ``with_noise`` each family (but shot noise itself) plus shot noise, then the
+    full mix at every dose."""
     if not doses:
         raise ValueError("need at least one dose")
     if any(d <= 0 for d in doses):
         raise ValueError(f"doses must be positive, got {list(doses)}")
     fd = float(family_dose) if family_dose is not None else float(sorted(doses)[len(doses) // 2])
-    return [Condition(f, fd) for f in families] + [Condition(None, float(d)) for d in doses]
+    noisy = [Condition(f, fd, True) for f in families if f != NOISE_FAMILY] if with_noise else []
+    return [Condition(f, fd) for f in families] + noisy + [Condition(None, float(d)) for d in doses]
 
 
 def condition_preset(base: Any, cond: Condition) -> Any:
-    """The datagen preset of a condition: ``with_dose(family_preset(base, family), dose)``."""
+    """The datagen preset of a condition: ``with_dose(family_preset(base, family), dose)``,
+    with shot noise switched on too for ``with_noise`` conditions."""
     from datagen import family_preset, with_dose
 
     preset = base if cond.family is None else family_preset(base, cond.family)
+    if cond.with_noise:
+        preset[NOISE_FAMILY]["probability"] = 1.0
+        preset["name"] += f"+{NOISE_FAMILY}"
     return with_dose(preset, cond.dose)
 
 

@@ -65,10 +65,27 @@ def test_end_to_end_smoke(tmp_path):
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     conditions = {r["condition"] for r in rows}
-    assert conditions == {"scan_jitter @ 300", "shot_noise @ 300", "full mix @ 300"}
+    assert conditions == {"scan_jitter @ 300", "shot_noise @ 300", "scan_jitter + shot_noise @ 300",
+                          "full mix @ 300"}
     methods = {r["method"] for r in rows if r["condition"] == "full mix @ 300"}
     assert methods == {"raw", "gaussian", "median", "align_rows", "align+gaussian", "anscombe_wiener", "bm3d", "cnn"}
     assert all(np.isfinite(float(r["ssim_mean"])) for r in rows)
     md = (out / "results.md").read_text()
     assert "| full mix @ 300 |" in md and "Regenerate with" in md
+    assert "## CNN vs the raw input, single families" in md
+    assert "- scan_jitter + shot_noise @ 300: CNN " in md
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_conditions_with_noise():
+    from datagen import FAMILIES
+    from evaluate import run
+
+    conds = run.make_conditions(["scan_jitter", "shot_noise"], [100, 300, 1000], with_noise=True)
+    assert [c.label for c in conds] == ["scan_jitter @ 300", "shot_noise @ 300", "scan_jitter + shot_noise @ 300",
+                                        "full mix @ 100", "full mix @ 300", "full mix @ 1000"]
+    preset = run.condition_preset("quick", conds[2])
+    on = {f for f in FAMILIES if preset[f]["probability"] > 0}
+    assert on == {"scan_jitter", "shot_noise"} and preset["detector"]["dose_counts"] == 300
+    alone = run.condition_preset("quick", conds[0])
+    assert {f for f in FAMILIES if alone[f]["probability"] > 0} == {"scan_jitter"}
