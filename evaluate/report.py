@@ -119,6 +119,9 @@ def markdown_report(results: Sequence[ConditionResult], header: str, checklists:
              _table(results, "psnr_mean", ".2f", True), "",
              "## SSIM (scikit-image, 7x7 window, same data_range)", "",
              _table(results, "ssim_mean", ".3f", True), "",
+             "## Atomic-column position error (RMS, px; lower is better; columns located in the clean "
+             "target, then in each image by the same sub-pixel peak search; × pixel size = pm)", "",
+             _table(results, "column_error_px", ".3f", False), "",
              "## Scan-distortion measure (std of line-to-line x shifts, px; no ground truth needed)", "",
              _spread_table(results), "",
              "## Baseline parameters chosen on the validation split (grid search, mean PSNR)", "",

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .baselines import BASELINES, Baseline, tune
-from .metrics import PSNR_CAP_DB, psnr, scan_shift_spread, ssim
+from .metrics import PSNR_CAP_DB, column_position_error, psnr, scan_shift_spread, ssim
 
 __all__ = ["MIN_EVAL_SEED", "VALIDATION_SEED_OFFSET", "Condition", "Score", "make_conditions",
            "condition_preset", "score_images", "evaluate_condition"]
@@ -71,6 +71,7 @@ class Score:
     ssim_mean: float
     ssim_std: float
     scan_spread_px: float
+    column_error_px: float  # RMS atomic-column position error (metrics.column_position_error), NaN: no columns
     target_scan_spread_px: float
     seconds_per_image: float
 
@@ -111,12 +112,16 @@ def condition_preset(base: Any, cond: Condition) -> Any:
 
 
 def score_images(restored: Sequence[np.ndarray], clean: Sequence[np.ndarray]) -> dict[str, float]:
-    """Mean/std of PSNR (each capped at :data:`PSNR_CAP_DB`) and SSIM, and mean scan spread."""
+    """Mean/std of PSNR (each capped at :data:`PSNR_CAP_DB`) and SSIM, mean scan spread, and the
+    quadratic mean of the images' RMS column-position errors (images without columns left out;
+    NaN if none has any)."""
     p = np.minimum([psnr(r, c) for r, c in zip(restored, clean)], PSNR_CAP_DB)
     s = np.array([ssim(r, c) for r, c in zip(restored, clean)])
     spread = np.array([scan_shift_spread(r) for r in restored])
+    col = np.array([column_position_error(r, c) for r, c in zip(restored, clean)])
+    col_rms = float(np.sqrt(np.nanmean(col**2))) if np.isfinite(col).any() else float("nan")
     return dict(psnr_mean=float(p.mean()), psnr_std=float(p.std()), ssim_mean=float(s.mean()),
-                ssim_std=float(s.std()), scan_spread_px=float(spread.mean()))
+                ssim_std=float(s.std()), scan_spread_px=float(spread.mean()), column_error_px=col_rms)
 
 
 def _params_text(params: dict) -> str:

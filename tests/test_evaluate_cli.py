@@ -73,6 +73,8 @@ def test_end_to_end_smoke(tmp_path):
     md = (out / "results.md").read_text()
     assert "| full mix @ 300 |" in md and "Regenerate with" in md
     assert "## CNN vs the raw input, single families" in md
+    assert "## Atomic-column position error" in md
+    assert all(r["column_error_px"] for r in rows)  # a number or nan for every row
     assert "- scan_jitter + shot_noise @ 300: CNN " in md
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

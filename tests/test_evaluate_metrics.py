@@ -56,3 +56,40 @@ def test_scan_spread_grows_with_row_shifts():
     assert spreads[0] < 0.08
     assert all(b > a for a, b in zip(spreads, spreads[1:]))
     assert spreads[2] > 0.8  # std of differences of N(0,1) shifts is sqrt(2)
+
+
+def _columns(n=96, period=8.0, sigma=1.2, dy=0.0, dx=0.0):
+    """Gaussian atomic columns on a square grid, displaced by (dy, dx) px."""
+    y, x = np.mgrid[0:n, 0:n].astype(float)
+    img = np.full((n, n), 5.0)
+    for cy in np.arange(4.0, n, period):
+        for cx in np.arange(4.0, n, period):
+            img += 100.0 * np.exp(-((y - cy - dy) ** 2 + (x - cx - dx) ** 2) / (2 * sigma**2))
+    return img
+
+
+def test_column_peaks_find_every_inner_column():
+    from evaluate.metrics import PEAK_RADIUS, column_peaks
+
+    peaks = column_peaks(_columns())
+    inner = [c for c in np.arange(4.0, 96, 8.0) if PEAK_RADIUS + 1 <= c < 96 - PEAK_RADIUS - 1]
+    assert len(peaks) == len(inner) ** 2
+    assert np.all(np.isin(peaks, inner))
+
+
+@pytest.mark.parametrize("dy,dx", [(0.0, 0.0), (0.3, 0.0), (0.0, -0.25), (0.4, 0.3), (1.2, -0.7)])
+def test_column_position_error_measures_a_known_shift(dy, dx):
+    from evaluate.metrics import column_position_error
+
+    err = column_position_error(_columns(dy=dy, dx=dx), _columns())
+    assert err == pytest.approx(np.hypot(dy, dx), abs=0.06)
+
+
+def test_column_position_error_grows_with_noise_and_is_nan_without_columns():
+    from evaluate.metrics import column_position_error
+
+    clean = _columns()
+    rng = np.random.default_rng(0)
+    errs = [column_position_error(clean + rng.normal(0, s, clean.shape), clean) for s in (2.0, 10.0, 30.0)]
+    assert 0 < errs[0] < errs[1] < errs[2]
+    assert np.isnan(column_position_error(clean, np.full_like(clean, 3.0)))
