@@ -84,6 +84,22 @@ def read_info(path: Path) -> dict:
         return json.loads(tif.imagej_metadata["Info"])
 
 
+#: Longest edge (px) of the images drawn in the figure: a 1200-px-wide PNG of
+#: three panels cannot show more, and drawing an 8192^2 frame at full size
+#: costs matplotlib several GB.  Larger frames are block-averaged first.
+FIGURE_MAX_PX = 1024
+
+
+def _binned(a: np.ndarray, factor: int) -> np.ndarray:
+    """``a`` averaged over ``factor x factor`` blocks (float32; edge rows/columns that do
+    not fill a block are dropped)."""
+    if factor <= 1:
+        return np.asarray(a, dtype=np.float32)
+    h, w = (n // factor * factor for n in a.shape)
+    blocks = a[:h, :w].reshape(h // factor, factor, w // factor, factor)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
 def _display_range(a: np.ndarray, lo: float = 0.5, hi: float = 99.5) -> tuple[float, float]:
     vmin, vmax = (float(v) for v in np.percentile(a, [lo, hi]))
     if vmax <= vmin:
@@ -97,10 +113,14 @@ def write_figure(path: Path, raw: np.ndarray, restored: np.ndarray, title: str =
 
     Raw and restored share one grey scale (0.5-99.5 % of the raw image), so
     their contrast can be compared; the difference uses a symmetric scale.
+    Frames larger than :data:`FIGURE_MAX_PX` are shown block-averaged (said
+    in the title), so the figure's memory does not grow with the frame.
     """
     from matplotlib.figure import Figure
 
-    diff = raw.astype(np.float32) - restored
+    factor = -(-max(raw.shape) // FIGURE_MAX_PX)
+    raw, restored = _binned(raw, factor), _binned(restored, factor)
+    diff = raw - restored
     h, w = raw.shape
     vmin, vmax = _display_range(raw)
     dlim = float(np.percentile(np.abs(diff), 99.5)) or 1.0
@@ -114,6 +134,8 @@ def write_figure(path: Path, raw: np.ndarray, restored: np.ndarray, title: str =
         ax.set_axis_off()
     if pixel_size is not None:
         title = f"{title}   pixel {pixel_size.x:.4g} x {pixel_size.y:.4g} {pixel_size.unit}".strip()
+    if factor > 1:
+        title = f"{title}   (shown {factor}x{factor} block-averaged)".strip()
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -163,3 +163,20 @@ def test_entry_point_tiles_and_help(tmp_path, weights):
         b = tifffile.imread(tmp_path / f"o{name}" / "big_restored.tif")
         assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max(), name
     assert read_info(tmp_path / "onet" / "big_restored.tif")["parameters"]["engine"] == "net"
+
+
+def test_figure_of_a_large_frame_is_block_averaged(tmp_path):
+    """A frame larger than FIGURE_MAX_PX is drawn from block averages (memory independent of the
+    frame size); the averages are exact and the PNG keeps its fixed width."""
+    from PIL import Image
+
+    from restoration.outputs import FIGURE_MAX_PX, _binned, write_figure
+
+    a = np.arange(7 * 9, dtype=np.uint16).reshape(7, 9)
+    b = _binned(a, 3)
+    assert b.shape == (2, 3) and b.dtype == np.float32
+    assert b[1, 2] == pytest.approx(a[3:6, 6:9].mean())
+    raw = np.random.default_rng(3).poisson(100.0, (FIGURE_MAX_PX * 2 + 5, FIGURE_MAX_PX + 100)).astype(np.float32)
+    write_figure(tmp_path / "f.png", raw, raw * 0.5, "big")
+    with Image.open(tmp_path / "f.png") as im:
+        assert im.size[0] == 1200
