@@ -10,8 +10,11 @@ tiling
     Pure arithmetic: how an image is cut into overlapping tiles whose
     overlap covers the network's 49 px receptive field.
 engine
-    The pycaffe forward pass: reshape the deploy net per image, normalise
-    with :mod:`datagen.normalize`, tile, denormalise.
+    The pycaffe forward pass: normalise with :mod:`datagen.normalize`, cut
+    into windows, run them (``layers`` or ``net`` engine), denormalise.
+stream
+    The ``layers`` engine: Caffe's own Convolution/ReLU layers one layer at
+    a time over row strips, 512 bytes per window pixel instead of ~73 kB.
 reference
     An independent NumPy forward pass of the same 12-layer network (used by
     the tests to check pycaffe's output).
@@ -21,4 +24,4 @@ cli
     ``restore.py``'s command line.
 """
 
-__all__ = ["io", "tiling", "engine", "reference", "outputs", "cli"]
+__all__ = ["io", "tiling", "engine", "stream", "reference", "outputs", "cli"]

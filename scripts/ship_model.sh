@@ -20,6 +20,7 @@ cp "$RUN/config.env" "$RUN/adam.prototxt" "$RUN/sgd.prototxt" "$RUN/train.protot
 cp "$ROOT/datagen/presets/$DATAGEN_PRESET.toml" "$OUT/training/datagen_preset_$DATAGEN_PRESET.toml"
 # Caffe's logs, with this machine's absolute paths made relative to the run folder.
 for log in adam sgd; do sed "s|$(cd "$RUN" && pwd)/||g; s|$ROOT/||g" "$RUN/logs/$log.log" > "$OUT/training/$log.log"; done
-cp "$RUN/eval/results.md" "$RUN/eval/results.csv" "$RUN/eval/checklist.md" "$RUN/eval/figure.png" "$OUT/evaluation/"
+cp "$RUN/eval/results.csv" "$RUN/eval/figure.png" "$OUT/evaluation/"
+for md in results checklist; do sed "s|$ROOT/||g" "$RUN/eval/$md.md" > "$OUT/evaluation/$md.md"; done
 sha256sum "$OUT/stem_restore.caffemodel" | sed "s|$OUT/||" > "$OUT/SHA256SUMS"
 echo "shipped $RUN -> $OUT"
