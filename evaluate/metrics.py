@@ -120,12 +120,6 @@ def ssim(restored: np.ndarray, clean: np.ndarray, data_range: float | None = Non
     return float(structural_similarity(c, r, data_range=dr))
 
 
-def _parabola_offset(left: float, mid: float, right: float) -> float:
-    """Sub-sample offset (in [-0.5, 0.5]) of the vertex of the parabola through three samples."""
-    den = left - 2.0 * mid + right
-    return 0.0 if den >= 0 else float(np.clip(0.5 * (left - right) / den, -0.5, 0.5))
-
-
 def column_peaks(clean: np.ndarray) -> np.ndarray:
     """Integer (row, col) positions of the atomic columns of a clean target, shape (N, 2)."""
     from skimage.feature import peak_local_max
@@ -146,9 +140,7 @@ def _locate(smoothed: np.ndarray, peaks: np.ndarray) -> np.ndarray:
         win = smoothed[y - r:y + r + 1, x - r:x + r + 1]
         dy, dx = np.unravel_index(int(np.argmax(win)), win.shape)
         py, px = y - r + dy, x - r + dx
-        oy = _parabola_offset(*smoothed[py - 1:py + 2, px]) if 0 < py < smoothed.shape[0] - 1 else 0.0
-        ox = _parabola_offset(*smoothed[py, px - 1:px + 2]) if 0 < px < smoothed.shape[1] - 1 else 0.0
-        out[i] = py + oy, px + ox
+        out[i] = py + _subpixel_peak(smoothed[:, px], py), px + _subpixel_peak(smoothed[py], px)
     return out
 
 
