@@ -14,7 +14,7 @@ engine
     into windows, run them (``layers`` or ``net`` engine), denormalise.
 stream
     The ``layers`` engine: Caffe's own Convolution/ReLU layers one layer at
-    a time over row strips, 512 bytes per window pixel instead of ~73 kB.
+    a time over small blocks, 512 bytes per window pixel instead of ~73 kB.
 reference
     An independent NumPy forward pass of the same 12-layer network (used by
     the tests to check pycaffe's output).

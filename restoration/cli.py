@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"with the net engine; 0 = whole image at once); windows overlap by {CONTEXT} px, "
                         f"so the result does not depend on it")
     p.add_argument("--engine", choices=ENGINES, default="auto",
-                   help="layers: Caffe's layers one at a time over row strips (512 B per window pixel); "
+                   help="layers: Caffe's layers one at a time over small blocks (512 B per window pixel); "
                         "net: the whole deploy net per window (~73 kB per window pixel); "
                         "auto (default): layers on CPU when the net is a plain convolution chain, else net")
     return p

@@ -3,9 +3,9 @@
 Engines
 -------
 ``layers`` (default on CPU for the paper's net): :class:`restoration.stream.LayerStream`
-runs Caffe's own Convolution/ReLU layers one layer at a time over row strips,
-keeping only two 64-channel activation arrays per window (512 bytes per window
-pixel) and one strip-sized im2col buffer.  Windows are up to
+runs Caffe's own Convolution/ReLU layers one layer at a time over ~1000-px
+blocks, keeping only two 64-channel activation arrays per window (512 bytes
+per window pixel) and one block-sized im2col buffer.  Windows are up to
 :data:`STREAM_WINDOW` = 2048 px, so most micrographs go through in one piece
 and huge ones waste only a few per cent on window overlap.
 
@@ -123,7 +123,7 @@ def auto_window(shape: tuple[int, int], stream: LayerStream, budget: float = MEM
     """Window (rows, columns) of the ``layers`` engine for an image of ``shape``.
 
     The window's area is bounded by the memory left after the image-sized
-    arrays and the strip nets (512 bytes per window pixel), and its edges by
+    arrays and the block nets (512 bytes per window pixel), and its edges by
     :data:`STREAM_WINDOW`; among the window grids that fit, the one pushing
     the fewest pixels through the net wins, with windows splitting each axis
     evenly (8192^2 px: 5 x 5 windows of 1677 px, 1.05x the image's pixels,
@@ -131,7 +131,7 @@ def auto_window(shape: tuple[int, int], stream: LayerStream, budget: float = MEM
     :data:`MIN_STREAM_WINDOW` px per edge.
     """
     h, w = (int(n) for n in shape)
-    free = budget - IMAGE_BYTES_PER_PIXEL * float(h) * float(w) - stream.strip_bytes(min(STREAM_WINDOW, w))
+    free = budget - IMAGE_BYTES_PER_PIXEL * float(h) * float(w) - stream.block_bytes()
     area = max(free / LayerStream.bytes_per_pixel(stream.max_channels), float(MIN_STREAM_WINDOW) ** 2)
     best = None
     for n_rows in range(1, h // (MIN_STREAM_WINDOW - 2 * context) + 2):

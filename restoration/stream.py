@@ -1,4 +1,4 @@
-"""Layer-streamed forward pass: Caffe's own layers, one layer and one row strip at a time.
+"""Layer-streamed forward pass: Caffe's own layers, one layer and one block at a time.
 
 Why
 ---
@@ -11,17 +11,22 @@ exactness needs, 1.7-2.3x the image's pixels go through the net.
 The network is a plain chain of same-size convolutions (stride 1, ``pad =
 (k - 1) / 2``), each followed by a ReLU, so it can be run layer by layer:
 the activations of the current layer for the whole window live in a NumPy
-array (256 bytes per pixel for 64 channels, two of them: input and output),
-and each layer is applied in horizontal strips by a one-layer Caffe net
-(``Input -> Convolution(pad_h = 0, pad_w = p) -> ReLU``) fed with the strip
-plus ``p`` rows of halo above and below.  That net's im2col buffer only
-covers one strip (:data:`STRIP_PIXELS`), so windows of 2048 x 2048 px fit in
-about 2.3 GB and the overlap waste drops to a few per cent.
+array (256 bytes per pixel for 64 channels, two of them: input and output,
+with a zero border), and each layer is applied in small rectangular blocks
+by a one-layer Caffe net (``Input -> Convolution(pad 0) -> ReLU``) fed with
+the block plus ``p`` pixels of halo on every side.  That net's im2col buffer
+only covers one block (:data:`BLOCK_PIXELS`), so windows of 2048 x 2048 px
+fit in about 2.3 GB and the overlap waste drops to a few per cent.
+
+Blocks of ~1000 output pixels are also what makes the pass fast: the im2col
+buffer (6.5 MB) stays in this CPU's caches between im2col writing it and the
+GEMM reading it.  Row strips the width of a 1024-px window (32 MB buffers)
+ran at 63-71 % of the GEMM rate, blocks at 85-90 % (BENCHMARKS.md).
 
 The convolutions, biases and ReLUs are still Caffe's (``ConvolutionLayer``
 im2col + GEMM, ``ReLULayer``), with the trained weights copied into the
-one-layer nets; only the order in which pixels are visited changes.  Rows
-outside the window are zeros, exactly Caffe's zero padding, so the result
+one-layer nets; only the order in which pixels are visited changes.  The
+zero border around the window is exactly Caffe's zero padding, so the result
 equals the whole-net forward pass up to float32 summation order (the tests
 compare both, and a float64 NumPy reference).
 
@@ -37,13 +42,34 @@ from pathlib import Path
 
 import numpy as np
 
-#: Pixels per strip (rows x window width) fed to a one-layer net: its im2col
-#: buffer is ``C_in * k * k * 4`` bytes per pixel (26 MB for 64 x 5 x 5 at
-#: 4096 px).  Measured on a 384^2 image (2 cores): 2048-4096 px strips are
-#: fastest; 65536 px strips (420 MB, out of cache) are 1.7x slower.
-STRIP_PIXELS = 1 << 12
-#: Fewest rows per strip: each strip also reads 2 x pad halo rows.
-MIN_STRIP_ROWS = 8
+#: Output pixels per block (rows x cols) fed to a one-layer net.  Its im2col
+#: buffer is ``C_in * k * k * 4`` bytes per pixel: 6.5 MB for 64 x 5 x 5, in
+#: cache.  Measured (2-core EPYC, OpenBLAS 0.3.21; one 64-channel 5x5 layer):
+#: 1,000-1,500 px blocks 85-95 % of the sgemm rate, 2,000 px 75-80 %,
+#: 16,000 px 55 %.
+BLOCK_PIXELS = 1000
+#: Widest block (px): wider windows are split into columns of at most this.
+MAX_BLOCK_COLS = 250
+#: Fewest rows per block: each block also reads 2 x pad halo rows.
+MIN_BLOCK_ROWS = 2
+
+
+def _split(length: int, size: int) -> list[int]:
+    """Bounds of the fewest near-equal parts of ``length`` no longer than ``size``."""
+    n = -(-length // max(1, size))
+    return [i * length // n for i in range(n + 1)]
+
+
+def block_grid(h: int, w: int, block_pixels: int = BLOCK_PIXELS,
+               max_cols: int = MAX_BLOCK_COLS) -> tuple[list[int], list[int]]:
+    """Row and column bounds of the blocks covering an ``h x w`` window.
+
+    Columns are split evenly into parts of at most ``max_cols`` px, then rows
+    into parts of about ``block_pixels / cols`` (at least :data:`MIN_BLOCK_ROWS`).
+    """
+    cols = _split(w, max_cols)
+    width = -(-w // (len(cols) - 1))
+    return _split(h, max(MIN_BLOCK_ROWS, block_pixels // width)), cols
 
 
 @dataclass(frozen=True)
@@ -63,7 +89,7 @@ class ConvStep:
 
     @property
     def signature(self) -> tuple:
-        """Layers with equal signatures share one strip net."""
+        """Layers with equal signatures share one block net."""
         return (self.c_in, self.c_out, self.kernel, self.bias, self.relu_slope)
 
 
@@ -138,29 +164,30 @@ def chain_steps(model: str | Path, input_blob: str = "data", output_blob: str = 
     return steps
 
 
-def strip_net_text(step: ConvStep, rows: int, width: int) -> str:
-    """Prototxt of the one-layer net that applies ``step`` to a strip.
+def block_net_text(step: ConvStep, rows: int, cols: int) -> str:
+    """Prototxt of the one-layer net that applies ``step`` to a block.
 
-    Input: ``rows + 2 pad`` rows (the halo comes from the neighbouring rows of
-    the window, zeros beyond it) by ``width`` columns; Caffe pads the columns
-    (``pad_w``) and not the rows (``pad_h: 0``), so the output is ``rows x width``.
+    Input: the ``rows x cols`` block plus ``pad`` pixels of halo on every side
+    (from the neighbouring pixels of the window, zeros beyond it); the
+    convolution has ``pad: 0``, so the output is ``rows x cols``.
     """
     relu = ""
     if step.relu_slope is not None:
         relu = ('layer { name: "relu" type: "ReLU" bottom: "out" top: "out" '
                 f'relu_param {{ negative_slope: {step.relu_slope!r} }} }}\n')
+    halo = 2 * step.pad
     return (
-        f'name: "strip_{step.c_in}_{step.c_out}_{step.kernel}"\n'
+        f'name: "block_{step.c_in}_{step.c_out}_{step.kernel}"\n'
         'layer { name: "data" type: "Input" top: "data" '
-        f'input_param {{ shape {{ dim: 1 dim: {step.c_in} dim: {rows + 2 * step.pad} dim: {width} }} }} }}\n'
+        f'input_param {{ shape {{ dim: 1 dim: {step.c_in} dim: {rows + halo} dim: {cols + halo} }} }} }}\n'
         'layer { name: "conv" type: "Convolution" bottom: "data" top: "out" convolution_param { '
-        f'num_output: {step.c_out} kernel_size: {step.kernel} pad_h: 0 pad_w: {step.pad} '
+        f'num_output: {step.c_out} kernel_size: {step.kernel} pad: 0 '
         f'bias_term: {str(step.bias).lower()} }} }}\n' + relu
     )
 
 
 class LayerStream:
-    """Forward pass of a same-size convolution chain, layer by layer, in strips.
+    """Forward pass of a same-size convolution chain, layer by layer, in blocks.
 
     Parameters
     ----------
@@ -168,26 +195,28 @@ class LayerStream:
         From :func:`chain_steps`.
     net : caffe.Net
         The loaded deploy net: its parameters are the weights used.
-    strip_pixels : int
-        Target rows x width per strip (bounds the im2col buffer).
+    block_pixels, max_block_cols : int
+        Block size (output pixels) and widest block (px); see :func:`block_grid`.
     """
 
-    def __init__(self, steps: list[ConvStep], net, strip_pixels: int = STRIP_PIXELS):
+    def __init__(self, steps: list[ConvStep], net, block_pixels: int = BLOCK_PIXELS,
+                 max_block_cols: int = MAX_BLOCK_COLS):
         import caffe
 
         self.steps = steps
-        self.strip_pixels = int(strip_pixels)
+        self.block_pixels = int(block_pixels)
+        self.max_block_cols = int(max_block_cols)
         self.weights = [
             [np.array(b.data, dtype=np.float32) for b in net.params[s.name]] for s in steps
         ]
         self.max_channels = max(max(s.c_in, s.c_out) for s in steps)
         self.max_pad = max(s.pad for s in steps)
         self._nets = {}
-        with tempfile.TemporaryDirectory(prefix="stem_restore_strip_") as tmp:
+        with tempfile.TemporaryDirectory(prefix="stem_restore_block_") as tmp:
             for s in steps:
                 if s.signature not in self._nets:
-                    path = os.path.join(tmp, f"strip_{len(self._nets)}.prototxt")
-                    Path(path).write_text(strip_net_text(s, 1, 1))
+                    path = os.path.join(tmp, f"block_{len(self._nets)}.prototxt")
+                    Path(path).write_text(block_net_text(s, 1, 1))
                     self._nets[s.signature] = caffe.Net(path, caffe.TEST)
         self._buffers: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -202,21 +231,28 @@ class LayerStream:
         """Window-sized memory (bytes per window pixel): two activation arrays."""
         return 2 * channels * 4
 
-    def strip_bytes(self, width: int) -> int:
-        """Memory of the strip nets for windows ``width`` px wide (bytes, im2col + blobs)."""
-        rows = self._strip_rows(width)
-        total = 0
-        for c_in, c_out, k, _, _ in self._nets:
-            px = (rows + k - 1) * width
-            total += 4 * (c_in * k * k * rows * width + c_in * px + c_out * rows * width)
-        return total
+    def block_bytes(self) -> int:
+        """Memory of the block nets (bytes: im2col buffers and blobs), for any window.
 
-    def _strip_rows(self, width: int) -> int:
-        return max(MIN_STRIP_ROWS, self.strip_pixels // max(1, width))
+        A bound: blocks have at most ``max(block_pixels, MIN_BLOCK_ROWS x
+        max_block_cols)`` output pixels, and their input (with halo) at most
+        ``k^2`` times that.
+        """
+        px = max(self.block_pixels, MIN_BLOCK_ROWS * self.max_block_cols)
+        return sum(4 * px * (2 * c_in * k * k + c_out) for c_in, c_out, k, _, _ in self._nets)
+
+    def grid(self, h: int, w: int) -> tuple[list[int], list[int]]:
+        """Block bounds for an ``h x w`` window (see :func:`block_grid`)."""
+        return block_grid(h, w, self.block_pixels, self.max_block_cols)
 
     def _activation_buffers(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """Two zero-bordered (C, h + 2 P, w) arrays; reused while the window size repeats."""
-        shape = (self.max_channels, h + 2 * self.max_pad, w)
+        """Two zero-bordered (C, h + 2 P, w + 2 P) arrays; reused while the window size repeats.
+
+        Only the interior is ever written, so the border stays zero: it is
+        Caffe's zero padding for every layer.
+        """
+        P = self.max_pad
+        shape = (self.max_channels, h + 2 * P, w + 2 * P)
         if self._buffers is None or self._buffers[0].shape != shape:
             self._buffers = None  # free the old pair before allocating the new one
             self._buffers = (np.zeros(shape, np.float32), np.zeros(shape, np.float32))
@@ -227,24 +263,25 @@ class LayerStream:
         h, w = x.shape
         P = self.max_pad
         a, b = self._activation_buffers(h, w)
-        a[0, P:P + h] = x
-        rows = self._strip_rows(w)
+        a[0, P:P + h, P:P + w] = x
+        row_bounds, col_bounds = self.grid(h, w)
+        blocks = [(r0, r1, c0, c1) for r0, r1 in zip(row_bounds, row_bounds[1:])
+                  for c0, c1 in zip(col_bounds, col_bounds[1:])]
         for step, params in zip(self.steps, self.weights):
             net = self._nets[step.signature]
             for blob, value in zip(net.params["conv"], params):
                 blob.data[...] = value
             data, out = net.blobs["data"], net.blobs["out"]
-            p = step.pad
-            for r0 in range(0, h, rows):
-                r1 = min(h, r0 + rows)
-                shape = (1, step.c_in, r1 - r0 + 2 * p, w)
-                if tuple(data.data.shape) != shape:
-                    data.reshape(*shape)
+            p, o = step.pad, P - step.pad  # o: where this layer's halo starts in `a`
+            shape = None
+            for r0, r1, c0, c1 in blocks:
+                if shape != (r1 - r0, c1 - c0):
+                    shape = (r1 - r0, c1 - c0)
+                    data.reshape(1, step.c_in, shape[0] + 2 * p, shape[1] + 2 * p)
                     net.reshape()
-                # rows [r0 - p, r1 + p) of the window; the P zero rows above and
-                # below the window in `a` are Caffe's zero padding
-                data.data[0] = a[:step.c_in, P + r0 - p:P + r1 + p]
+                    block_in, block_out = data.data[0], out.data[0]
+                block_in[...] = a[:step.c_in, o + r0:P + r1 + p, o + c0:P + c1 + p]
                 net.forward()
-                b[:step.c_out, P + r0:P + r1] = out.data[0]
+                b[:step.c_out, P + r0:P + r1, P + c0:P + c1] = block_out
             a, b = b, a
-        return np.array(a[0, P:P + h], dtype=np.float32)
+        return np.array(a[0, P:P + h, P:P + w], dtype=np.float32)

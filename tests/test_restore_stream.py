@@ -1,5 +1,5 @@
 """The ``layers`` engine (restoration.stream): Caffe's layers one at a time over
-row strips must give the whole deploy net's output, in less memory."""
+small blocks must give the whole deploy net's output, in less memory."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +11,7 @@ from restoration.engine import (
     IMAGE_BYTES_PER_PIXEL, MEMORY_BUDGET, MIN_STREAM_WINDOW, STREAM_WINDOW, Restorer, auto_window, load_net,
 )
 from restoration.reference import PAPER_LAYERS, forward_reference
-from restoration.stream import LayerStream, chain_steps, strip_net_text
+from restoration.stream import MIN_BLOCK_ROWS, LayerStream, block_grid, block_net_text, chain_steps
 from restoration.tiling import CONTEXT, plan_tiles, tiling_overhead
 
 
@@ -55,21 +55,34 @@ def test_non_chains_are_refused(tmp_path, old, new):
     assert chain_steps(path) is None
 
 
-def test_strip_net_is_valid_caffe(caffe, tmp_path):
+def test_block_net_is_valid_caffe(caffe, tmp_path):
     step = chain_steps(DEPLOY)[1]
-    path = tmp_path / "strip.prototxt"
-    path.write_text(strip_net_text(step, rows=7, width=33))
-    strip = caffe.Net(str(path), caffe.TEST)
-    assert strip.blobs["data"].data.shape == (1, 64, 11, 33)  # 7 rows + 2 x 2 halo rows
-    assert strip.blobs["out"].data.shape == (1, 64, 7, 33)    # columns padded by Caffe, rows not
+    path = tmp_path / "block.prototxt"
+    path.write_text(block_net_text(step, rows=7, cols=33))
+    block = caffe.Net(str(path), caffe.TEST)
+    assert block.blobs["data"].data.shape == (1, 64, 11, 37)  # 7 x 33 + a 2-px halo on every side
+    assert block.blobs["out"].data.shape == (1, 64, 7, 33)    # no padding by Caffe: the halo is the context
 
 
-@pytest.mark.parametrize("shape,strip_pixels", [((61, 75), 600), ((97, 131), 1000), ((50, 52), 1 << 20)])
-def test_stream_equals_whole_net(net, shape, strip_pixels):
-    """Many strips (a short last one), and one strip: the same as Caffe's whole net."""
+@pytest.mark.parametrize("h,w,pixels,cols", [(61, 75, 600, 384), (97, 131, 1000, 40), (5, 7, 1024, 384),
+                                             (1, 1, 1024, 384), (2048, 1677, 1024, 384), (3, 1000, 10, 384)])
+def test_block_grid_covers_the_window(h, w, pixels, cols):
+    rows, columns = block_grid(h, w, pixels, cols)
+    assert rows[0] == 0 and rows[-1] == h and columns[0] == 0 and columns[-1] == w
+    heights, widths = np.diff(rows), np.diff(columns)
+    assert heights.min() >= 1 and widths.min() >= 1
+    assert widths.max() <= cols and widths.max() - widths.min() <= 1      # even columns
+    assert heights.max() - heights.min() <= 1                             # even rows
+    assert heights.max() <= max(MIN_BLOCK_ROWS, pixels // widths.max())   # about `pixels` per block
+
+
+@pytest.mark.parametrize("shape,pixels,cols", [((61, 75), 600, 384), ((97, 131), 1000, 40),
+                                               ((50, 52), 1 << 20, 384), ((60, 300), 200, 16)])
+def test_stream_equals_whole_net(net, shape, pixels, cols):
+    """Many blocks (in rows, columns, both, uneven), and one block: the same as Caffe's whole net."""
     img = micrograph(shape, seed=2)
     whole = Restorer(net, tile=0).restore(img).restored
-    stream = LayerStream.from_net(DEPLOY, net, strip_pixels=strip_pixels)
+    stream = LayerStream.from_net(DEPLOY, net, block_pixels=pixels, max_block_cols=cols)
     out = Restorer(net, tile=0, stream=stream).restore(img).restored
     assert out.std() > 0.01 * img.std()
     assert rel_err(out, whole) < 1e-6
@@ -81,7 +94,7 @@ def test_stream_linear_output(caffe, tmp_path):
     w = make_weights(caffe, tmp_path / "lin.caffemodel", seed=5, proto=DEPLOY_LINEAR)
     net = load_net(DEPLOY_LINEAR, w)
     img = micrograph((57, 64), seed=3)
-    stream = LayerStream.from_net(DEPLOY_LINEAR, net, strip_pixels=500)
+    stream = LayerStream.from_net(DEPLOY_LINEAR, net, block_pixels=500, max_block_cols=30)
     out = Restorer(net, tile=0, stream=stream).restore(img).restored
     xn, stats = normalize(img)
     ref = denormalize(forward_reference(xn, net_layers(net), final_relu=False), stats)
@@ -91,7 +104,7 @@ def test_stream_linear_output(caffe, tmp_path):
 @pytest.mark.parametrize("tile", [64, (60, 90), (100, 55)])
 def test_stream_windows_equal_whole(net, tile):
     img = micrograph((130, 150), seed=4, dtype=np.uint16)
-    stream = LayerStream.from_net(DEPLOY, net, strip_pixels=2000)
+    stream = LayerStream.from_net(DEPLOY, net, block_pixels=2000)
     whole = Restorer(net, tile=0, stream=stream).restore(img)
     windowed = Restorer(net, tile=tile, stream=stream).restore(img)
     assert windowed.n_tiles > 1
@@ -128,7 +141,7 @@ def test_auto_window(net, shape):
     assert min(shape[1], MIN_STREAM_WINDOW) <= tw <= min(shape[1], STREAM_WINDOW)
     image = IMAGE_BYTES_PER_PIXEL * shape[0] * shape[1]
     if image < MEMORY_BUDGET / 2:  # the budget can be met: it is
-        used = image + th * tw * LayerStream.bytes_per_pixel() + stream.strip_bytes(tw)
+        used = image + th * tw * LayerStream.bytes_per_pixel() + stream.block_bytes()
         assert used <= MEMORY_BUDGET
         assert tiling_overhead(shape, (th, tw), CONTEXT) < 1.06  # windows split the axes evenly
     if max(shape) <= 2048:
