@@ -19,9 +19,9 @@ only covers one block (:data:`BLOCK_PIXELS`), so windows of 2048 x 2048 px
 fit in about 2.3 GB and the overlap waste drops to a few per cent.
 
 Blocks of ~1000 output pixels are also what makes the pass fast: the im2col
-buffer (6.5 MB) stays in this CPU's caches between im2col writing it and the
-GEMM reading it.  Row strips the width of a 1024-px window (32 MB buffers)
-ran at 63-71 % of the GEMM rate, blocks at 85-90 % (BENCHMARKS.md).
+buffer (6.4 MB) stays in this CPU's caches between im2col writing it and the
+GEMM reading it.  4,096-px row strips (26 MB buffers) ran the whole net at
+63-73 % of the sgemm rate, blocks at 88-91 % (BENCHMARKS.md).
 
 The convolutions, biases and ReLUs are still Caffe's (``ConvolutionLayer``
 im2col + GEMM, ``ReLULayer``), with the trained weights copied into the
@@ -43,10 +43,10 @@ from pathlib import Path
 import numpy as np
 
 #: Output pixels per block (rows x cols) fed to a one-layer net.  Its im2col
-#: buffer is ``C_in * k * k * 4`` bytes per pixel: 6.5 MB for 64 x 5 x 5, in
-#: cache.  Measured (2-core EPYC, OpenBLAS 0.3.21; one 64-channel 5x5 layer):
-#: 1,000-1,500 px blocks 85-95 % of the sgemm rate, 2,000 px 75-80 %,
-#: 16,000 px 55 %.
+#: buffer is ``C_in * k * k * 4`` bytes per pixel: 6.4 MB for 64 x 5 x 5, in
+#: cache.  Measured (2-core EPYC, OpenBLAS 0.3.21; one 64-channel 5x5 layer
+#: with its block copies): 1,000-1,500 px blocks 85-98 % of the sgemm rate,
+#: 2,000 px 67-77 %, 16,000 px 54 %.
 BLOCK_PIXELS = 1000
 #: Widest block (px): wider windows are split into columns of at most this.
 MAX_BLOCK_COLS = 250
