@@ -15,8 +15,8 @@ that its peak RSS is its own)
    ``/proc/self/maps`` after ``import caffe``) -- at the shape of Caffe's
    im2col GEMM for a 192 x 192 window: M = 64 filters, K = 64 x 5 x 5 = 1600,
    N = 36,864 pixels (the reference rate of this machine; the same shape for
-   both engines).  This shared 2-vCPU machine changes speed from one second to
-   the next, so each pass is compared with its better neighbouring sgemm;
+   both engines).  This shared 2-vCPU machine changes speed for seconds to
+   minutes at a time, so each pass is compared with its better neighbouring sgemm;
 3. reports megapixels/s, achieved GFLOP/s counting 2 x MACs of the 12
    convolutions (1,027,200 MACs/px) over the image's pixels ("useful") and over
    the pixels actually pushed through the net (with the windows' overlap),
@@ -80,8 +80,8 @@ def sgemm_rate(reps=7):
     return float(np.median(rates))
 
 # -- restore, interleaved with sgemm --------------------------------------
-# This 2-vCPU machine is shared: its speed changes from one second to the
-# next (a pass can run at half speed).  So each restore pass is bracketed by
+# This 2-vCPU machine is shared: its speed for this workload changes for
+# seconds to minutes at a time (a pass can run at half speed).  So each restore pass is bracketed by
 # sgemm measurements and compared with the better of its two neighbours,
 # and the passes are repeated: the table gives the median and the best.
 r = Restorer.from_files(proto, weights, tile=tile, engine=engine)
