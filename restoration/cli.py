@@ -25,6 +25,7 @@ from .engine import DEFAULT_TILE, ENGINES, STREAM_WINDOW, Restorer, file_sha256
 from .io import SUPPORTED_SUFFIXES, InputError, is_supported, read_image
 from .outputs import write_figure, write_tiff
 from .tiling import CONTEXT
+from .validate import ModelError, validate_model
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = REPO / "models" / "stem_restore.caffemodel"
@@ -210,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.tile and args.tile <= 2 * CONTEXT:
         log(f"error: --tile must be 0 or larger than {2 * CONTEXT} px (got {args.tile})")
+        return 2
+    try:
+        validate_model(model, weights)  # before any image is touched, and before Caffe sees it
+    except ModelError as err:
+        log(f"error: {err}")
         return 2
     if args.gpu is not None:
         err = check_gpu(args.gpu)
