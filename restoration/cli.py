@@ -13,17 +13,23 @@ if any file failed, 2 if nothing could start (no weights, bad model).
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import signal as signals
 import subprocess
 import sys
 import time
+import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .engine import DEFAULT_TILE, ENGINES, STREAM_WINDOW, Restorer, file_sha256
-from .io import SUPPORTED_SUFFIXES, InputError, is_supported, read_image
-from .outputs import write_figure, write_tiff
+from .engine import DEFAULT_TILE, ENGINES, STREAM_WINDOW, Restorer, conv_engine_info, file_sha256
+from .io import SUPPORTED_SUFFIXES, InputError, is_supported, path_problem, read_image
+from .outputs import (atomic_path, is_temp_output, remove_stale_temps, set_status, write_figure,
+                      write_tiff)
 from .tiling import CONTEXT
 from .validate import ModelError, validate_model
 
@@ -81,6 +87,29 @@ class Summary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
+def _scan_folder(p: Path, recursive: bool, outdir_abs: Path, summary: Summary) -> list[tuple[Path, Path]]:
+    """Supported files of folder ``p`` as (file, folder relative to ``p``).
+
+    Our own outputs and temporary files are skipped; supported names that are
+    not regular files (FIFO, broken link, link loop) are reported as failures.
+    """
+    found = []
+    it = p.rglob("*") if recursive else p.iterdir()
+    for f in sorted(it):
+        if not is_supported(f) or is_temp_output(f):
+            continue
+        if f.is_dir():
+            continue
+        problem = path_problem(f)
+        if problem:
+            summary.failed.append((f, problem))
+            continue
+        if outdir_abs in f.resolve().parents:
+            continue  # never restore our own outputs
+        found.append((f, f.parent.relative_to(p)))
+    return found
+
+
 def collect_jobs(inputs: list[str], outdir: Path, recursive: bool,
                  summary: Summary) -> list[Job]:
     """Expand files/folders into jobs; record missing or unsupported inputs as failures."""
@@ -88,25 +117,28 @@ def collect_jobs(inputs: list[str], outdir: Path, recursive: bool,
     found: list[tuple[Path, Path]] = []  # (file, relative dir)
     for arg in inputs:
         p = Path(arg)
-        if p.is_dir():
-            it = p.rglob("*") if recursive else p.iterdir()
-            n_before = len(found)
-            for f in sorted(it):
-                if not f.is_file() or not is_supported(f):
-                    continue
-                if outdir_abs in f.resolve().parents:
-                    continue  # never restore our own outputs
-                found.append((f, f.parent.relative_to(p)))
-            if len(found) == n_before:
+        problem = path_problem(p)
+        if problem:
+            summary.failed.append((p, problem))
+        elif p.is_dir():
+            n_failed = len(summary.failed)
+            files = _scan_folder(p, recursive, outdir_abs, summary)
+            if not files and len(summary.failed) == n_failed:
                 hint = "" if recursive else " (--recursive searches sub-folders)"
                 summary.failed.append((p, f"folder has no supported image files{hint}"))
-        elif p.exists() and not is_supported(p):
+            found.extend(files)
+        elif not is_supported(p):
             summary.failed.append((p, f"unsupported file type {p.suffix or '(no suffix)'!r} "
                                       f"(supported: {' '.join(sorted(SUPPORTED_SUFFIXES))})"))
-        elif not p.exists():
-            summary.failed.append((p, "no such file or folder"))
+        elif is_temp_output(p):
+            summary.failed.append((p, "a temporary file of an interrupted restore.py run, not an input"))
         else:
             found.append((p, Path(".")))
+    # The same file given twice (or through a folder and by name) is one job.
+    unique: dict[Path, tuple[Path, Path]] = {}
+    for f, rel in found:
+        unique.setdefault(f.resolve(), (f, rel))
+    found = list(unique.values())
     # Same stem with different suffixes in one folder (a.tif, a.dm4): keep the suffix.
     counts: dict[tuple[Path, str], int] = {}
     for f, rel in found:
@@ -116,8 +148,6 @@ def collect_jobs(inputs: list[str], outdir: Path, recursive: bool,
     for f, rel in found:
         stem = f.stem if counts[(rel, f.stem.lower())] == 1 else f"{f.stem}_{f.suffix[1:].lower()}"
         key = (rel, stem.lower())
-        if f.resolve() in seen.values():
-            continue  # same file given twice
         if key in seen:
             summary.failed.append((f, f"output name {rel / stem}_* already used by {seen[key]}"))
             continue
@@ -135,70 +165,178 @@ def output_names(job: Job, signal_name: str, figure: bool) -> dict[str, Path]:
     return names
 
 
+#: A glog line: severity letter, date, time, thread, file:line] message.
+_GLOG_LINE = re.compile(r"^[FEW]\d{4} [\d:.]+\s+\d+ [^\]]+\] (?P<msg>.*)$")
+
+
+def glog_reason(stderr: str) -> str:
+    """The message of the last glog error line in ``stderr`` (not the stack trace
+    that follows it), or the last non-empty line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reasons = [m["msg"] for m in map(_GLOG_LINE.match, lines) if m]
+    if reasons:
+        return reasons[-1]
+    rest = [line for line in lines if not line.startswith(("***", "@ ", "@\t"))]
+    return (rest or lines or ["unknown error"])[-1]
+
+
 def check_gpu(gpu: int) -> str | None:
     """Return an error message if Caffe cannot use GPU ``gpu`` (tested in a child process,
     because a CPU-only Caffe aborts the whole process)."""
-    code = ("import os; os.environ['GLOG_minloglevel']='3'; import caffe; "
+    code = ("import os; os.environ['GLOG_minloglevel']='2'; import caffe; "
             f"caffe.set_mode_gpu(); caffe.set_device({int(gpu)})")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if r.returncode != 0:
-        tail = (r.stderr.strip().splitlines() or ["unknown error"])[-1]
-        return f"cannot use GPU {gpu}: {tail}"
+    if r.returncode == 0:
+        return None
+    reason = glog_reason(r.stderr)
+    if "CPU-only" in reason:
+        return (f"cannot use GPU {gpu}: this Caffe build is CPU-only (Caffe says: {reason}); "
+                f"run without --gpu, or build Caffe with CUDA (bash scripts/install.sh --cuda)")
+    return f"cannot use GPU {gpu}: {reason}"
+
+
+def check_outdir(outdir: Path) -> str | None:
+    """Why ``outdir`` cannot be the output folder (a file, under a file, not writable), or None.
+
+    Creates the folder, so that a problem shows before anything is computed.
+    """
+    if outdir.exists() and not outdir.is_dir():
+        return f"-o {outdir}: is a file, not a folder"
+    for parent in outdir.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"-o {outdir}: {parent} is a file, not a folder"
+            break
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"-o {outdir}: cannot create the folder: {err.strerror or err}"
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        return f"-o {outdir}: the folder is not writable"
     return None
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that temporary files are removed."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def plan_outputs(job: Job, img, figure: bool) -> list[tuple[object, dict[str, Path]]]:
+    """(signal, output names) for every signal of an input file."""
+    return [(s, output_names(job, s.name, figure)) for s in img.signals]
+
+
+def existing_set(job: Job, plans, outdir: Path, overwrite: bool, summary: Summary, log) -> bool:
+    """Decide about outputs already on disk; True if the file is done (skipped).
+
+    A complete set is skipped (unless ``--overwrite``); an incomplete one
+    (interrupted run) is redone, with a warning.  Stale temporary files of
+    this tool for these outputs are removed first.
+    """
+    paths = [outdir / n for _, names in plans for n in names.values()]
+    for folder in {p.parent for p in paths}:
+        for stale in remove_stale_temps(folder, {p.name for p in paths}):
+            log(f"warning: removed a temporary file of an interrupted run: {stale}")
+    status, why = set_status(paths)
+    if status == "complete" and not overwrite:
+        summary.skipped.append((job.path, f"output exists: {paths[0]}"))
+        return True
+    if status == "incomplete":
+        log(f"warning: {job.path}: incomplete outputs of an interrupted run ({why}); restoring again")
+    return False
+
+
+def restore_signal(signal, restorer: Restorer, job: Job) -> tuple[np.ndarray, np.ndarray, list]:
+    """Restored frames (float32), raw frames and per-frame statistics of one signal."""
+    frames = signal.frames()
+    restored = np.empty(frames.shape, dtype=np.float32)
+    stats = []
+    for k, frame in enumerate(frames):
+        res = restorer.restore(frame, out=restored[k])
+        stats.append({"offset": res.stats.offset, "scale": res.stats.scale,
+                      "tile": res.tile, "windows": res.n_tiles})
+    bad = restored.size - int(np.count_nonzero(np.isfinite(restored)))
+    if bad:
+        raise InputError(f"restoration gave {bad} NaN or infinite value(s) (values too large for "
+                         f"float32?); nothing written")
+    return restored, frames, stats
 
 
 def restore_file(job: Job, restorer: Restorer, outdir: Path, args, provenance: dict,
                  summary: Summary, log) -> None:
+    """Restore one input file and write its whole output set (or nothing)."""
     img = read_image(job.path)
     for note in img.warnings:
         log(f"warning: {job.path}: {note}")
-    plans = [(s, output_names(job, s.name, args.figure)) for s in img.signals]
-    if not args.overwrite:
-        existing = [outdir / n for _, names in plans for n in names.values() if (outdir / n).exists()]
-        if existing:
-            summary.skipped.append((job.path, f"output exists: {existing[0]}"))
-            return
-    for signal, names in plans:
-        frames = signal.frames()
-        restored = np.empty(frames.shape, dtype=np.float32)
-        stats = []
-        for k, frame in enumerate(frames):
-            res = restorer.restore(frame, out=restored[k])
-            stats.append({"offset": res.stats.offset, "scale": res.stats.scale,
-                          "tile": res.tile, "windows": res.n_tiles})
-        difference = np.subtract(frames, restored, dtype=np.float32)
-        info = dict(provenance)
-        info.update({
-            "source": str(job.path.resolve()),
-            "source_format": img.reader,
-            "source_dtype": str(signal.data.dtype),
-            "signal": signal.name,
-            "signal_title": signal.title,
-            "frame_shape": list(frames.shape[1:]),
-            "stack_shape": list(signal.stack_shape),
-            "pixel_size": signal.pixel_size.as_dict() if signal.pixel_size else None,
-            "norm_stats": stats,
-            "warnings": img.warnings,
-        })
-        write_tiff(outdir / names["restored"], restored, signal.stack_shape, signal.pixel_size,
-                   dict(info, kind="restored"))
-        write_tiff(outdir / names["difference"], difference, signal.stack_shape, signal.pixel_size,
-                   dict(info, kind="difference = raw - restored"))
-        del difference  # keep peak memory at ~4 image-sized float32 arrays + the net
-        if args.figure:
-            title = str(job.path)
-            if signal.n_frames > 1:
-                title += f"  (frame 1 of {signal.n_frames})"
-            write_figure(outdir / names["figure"], frames[0], restored[0], title, signal.pixel_size)
+    plans = plan_outputs(job, img, args.figure)
+    if existing_set(job, plans, outdir, args.overwrite, summary, log):
+        return
+    set_id = uuid.uuid4().hex
+    files = [str(n) for _, names in plans for n in names.values()]
+    with ExitStack() as stack:  # every output under a temporary name; all renamed at the end
+        def temp(name: Path) -> Path:
+            return stack.enter_context(atomic_path(outdir / name))
+
+        for signal, names in plans:
+            restored, frames, stats = restore_signal(signal, restorer, job)
+            info = dict(provenance)
+            info.update({
+                "source": str(job.path.resolve()),
+                "source_format": img.reader,
+                "source_dtype": str(signal.data.dtype),
+                "signal": signal.name,
+                "signal_title": signal.title,
+                "frame_shape": list(frames.shape[1:]),
+                "stack_shape": list(signal.stack_shape),
+                "pixel_size": signal.pixel_size.as_dict() if signal.pixel_size else None,
+                "norm_stats": stats,
+                "warnings": img.warnings,
+                "output_set": set_id,
+                "output_set_files": files,
+            })
+            write_tiff(temp(names["restored"]), restored, signal.stack_shape, signal.pixel_size,
+                       dict(info, kind="restored"), atomic=False)
+            difference = np.subtract(frames, restored, dtype=np.float32)
+            write_tiff(temp(names["difference"]), difference, signal.stack_shape, signal.pixel_size,
+                       dict(info, kind="difference = raw - restored"), atomic=False)
+            del difference  # keep peak memory at ~4 image-sized float32 arrays + the net
+            if args.figure:
+                title = str(job.path)
+                if signal.n_frames > 1:
+                    title += f"  (frame 1 of {signal.n_frames})"
+                write_figure(temp(names["figure"]), frames[0], restored[0], title, signal.pixel_size,
+                             set_id=set_id, atomic=False)
     summary.restored.append(job.path)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """restore.py; exit status 0 (all restored or skipped), 1 (some file failed), 2 (nothing
+    could start), 130 (Ctrl-C) or 143 (SIGTERM): interrupted runs leave no partial files."""
     args = build_parser().parse_args(argv)
     from tqdm import tqdm
 
     def log(msg: str) -> None:
         tqdm.write(msg, file=sys.stderr)
+
+    summary = Summary()
+    previous = signals.signal(signals.SIGTERM, _raise_terminated)
+    try:
+        return run(args, summary, log)
+    except (KeyboardInterrupt, Terminated) as err:
+        what = "Ctrl-C" if isinstance(err, KeyboardInterrupt) else "SIGTERM"
+        log(f"interrupted ({what}): {len(summary.restored)} file(s) restored before; the file in "
+            f"progress left no outputs. Rerun the same command to finish (finished files are skipped).")
+        return 130 if isinstance(err, KeyboardInterrupt) else 143
+    finally:
+        signals.signal(signals.SIGTERM, previous)
+
+
+def run(args, summary: Summary, log) -> int:
+    """The body of :func:`main` (checks, model, one job per file, summary)."""
+    from tqdm import tqdm
 
     model = args.model or default_model()
     weights = args.weights or DEFAULT_WEIGHTS
@@ -212,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.tile and args.tile <= 2 * CONTEXT:
         log(f"error: --tile must be 0 or larger than {2 * CONTEXT} px (got {args.tile})")
         return 2
+    problem = check_outdir(args.outdir)
+    if problem:
+        log(f"error: {problem}")
+        return 2
     try:
         validate_model(model, weights)  # before any image is touched, and before Caffe sees it
     except ModelError as err:
@@ -223,7 +365,6 @@ def main(argv: list[str] | None = None) -> int:
             log(f"error: {err}")
             return 2
 
-    summary = Summary()
     outdir = args.outdir
     jobs = collect_jobs(args.inputs, outdir, args.recursive, summary)
     for path, reason in summary.failed:
@@ -244,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             "parameters": {
                 "tile": "auto" if args.tile is None else args.tile, "context": CONTEXT,
                 "engine": restorer.engine,
+                "conv_engine": conv_engine_info(args.gpu),
                 "device": "cpu" if args.gpu is None else f"gpu:{args.gpu}",
                 "normalization": "datagen.normalize: (x - 1st percentile) / std, whole image; "
                                  "output denormalised with the same statistics",

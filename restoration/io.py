@@ -33,13 +33,25 @@ Conventions
   FEI TIFF, TIFF with a centimetre resolution unit), converted to nm when its
   unit is a length.  PNG/JPEG/NPY carry none.
 
+* Float data beyond float32's range (|x| > 3.4e38, or all non-zero values below
+  1.2e-38) is refused: the network and the float32 outputs cannot hold it.
+* Size limits: before any pixel array is allocated, the size a TIFF, NPY, MRC or
+  PNG/JPEG header claims is checked against the bytes the file really holds
+  (uncompressed data) and against :func:`memory_limit` (decoded bytes of one
+  image: half the machine's RAM, or ``STEM_RESTORE_MAX_IMAGE_BYTES``).
+* Only regular files are read: FIFOs, sockets, devices, broken symbolic links
+  and symbolic-link loops are named as such (:func:`path_problem`).
+
 Errors are raised as :class:`InputError` with a one-line reason; the caller
 adds the file name.
 """
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,7 +259,125 @@ def check_signal_array(a: np.ndarray) -> np.ndarray:
                 bad = np.argwhere(~finite.reshape((-1,) + a.shape[-2:]).all(axis=(1, 2)))
                 where = f" (first in frame {int(bad[0, 0]) + 1} of {a.size // (h * w)})"
             raise InputError(f"contains {' and '.join(parts)} value(s){where}")
+        check_float32_range(a)
     return a
+
+
+def check_float32_range(a: np.ndarray) -> None:
+    """Refuse float data that float32 (the network and the outputs) cannot hold.
+
+    Values above float32's largest (3.4e38) would become infinite and a
+    restored image all NaN; an image whose non-zero values all lie below
+    float32's smallest normal number (1.2e-38) would become zero.
+    """
+    if a.dtype.itemsize <= 4:
+        return
+    info = np.finfo(np.float32)
+    largest, tiny = float(info.max), float(info.tiny)
+    peak = max(abs(float(a.max())), abs(float(a.min())))
+    if peak > largest:
+        raise InputError(f"values up to {peak:.3g} do not fit float32 (largest {largest:.3g}); "
+                         f"rescale the image (e.g. to counts) before restoring it")
+    if 0 < peak < tiny:
+        raise InputError(f"all values are at most {peak:.3g}, below float32's smallest normal "
+                         f"number ({tiny:.3g}); rescale the image before restoring it")
+
+
+# --------------------------------------------------------------------------
+# size and file-type checks done before any pixel array is allocated
+# --------------------------------------------------------------------------
+#: Environment variable overriding :func:`memory_limit` (bytes).
+MEMORY_LIMIT_ENV = "STEM_RESTORE_MAX_IMAGE_BYTES"
+
+
+def memory_limit() -> int:
+    """Largest decoded image (bytes, in the file's data type) a reader may allocate.
+
+    ``STEM_RESTORE_MAX_IMAGE_BYTES`` if set, else half the machine's physical
+    memory (restoring needs several image-sized arrays besides the decoded one).
+    """
+    env = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if env:
+        try:
+            return int(float(env))
+        except ValueError:
+            raise InputError(f"{MEMORY_LIMIT_ENV}={env!r} is not a number of bytes") from None
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 << 30
+
+
+def _human_bytes(n: float) -> str:
+    """``n`` bytes as B/kB/MB/GB/TB with 3 significant digits."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000.0
+    return f"{n} B"  # pragma: no cover
+
+
+def check_claimed_size(shape, dtype, file_bytes: int | None, what: str = "header") -> None:
+    """Refuse an image whose claimed size exceeds the file's data or the memory limit.
+
+    Parameters
+    ----------
+    shape, dtype
+        What the file's header says the pixel array is.
+    file_bytes : int or None
+        Bytes the file really holds for that array (uncompressed data), or
+        None when the data are compressed (only the memory limit applies).
+    """
+    dims = [int(d) for d in shape]
+    if any(d < 0 for d in dims):
+        raise InputError(f"{what} claims a negative size {tuple(dims)}")
+    itemsize = np.dtype(dtype).itemsize
+    claimed = math.prod(dims) * itemsize
+    desc = f"{' x '.join(map(str, dims))} {np.dtype(dtype).name}"
+    if file_bytes is not None and claimed > file_bytes:
+        fmt = what.split()[0]
+        raise InputError(f"cannot read as {fmt} (truncated or corrupt?): the header claims a {desc} "
+                         f"image ({_human_bytes(claimed)}) but the file holds only "
+                         f"{_human_bytes(file_bytes)} of data")
+    limit = memory_limit()
+    if claimed > limit:
+        raise InputError(f"{what} claims a {desc} image ({_human_bytes(claimed)}), more than the "
+                         f"memory limit of {_human_bytes(limit)} (set {MEMORY_LIMIT_ENV} to change it)")
+
+
+def path_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a readable regular file or folder, or None if it is one.
+
+    Distinguishes a missing file, a broken symbolic link, a symbolic-link
+    loop, a FIFO, a socket, a device and a permission problem.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop (too many levels of symbolic links)"
+        if err.errno == errno.ENOENT and os.path.islink(path):
+            return f"broken symbolic link (its target {os.readlink(path)!r} does not exist)"
+        if err.errno == errno.ENOENT:
+            return "no such file or folder"
+        if err.errno == errno.ENOTDIR:
+            return "a component of the path is a file, not a folder"
+        if err.errno == errno.EACCES:
+            return "permission denied"
+        return err.strerror or str(err)
+    mode = st.st_mode
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO (named pipe), not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "is not a regular file"
+    if not os.access(path, os.R_OK | (os.X_OK if stat.S_ISDIR(mode) else 0)):
+        return "permission denied"
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -261,6 +391,7 @@ def _read_tiff(path: Path, notes: list[str]) -> list[Signal]:
         series_list = [s for s in tif.series if s.kind != "reduced"] or list(tif.series)
         pixel_size = _tiff_pixel_size(tif)
         for k, series in enumerate(series_list):
+            _check_tiff_series(series, path)
             data = series.asarray()
             axes = series.axes
             if "S" in axes:
@@ -277,6 +408,22 @@ def _read_tiff(path: Path, notes: list[str]) -> list[Signal]:
             name = "" if len(series_list) == 1 else str(k)
             signals.append(Signal(data=data, pixel_size=pixel_size, name=name))
     return signals
+
+
+def _check_tiff_series(series, path: Path) -> None:
+    """Claimed size of a TIFF series against the file's size (uncompressed) and the memory limit."""
+    page = series.keyframe
+    compressed = int(getattr(page, "compression", 1)) != 1
+    file_bytes = None
+    if not compressed:
+        counts = getattr(page, "databytecounts", None) or ()
+        offsets = getattr(page, "dataoffsets", None) or ()
+        size = path.stat().st_size
+        if any(o + c > size for o, c in zip(offsets, counts)):
+            file_bytes = max(0, size - min(offsets, default=0))
+        else:
+            file_bytes = size
+    check_claimed_size(series.shape, series.dtype, file_bytes, "TIFF header")
 
 
 def _tiff_pixel_size(tif) -> PixelSize | None:
@@ -316,6 +463,9 @@ def _read_pillow(path: Path, notes: list[str]) -> list[Signal]:
     from PIL import Image
 
     with Image.open(path) as im:
+        bands = len(im.getbands())
+        check_claimed_size((im.height, im.width, bands), np.uint16 if "16" in im.mode else
+                           (np.float32 if im.mode in ("I", "F") else np.uint8), None, "PNG/JPEG header")
         im.load()  # force decoding now: truncated files fail here
         mode = im.mode
         if getattr(im, "n_frames", 1) > 1:
@@ -349,7 +499,28 @@ def _structured_to_image(data: np.ndarray, notes: list[str]) -> np.ndarray:
     return lum
 
 
+def _check_npy_header(path: Path) -> None:
+    """The shape an NPY header claims against the bytes after the header and the memory limit."""
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        try:
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(fh)
+            else:
+                shape, _, dtype = fmt._read_array_header(fh, version)
+        except ValueError as err:
+            raise InputError(f"not a valid NPY file: {' '.join(str(err).split())[:160]}") from None
+        if dtype.hasobject:
+            raise InputError("NPY holds Python objects (pickled data): refused for safety")
+        data_bytes = path.stat().st_size - fh.tell()
+    check_claimed_size(shape, dtype, data_bytes, "NPY header")
+
+
 def _read_npy(path: Path, notes: list[str]) -> list[Signal]:
+    _check_npy_header(path)
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as err:
@@ -365,6 +536,12 @@ def _read_npy(path: Path, notes: list[str]) -> list[Signal]:
 def _read_mrc(path: Path, notes: list[str]) -> list[Signal]:
     import mrcfile
 
+    with mrcfile.open(path, mode="r", permissive=False, header_only=True) as mrc:
+        h = mrc.header
+        dtype = mrcfile.utils.data_dtype_from_header(h)
+        shape = (int(h.nz), int(h.ny), int(h.nx))
+        data_bytes = path.stat().st_size - h.nbytes - int(h.nsymbt)
+    check_claimed_size(shape, dtype, data_bytes, "MRC header")
     with mrcfile.open(path, mode="r", permissive=False) as mrc:
         if mrc.data is None:
             raise InputError("MRC file has no data block")
@@ -478,8 +655,9 @@ def read_image(path: str | Path) -> ImageFile:
             f"unsupported file type {suffix or '(no suffix)'!r} "
             f"(supported: {' '.join(sorted(SUPPORTED_SUFFIXES))})"
         )
-    if not path.exists():
-        raise InputError("no such file")
+    problem = path_problem(path)
+    if problem:
+        raise InputError("no such file" if problem == "no such file or folder" else problem)
     if path.is_dir():
         raise InputError("is a directory, not a file")
     size = path.stat().st_size

@@ -18,18 +18,47 @@ set of outputs per signal, named ``<stem>_<k>_<title>_...``.
 The TIFFs are ImageJ-flavoured: pixel size in the resolution tags with its
 unit in the ImageJ description (Fiji shows it), and a JSON ``Info`` property
 with the source path, model, weights and their SHA-256, and all parameters.
+
+Output sets
+-----------
+All outputs of one input file form a *set*, written under temporary names
+(``.<name>.<random>.rs<pid>.tmp.<ext>``) and renamed only when every one of
+them is written (:func:`write_set`).  Each file of a set carries the same
+set id (TIFF ``Info["output_set"]``, PNG text ``stem-restore output set``),
+so :func:`set_status` tells a complete set from one left incomplete by a
+kill between two renames.  Temporary files of this tool are recognised by
+:func:`is_temp_output` (never read as inputs) and those of dead processes
+are removed by :func:`remove_stale_temps`.
 """
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+import os
+import re
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from datagen.writers.atomic import atomic_path as _atomic_path
 
 from .io import PixelSize
+
+
+#: PNG text key holding the output set id.
+PNG_SET_KEY = "stem-restore output set"
+
+#: Temporary output names of this tool: ``.<final>.<random>.rs<pid>.tmp.<ext>``, and the
+#: pid-less ``.<final>.<random>.tmp.<ext>`` of earlier versions.
+_TEMP_RE = re.compile(r"^\.(?P<final>.+_(?:restored|difference)\.tif|.+_figure\.png)"
+                      r"\.[A-Za-z0-9_]+(?:\.rs(?P<pid>\d+))?\.tmp\.(?:tif|png)$")
+
+
+def temp_suffix(final: Path) -> str:
+    """Suffix of this process's temporary files for ``final`` (keeps the final suffix:
+    libraries pick formats by it; carries the pid, so stale ones can be told apart)."""
+    return f".rs{os.getpid()}.tmp{Path(final).suffix}"
 
 
 @contextmanager
@@ -41,13 +70,102 @@ def atomic_path(final: Path):
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic_path(final, suffix=".tmp" + final.suffix) as tmp:
+    with _atomic_path(final, suffix=temp_suffix(final)) as tmp:
         yield Path(tmp)
 
 
+def is_temp_output(path: str | Path) -> bool:
+    """True for a temporary output file of restore.py (never an input)."""
+    return _TEMP_RE.match(Path(path).name) is not None
+
+
+def _pid_alive(pid: int) -> bool:
+    """True if a process with this id exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path, finals: set[str] | None = None) -> list[Path]:
+    """Remove temporary outputs in ``folder`` left by dead restore.py processes.
+
+    Only files matching this tool's temporary pattern are touched, only for
+    the final names in ``finals`` (all if None), and never those of a process
+    that is still running.  Returns the removed paths.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP_RE.match(entry.name)
+        if not m or (finals is not None and m["final"] not in finals):
+            continue
+        pid = m["pid"]
+        if pid is not None and (int(pid) == os.getpid() or _pid_alive(int(pid))):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def write_set(outputs: list[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Write a set of files: each ``write(tmp)`` to a temporary name, then rename them all.
+
+    If any writer fails (or the process is interrupted), every temporary file
+    is removed and no final file is touched.  The renames at the end are not
+    one atomic step; :func:`set_status` recognises a set they left incomplete.
+    """
+    with ExitStack() as stack:
+        for final, write in outputs:
+            tmp = stack.enter_context(atomic_path(final))
+            write(tmp)
+
+
+def read_set_id(path: Path) -> str | None:
+    """The output set id stored in one of our TIFFs or PNGs (None if absent or unreadable)."""
+    try:
+        if path.suffix.lower() == ".png":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return im.text.get(PNG_SET_KEY)
+        return read_info(path).get("output_set")
+    except Exception:  # unreadable / foreign file: not part of a complete set
+        return None
+
+
+def set_status(paths: list[Path]) -> tuple[str, str]:
+    """``("complete" | "absent" | "incomplete", reason)`` of an output set.
+
+    Complete: every file exists and all carry the same set id (or, for sets
+    written before set ids existed, none carries one).
+    """
+    present = [p for p in paths if p.exists()]
+    if not present:
+        return "absent", ""
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        return "incomplete", f"{missing[0].name} is missing"
+    ids = {p: read_set_id(p) for p in paths}
+    if len(set(ids.values())) == 1:
+        return "complete", ""
+    odd = next(p for p in paths if ids[p] != ids[paths[0]]) if ids[paths[0]] else paths[0]
+    return "incomplete", f"{odd.name} belongs to another run"
+
+
 def write_tiff(path: Path, frames: np.ndarray, stack_shape: tuple[int, ...],
-               pixel_size: PixelSize | None, info: dict) -> None:
-    """Write a float32 (multi-page) ImageJ TIFF atomically.
+               pixel_size: PixelSize | None, info: dict, atomic: bool = True) -> None:
+    """Write a float32 (multi-page) ImageJ TIFF (atomically unless ``atomic=False``:
+    then ``path`` is itself a temporary name, as in :func:`write_set`).
 
     Parameters
     ----------
@@ -72,6 +190,9 @@ def write_tiff(path: Path, frames: np.ndarray, stack_shape: tuple[int, ...],
     if pixel_size is not None and pixel_size.unit.isascii():
         kwargs["resolution"] = (1.0 / pixel_size.x, 1.0 / pixel_size.y)
         metadata["unit"] = pixel_size.unit
+    if not atomic:
+        tifffile.imwrite(path, data, imagej=True, metadata=metadata, **kwargs)
+        return
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **kwargs)
 
@@ -86,58 +207,94 @@ def read_info(path: Path) -> dict:
 
 #: Longest edge (px) of the images drawn in the figure: a 1200-px-wide PNG of
 #: three panels cannot show more, and drawing an 8192^2 frame at full size
-#: costs matplotlib several GB.  Larger frames are block-averaged first.
+#: costs matplotlib several GB.  Larger frames are block-averaged first, each
+#: axis by its own factor, so a very tall or narrow frame keeps >= 1 px per edge.
 FIGURE_MAX_PX = 1024
+#: Height range of the figure (inches, 12 inches wide): frames whose aspect
+#: ratio would need more or less are drawn stretched (said in the title).
+FIGURE_HEIGHT_IN = (2.0, 14.0)
 
 
-def _binned(a: np.ndarray, factor: int) -> np.ndarray:
-    """``a`` averaged over ``factor x factor`` blocks (float32; edge rows/columns that do
-    not fill a block are dropped)."""
-    if factor <= 1:
+def _binned(a: np.ndarray, fy: int, fx: int | None = None) -> np.ndarray:
+    """``a`` averaged over ``fy x fx`` blocks (float32; edge rows/columns that do
+    not fill a block are dropped).  ``fx`` defaults to ``fy``; factors larger than
+    an edge are reduced to it, so the result is never empty."""
+    fx = fy if fx is None else fx
+    fy, fx = max(1, min(int(fy), a.shape[0])), max(1, min(int(fx), a.shape[1]))
+    if fy == 1 and fx == 1:
         return np.asarray(a, dtype=np.float32)
-    h, w = (n // factor * factor for n in a.shape)
-    blocks = a[:h, :w].reshape(h // factor, factor, w // factor, factor)
+    h, w = a.shape[0] // fy * fy, a.shape[1] // fx * fx
+    blocks = a[:h, :w].reshape(h // fy, fy, w // fx, fx)
     return blocks.mean(axis=(1, 3), dtype=np.float32)
 
 
 def _display_range(a: np.ndarray, lo: float = 0.5, hi: float = 99.5) -> tuple[float, float]:
     vmin, vmax = (float(v) for v in np.percentile(a, [lo, hi]))
-    if vmax <= vmin:
+    if not vmax > vmin:
         vmax = vmin + 1.0
     return vmin, vmax
 
 
+def safe_title(text: str) -> str:
+    """``text`` as matplotlib can draw it: undecodable bytes of a file name
+    (surrogate escapes) become U+FFFD, and ``$`` does not start mathtext."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text.replace("$", r"\$")
+
+
+def figure_layout(shape: tuple[int, int]) -> tuple[int, int, float, bool]:
+    """Block factors (rows, columns), figure height (inches) and whether the panels
+    are stretched, for a frame of ``shape``."""
+    h, w = (max(1, int(n)) for n in shape)
+    fy, fx = -(-h // FIGURE_MAX_PX), -(-w // FIGURE_MAX_PX)
+    height = 4.4 * h / w + 0.6
+    lo, hi = FIGURE_HEIGHT_IN
+    stretched = not lo <= height <= hi
+    return fy, fx, float(min(max(height, lo), hi)), stretched
+
+
 def write_figure(path: Path, raw: np.ndarray, restored: np.ndarray, title: str = "",
-                 pixel_size: PixelSize | None = None) -> None:
-    """Write the raw | restored | difference PNG panel atomically.
+                 pixel_size: PixelSize | None = None, set_id: str | None = None,
+                 atomic: bool = True) -> None:
+    """Write the raw | restored | difference PNG panel (atomically unless ``atomic=False``).
 
     Raw and restored share one grey scale (0.5-99.5 % of the raw image), so
     their contrast can be compared; the difference uses a symmetric scale.
-    Frames larger than :data:`FIGURE_MAX_PX` are shown block-averaged (said
-    in the title), so the figure's memory does not grow with the frame.
+    Frames with an edge above :data:`FIGURE_MAX_PX` are shown block-averaged
+    and frames too tall or too narrow for :data:`FIGURE_HEIGHT_IN` stretched
+    (both said in the title), so the figure's memory does not grow with the
+    frame.  ``set_id`` is stored as PNG text (see :func:`set_status`).
     """
     from matplotlib.figure import Figure
 
-    factor = -(-max(raw.shape) // FIGURE_MAX_PX)
-    raw, restored = _binned(raw, factor), _binned(restored, factor)
+    shape = raw.shape
+    fy, fx, height, stretched = figure_layout(shape)
+    raw, restored = _binned(raw, fy, fx), _binned(restored, fy, fx)
     diff = raw - restored
-    h, w = raw.shape
     vmin, vmax = _display_range(raw)
     dlim = float(np.percentile(np.abs(diff), 99.5)) or 1.0
-    fig = Figure(figsize=(12, 4.4 * h / w + 0.6), dpi=100)
+    fig = Figure(figsize=(12, height), dpi=100)
     axes = fig.subplots(1, 3)
     panels = [("raw", raw, vmin, vmax), ("restored", restored, vmin, vmax),
               ("difference (raw - restored)", diff, -dlim, dlim)]
+    aspect = "auto" if stretched else fy / fx
     for ax, (name, img, lo, hi) in zip(axes, panels):
-        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", aspect=aspect)
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()
+    title = safe_title(title)
     if pixel_size is not None:
-        title = f"{title}   pixel {pixel_size.x:.4g} x {pixel_size.y:.4g} {pixel_size.unit}".strip()
-    if factor > 1:
-        title = f"{title}   (shown {factor}x{factor} block-averaged)".strip()
+        title = f"{title}   pixel {pixel_size.x:.4g} x {pixel_size.y:.4g} {safe_title(pixel_size.unit)}".strip()
+    if fy > 1 or fx > 1:
+        title = f"{title}   (shown {fy}x{fx} block-averaged)".strip()
+    if stretched:
+        title = f"{title}   ({shape[0]} x {shape[1]} px, stretched to fit)".strip()
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    metadata = {PNG_SET_KEY: set_id} if set_id else None
+    if not atomic:
+        fig.savefig(path, format="png", metadata=metadata)
+        return
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", metadata=metadata)

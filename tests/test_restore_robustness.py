@@ -1,0 +1,366 @@
+"""Issue 16, classes 3-6 and 8: values beyond float32, headers claiming gigantic frames,
+interrupted output sets (a real SIGKILL between two writes), tall/narrow figures, Ctrl-C /
+SIGTERM, --gpu on a CPU build, -o on a file, FIFOs, symbolic-link loops, a file given twice."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest_restore import PYTHON, REPO, RESTORE_PY, micrograph, write_tiff
+from restoration import cli
+from restoration.io import InputError, read_image
+from restoration.outputs import (FIGURE_MAX_PX, _binned, figure_layout, is_temp_output, read_set_id,
+                                 remove_stale_temps, set_status, write_figure)
+
+OUT_KINDS = ("restored.tif", "difference.tif", "figure.png")
+
+
+def run_restore(args, cwd=None, env=None, wrapper: str | None = None):
+    """restore.py in a child process; ``wrapper`` is Python run before restoration.cli.main."""
+    if wrapper is None:
+        cmd = [str(PYTHON), str(RESTORE_PY), *map(str, args)]
+    else:
+        code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n{textwrap.dedent(wrapper)}\n"
+                f"from restoration.cli import main\nsys.exit(main({[str(a) for a in args]!r}))\n")
+        cmd = [str(PYTHON), "-c", code]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd,
+                          env=dict(os.environ, **(env or {})))
+
+
+def outputs(folder, stem="img"):
+    return {k: folder / f"{stem}_{k}" for k in OUT_KINDS}
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.rglob(".*") if p.is_file())
+
+
+# ------------------------------------------------------------------ class 3: float32 range
+def test_float64_beyond_float32_is_refused(tmp_path):
+    a = micrograph((40, 40), dtype=np.float64) * 1e300
+    np.save(tmp_path / "huge.npy", a)
+    with pytest.raises(InputError, match=r"values up to 1.*e\+30\d do not fit float32"):
+        read_image(tmp_path / "huge.npy")
+
+
+def test_float64_below_float32_tiny_is_refused(tmp_path):
+    np.save(tmp_path / "tiny.npy", micrograph((40, 40), dtype=np.float64) * 1e-300)
+    with pytest.raises(InputError, match="below float32's smallest normal"):
+        read_image(tmp_path / "tiny.npy")
+
+
+def test_float64_in_range_still_reads(tmp_path):
+    np.save(tmp_path / "ok.npy", micrograph((40, 40), dtype=np.float64) * 1e30)
+    assert read_image(tmp_path / "ok.npy").signals[0].data.dtype == np.float64
+
+
+def test_restore_never_writes_nan(tmp_path):
+    """float64 beyond float32, and float32 close to its limit: an error or finite output."""
+    np.save(tmp_path / "huge.npy", micrograph((50, 50), dtype=np.float64) * 1e300)
+    np.save(tmp_path / "edge.npy", (micrograph((50, 50), dtype=np.float64) * 2.5e35).astype(np.float32))
+    out = tmp_path / "out"
+    r = run_restore([tmp_path / "huge.npy", tmp_path / "edge.npy", "-o", out])
+    assert "huge.npy: values up to" in r.stderr
+    assert r.returncode == 1, r.stderr
+    assert not (out / "huge_restored.tif").exists()
+    import tifffile
+    for p in out.glob("*.tif"):
+        assert np.isfinite(tifffile.imread(p)).all(), p
+
+
+# ------------------------------------------------------------------ class 4: claimed sizes
+def giant_tiff(path, w=100_000, h=100_000, compression=1):
+    """A ~1.2 kB TIFF whose header claims an h x w float32 image."""
+    entries = [(256, 4, w), (257, 4, h), (258, 3, 32), (259, 3, compression), (262, 3, 1),
+               (273, 4, 200), (277, 3, 1), (278, 4, h), (279, 4, 1000), (339, 3, 3)]
+    ifd = struct.pack("<H", len(entries))
+    for tag, typ, value in entries:
+        ifd += struct.pack("<HHII", tag, typ, 1, value) if typ == 4 else \
+            struct.pack("<HHIHH", tag, typ, 1, value, 0)
+    data = b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
+    path.write_bytes(data + b"\0" * (200 - len(data)) + b"\x01" * 1000)
+    return path
+
+
+def giant_npy(path):
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f4", "fortran_order": False, "shape": (100_000, 100_000)})
+        fh.write(b"\0" * 16)
+    return path
+
+
+def test_giant_tiff_header_refused_before_allocating(tmp_path):
+    p = giant_tiff(tmp_path / "g.tif")
+    with pytest.raises(InputError, match=r"cannot read as TIFF .*header claims a 100000 x 100000 "
+                                         r"float32 image \(40 GB\) but the file holds only 1.2 kB"):
+        read_image(p)
+
+
+def test_giant_compressed_tiff_hits_memory_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEM_RESTORE_MAX_IMAGE_BYTES", str(1 << 30))
+    with pytest.raises(InputError, match=r"more than the memory limit of 1.07 GB "
+                                         r"\(set STEM_RESTORE_MAX_IMAGE_BYTES"):
+        read_image(giant_tiff(tmp_path / "g.tif", compression=8))
+
+
+def test_giant_npy_header_refused(tmp_path):
+    with pytest.raises(InputError, match=r"cannot read as NPY .*header claims a 100000 x 100000 "
+                                         r"float32 image \(40 GB\) but the file holds only 16 B"):
+        read_image(giant_npy(tmp_path / "g.npy"))
+
+
+def test_giant_mrc_header_refused(tmp_path):
+    import mrcfile
+
+    with mrcfile.new(tmp_path / "m.mrc") as m:
+        m.set_data(np.zeros((2, 30, 30), np.float32))
+    raw = bytearray((tmp_path / "m.mrc").read_bytes())
+    raw[0:8] = struct.pack("<ii", 100_000, 100_000)
+    (tmp_path / "g.mrc").write_bytes(raw)
+    with pytest.raises(InputError, match=r"header claims a 2 x 100000 x 100000 float32"):
+        read_image(tmp_path / "g.mrc")
+
+
+def test_memory_limit_applies_to_real_files(tmp_path, monkeypatch):
+    write_tiff(tmp_path / "a.tif", micrograph((64, 64)))
+    np.save(tmp_path / "a.npy", micrograph((64, 64)))
+    read_image(tmp_path / "a.tif"), read_image(tmp_path / "a.npy")
+    monkeypatch.setenv("STEM_RESTORE_MAX_IMAGE_BYTES", "10000")
+    for name in ("a.tif", "a.npy"):
+        with pytest.raises(InputError, match="more than the memory limit of 10 kB"):
+            read_image(tmp_path / name)
+
+
+def test_restore_reports_giant_header(tmp_path):
+    giant_tiff(tmp_path / "g.tif")
+    r = run_restore([tmp_path / "g.tif", "-o", tmp_path / "out"])
+    assert r.returncode == 1 and "header claims a 100000 x 100000 float32 image" in r.stderr, r.stderr
+    assert "not enough memory" not in r.stderr
+
+
+# ------------------------------------------------------------------ class 5: output sets
+def test_temp_names_recognised():
+    assert is_temp_output(".img_restored.tif.ab_12x.rs4242.tmp.tif")
+    assert is_temp_output(".img_figure.png.k9.rs1.tmp.png")
+    assert is_temp_output(".img_difference.tif.abc123.tmp.tif")  # earlier versions: no pid
+    assert not is_temp_output("img_restored.tif")
+    assert not is_temp_output(".img.tif.ab.tmp.tif")  # not one of our output names
+    assert not is_temp_output(".hidden_restored.tif")
+
+
+def test_stale_temps_removed_live_ones_kept(tmp_path):
+    child = subprocess.Popen(["true"])
+    child.wait()  # its pid now belongs to no process
+    stale = tmp_path / f".img_restored.tif.x1.rs{child.pid}.tmp.tif"
+    live = tmp_path / f".img_difference.tif.x2.rs{os.getppid()}.tmp.tif"
+    other = tmp_path / ".notes.txt"
+    for p in (stale, live, other):
+        p.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path, {"img_restored.tif", "img_difference.tif"}) == [stale]
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_set_status(tmp_path):
+    paths = [tmp_path / "a_restored.tif", tmp_path / "a_difference.tif"]
+    assert set_status(paths)[0] == "absent"
+    from restoration.outputs import write_tiff as wt
+
+    wt(paths[0], np.zeros((1, 4, 4)), (), None, {"output_set": "A"})
+    assert set_status(paths) == ("incomplete", "a_difference.tif is missing")
+    wt(paths[1], np.zeros((1, 4, 4)), (), None, {"output_set": "B"})
+    assert set_status(paths)[0] == "incomplete"
+    wt(paths[1], np.zeros((1, 4, 4)), (), None, {"output_set": "A"})
+    assert set_status(paths) == ("complete", "")
+
+
+KILL_AFTER_RENAMES = """
+import os, signal
+_real, _n = os.replace, [0]
+def _replace(src, dst):
+    _real(src, dst)
+    if str(dst).endswith(("_restored.tif", "_difference.tif", "_figure.png")):
+        _n[0] += 1
+        if _n[0] == {k}:
+            os.kill(os.getpid(), signal.SIGKILL)
+os.replace = _replace
+"""
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_kill_between_two_writes_then_rerun_completes(tmp_path, k):
+    """A real SIGKILL right after the k-th output of a set is renamed into place."""
+    write_tiff(tmp_path / "img.tif", micrograph((64, 70)))
+    out = tmp_path / "out"
+    args = [tmp_path / "img.tif", "-o", out, "--figure"]
+    r = run_restore(args, wrapper=KILL_AFTER_RENAMES.replace("{k}", str(k)))
+    assert r.returncode == -9, r.stderr
+    present = [p for p in outputs(out).values() if p.exists()]
+    assert len(present) == k  # an incomplete set ...
+    assert leftovers(out)  # ... and temporary files a SIGKILL cannot clean up
+
+    r = run_restore(args)
+    assert r.returncode == 0, r.stderr
+    assert "skipped" not in r.stderr.replace("0 skipped", "")
+    assert "incomplete outputs of an interrupted run" in r.stderr
+    assert "removed a temporary file of an interrupted run" in r.stderr
+    ids = {read_set_id(p) for p in outputs(out).values()}
+    assert len(ids) == 1 and None not in ids
+    assert leftovers(out) == []
+    r = run_restore(args)  # now complete: skipped
+    assert r.returncode == 0 and "1 skipped" in r.stderr, r.stderr
+
+
+def test_stale_temps_never_read_as_inputs(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_tiff(tmp_path / "in" / "img.tif", micrograph((40, 40)))
+    write_tiff(tmp_path / "in" / ".img_restored.tif.ab1.rs999999.tmp.tif", micrograph((40, 40)))
+    write_tiff(tmp_path / "in" / ".old_figure.png.ab1.tmp.png", micrograph((40, 40)))
+    summary = cli.Summary()
+    jobs = cli.collect_jobs([str(tmp_path / "in")], tmp_path / "out", False, summary)
+    assert [j.path.name for j in jobs] == ["img.tif"] and not summary.failed
+    summary = cli.Summary()
+    temp = tmp_path / "in" / ".img_restored.tif.ab1.rs999999.tmp.tif"
+    assert cli.collect_jobs([str(temp)], tmp_path / "out", False, summary) == []
+    assert "temporary file of an interrupted restore.py run" in summary.failed[0][1]
+
+
+def test_failing_figure_leaves_no_partial_set(tmp_path, caffe):
+    """The figure fails after both TIFFs were computed: nothing of the set appears."""
+    write_tiff(tmp_path / "img.tif", micrograph((50, 50)))
+    out = tmp_path / "out"
+    wrapper = """
+import restoration.cli as c
+def boom(*a, **k):
+    raise OSError(28, "No space left on device")
+c.write_figure = boom
+"""
+    r = run_restore([tmp_path / "img.tif", "-o", out, "--figure"], wrapper=wrapper)
+    assert r.returncode == 1 and "No space left on device" in r.stderr, r.stderr
+    assert list(out.iterdir()) == []
+    r = run_restore([tmp_path / "img.tif", "-o", out, "--figure"])
+    assert r.returncode == 0 and all(p.exists() for p in outputs(out).values()), r.stderr
+
+
+def test_figure_added_to_earlier_set_redoes_it(tmp_path):
+    write_tiff(tmp_path / "img.tif", micrograph((50, 50)))
+    out = tmp_path / "out"
+    assert run_restore([tmp_path / "img.tif", "-o", out]).returncode == 0
+    r = run_restore([tmp_path / "img.tif", "-o", out, "--figure"])
+    assert r.returncode == 0, r.stderr
+    assert len({read_set_id(p) for p in outputs(out).values()}) == 1
+
+
+# ------------------------------------------------------------------ class 6: figure
+@pytest.mark.parametrize("shape", [(100_000, 2), (2, 100_000), (5000, 3), (2, 2)])
+def test_figure_tall_narrow_frames(tmp_path, shape):
+    from PIL import Image
+
+    a = np.random.default_rng(0).random(shape, dtype=np.float32)
+    write_figure(tmp_path / "f.png", a, 0.5 * a, "tall \udcff name $x$.tif")
+    with Image.open(tmp_path / "f.png") as im:
+        assert im.width == 1200 and 200 <= im.height <= 1400
+    fy, fx, height, _ = figure_layout(shape)
+    assert _binned(a, fy, fx).size > 0 and max(_binned(a, fy, fx).shape) <= FIGURE_MAX_PX
+
+
+def test_binned_never_empty():
+    a = np.ones((3, 100_000), np.float32)
+    assert _binned(a, 98).shape == (1, 1020)  # the old single factor emptied the rows
+
+
+def test_non_utf8_file_name_figure(tmp_path):
+    name = os.fsdecode(b"caf\xe9_\xff.tif")
+    write_tiff(tmp_path / name, micrograph((50, 50)))
+    r = run_restore([tmp_path / name, "-o", tmp_path / "out", "--figure"])
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "out").glob("*_figure.png"))) == 1
+
+
+# ------------------------------------------------------------------ class 8: messages
+INTERRUPT_IN_WRITE = """
+import os, signal, tifffile
+_real = tifffile.imwrite
+def _imwrite(*a, **k):
+    _real(*a, **k)
+    os.kill(os.getpid(), signal.{sig})
+tifffile.imwrite = _imwrite
+"""
+
+
+@pytest.mark.parametrize("sig, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_interrupt_exits_cleanly(tmp_path, sig, status):
+    """Ctrl-C / SIGTERM after the first temporary output was written: no traceback, no files."""
+    write_tiff(tmp_path / "img.tif", micrograph((50, 50)))
+    out = tmp_path / "out"
+    r = run_restore([tmp_path / "img.tif", "-o", out, "--figure"],
+                    wrapper=INTERRUPT_IN_WRITE.replace("{sig}", sig))
+    assert r.returncode == status, r.stderr
+    assert "Traceback" not in r.stderr and "interrupted" in r.stderr
+    assert list(out.rglob("*")) == []
+
+
+def test_glog_reason_skips_stack_trace():
+    stderr = ("WARNING: Logging before InitGoogleLogging() is written to STDERR\n"
+              "F1201 20:10:11.123456  4242 common.cpp:66] Cannot use GPU in CPU-only Caffe: check mode.\n"
+              "*** Check failure stack trace: ***\n    @     0x7f0 (unknown)\n")
+    assert cli.glog_reason(stderr) == "Cannot use GPU in CPU-only Caffe: check mode."
+
+
+def test_gpu_on_cpu_build_clear_message(tmp_path, caffe):
+    write_tiff(tmp_path / "img.tif", micrograph((40, 40)))
+    r = run_restore([tmp_path / "img.tif", "-o", tmp_path / "out", "--gpu", "0"])
+    assert r.returncode == 2
+    assert "this Caffe build is CPU-only" in r.stderr and "stack trace" not in r.stderr, r.stderr
+
+
+def test_outdir_is_a_file(tmp_path):
+    write_tiff(tmp_path / "img.tif", micrograph((40, 40)))
+    (tmp_path / "out.txt").write_text("x")
+    wrapper = """
+import restoration.cli as c
+def never(*a, **k):
+    raise AssertionError("model loaded before -o was checked")
+c.Restorer.from_files = never
+c.validate_model = never
+"""
+    r = run_restore([tmp_path / "img.tif", "-o", tmp_path / "out.txt"], wrapper=wrapper)
+    assert r.returncode == 2 and "out.txt: is a file, not a folder" in r.stderr, r.stderr
+    r = run_restore([tmp_path / "img.tif", "-o", tmp_path / "out.txt" / "sub"], wrapper=wrapper)
+    assert r.returncode == 2 and "is a file, not a folder" in r.stderr, r.stderr
+
+
+def test_fifo_and_link_messages(tmp_path):
+    os.mkfifo(tmp_path / "pipe.tif")
+    (tmp_path / "loop1.tif").symlink_to(tmp_path / "loop2.tif")
+    (tmp_path / "loop2.tif").symlink_to(tmp_path / "loop1.tif")
+    (tmp_path / "broken.tif").symlink_to(tmp_path / "gone.tif")
+    expected = {"pipe.tif": "is a FIFO (named pipe), not a regular file",
+                "loop1.tif": "symbolic link loop",
+                "broken.tif": "broken symbolic link",
+                "missing.tif": "no such file or folder"}
+    for name, reason in expected.items():
+        summary = cli.Summary()
+        cli.collect_jobs([str(tmp_path / name)], tmp_path / "out", False, summary)
+        assert reason in summary.failed[0][1], (name, summary.failed)
+        if name != "missing.tif":
+            with pytest.raises(InputError, match=reason.split(" (")[0]):
+                read_image(tmp_path / name)
+    summary = cli.Summary()  # inside a folder they are named too, not silently skipped
+    cli.collect_jobs([str(tmp_path)], tmp_path / "out", False, summary)
+    reasons = {p.name: r for p, r in summary.failed}
+    assert "FIFO" in reasons["pipe.tif"] and "loop" in reasons["loop1.tif"]
+
+
+def test_same_file_twice_keeps_its_name(tmp_path):
+    write_tiff(tmp_path / "img.tif", micrograph((40, 40)))
+    summary = cli.Summary()
+    jobs = cli.collect_jobs([str(tmp_path / "img.tif"), str(tmp_path / "img.tif"), str(tmp_path)],
+                            tmp_path / "out", False, summary)
+    assert [(j.path.name, j.stem) for j in jobs] == [("img.tif", "img")] and not summary.failed
