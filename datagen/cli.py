@@ -1,7 +1,8 @@
 """Command line: ``python -m datagen`` (write a data set) and ``python -m datagen preview``.
 
-Exit status 0 on success, 2 on bad arguments or an unusable output folder
-(with a one-line message naming the problem).
+Exit status 0 on success, 2 on bad arguments, a bad preset or an unusable
+output folder (with a one-line message naming the problem), 130 on Ctrl-C
+(no traceback; finished shards are kept, a rerun resumes).
 """
 from __future__ import annotations
 
@@ -48,6 +49,16 @@ def _fail(prog: str, message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m datagen``; Ctrl-C exits with status 130 and one line, no traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("datagen: interrupted (Ctrl-C); finished shards are kept, rerun the same command "
+              "to resume", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from .presets import load_preset
 

@@ -60,14 +60,16 @@ def load_preset(name_or_path: str | pathlib.Path | dict) -> dict:
 
 
 def validate_preset(preset: dict, where: str = "<preset>") -> None:
-    """Check that all sections exist and probabilities lie in [0, 1]."""
-    missing = [s for s in REQUIRED_SECTIONS if not isinstance(preset.get(s), dict)]
-    if missing:
-        raise ValueError(f"preset {where}: missing section(s) {missing}")
-    for fam in FAMILIES:
-        p = preset[fam].get("probability")
-        if not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"preset {where}: [{fam}] probability must be a number in [0, 1], got {p!r}")
+    """Check the whole preset before anything is simulated or written: every section and key
+    known, every value of the right syntax, type and range (:mod:`datagen.preset_schema`).
+
+    Raises ValueError ``preset WHERE: [section] key: problem``.
+    """
+    from .preset_schema import check_preset
+
+    if not isinstance(preset, dict):
+        raise ValueError(f"preset {where}: must be a table of sections, got {type(preset).__name__}")
+    check_preset(preset, where)
 
 
 def family_preset(base: str | dict, family: str | None) -> dict:

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import numpy as np
 
 from .engine import DEFAULT_TILE, ENGINES, STREAM_WINDOW, Restorer, conv_engine_info, file_sha256
 from .io import SUPPORTED_SUFFIXES, InputError, is_supported, path_problem, read_image
-from .outputs import (atomic_path, is_temp_output, remove_stale_temps, set_status, write_figure,
+from .outputs import (is_temp_output, output_set, remove_stale_temps, set_status, write_figure,
                       write_tiff)
 from .tiling import CONTEXT
 from .validate import ModelError, validate_model
@@ -244,6 +243,9 @@ def existing_set(job: Job, plans, outdir: Path, overwrite: bool, summary: Summar
     if status == "complete" and not overwrite:
         summary.skipped.append((job.path, f"output exists: {paths[0]}"))
         return True
+    if status == "foreign" and not overwrite:
+        summary.skipped.append((job.path, f"output exists: {why}"))
+        return True
     if status == "incomplete":
         log(f"warning: {job.path}: incomplete outputs of an interrupted run ({why}); restoring again")
     return False
@@ -276,9 +278,10 @@ def restore_file(job: Job, restorer: Restorer, outdir: Path, args, provenance: d
         return
     set_id = uuid.uuid4().hex
     files = [str(n) for _, names in plans for n in names.values()]
-    with ExitStack() as stack:  # every output under a temporary name; all renamed at the end
+    # every output under a temporary name; all renamed at the end (restored first)
+    with output_set([outdir / n for _, names in plans for n in names.values()]) as temps:
         def temp(name: Path) -> Path:
-            return stack.enter_context(atomic_path(outdir / name))
+            return temps[outdir / name]
 
         for signal, names in plans:
             restored, frames, stats = restore_signal(signal, restorer, job)

@@ -117,49 +117,75 @@ def remove_stale_temps(folder: Path, finals: set[str] | None = None) -> list[Pat
     return removed
 
 
-def write_set(outputs: list[tuple[Path, Callable[[Path], None]]]) -> None:
-    """Write a set of files: each ``write(tmp)`` to a temporary name, then rename them all.
+@contextmanager
+def output_set(finals: list[Path]):
+    """Yield ``{final: temporary path}`` for a set of files; rename them all on success.
 
-    If any writer fails (or the process is interrupted), every temporary file
-    is removed and no final file is touched.  The renames at the end are not
-    one atomic step; :func:`set_status` recognises a set they left incomplete.
+    The body writes every temporary file.  On an exception (or Ctrl-C) every
+    temporary file is removed and no final file is touched.  On success the
+    targets are checked first (an existing folder in the way fails the whole
+    set), then the files are renamed in the order of ``finals``.  Those
+    renames are not one atomic step; :func:`set_status` recognises a set
+    left incomplete by a kill between them.
     """
     with ExitStack() as stack:
+        # ExitStack exits last-in first-out: enter in reverse so the renames run in order.
+        temps = {f: stack.enter_context(atomic_path(f)) for f in reversed(list(finals))}
+        yield temps
+        for final in finals:
+            if final.is_dir():
+                raise IsADirectoryError(f"cannot write {final}: a folder of that name is in the way")
+
+
+def write_set(outputs: list[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Write a set of files with :func:`output_set`: each ``write(tmp)``, then rename them all."""
+    with output_set([final for final, _ in outputs]) as temps:
         for final, write in outputs:
-            tmp = stack.enter_context(atomic_path(final))
-            write(tmp)
+            write(temps[final])
 
 
-def read_set_id(path: Path) -> str | None:
-    """The output set id stored in one of our TIFFs or PNGs (None if absent or unreadable)."""
+def read_set_id(path: Path) -> tuple[bool, str | None]:
+    """``(ours, set id)`` of an output file: ``ours`` if restore.py wrote it (a TIFF with
+    our ``Info``, a PNG with our set id or made by matplotlib); the id is None for files
+    written before set ids existed."""
     try:
         if path.suffix.lower() == ".png":
             from PIL import Image
 
             with Image.open(path) as im:
-                return im.text.get(PNG_SET_KEY)
-        return read_info(path).get("output_set")
-    except Exception:  # unreadable / foreign file: not part of a complete set
-        return None
+                text = dict(im.text)
+            set_id = text.get(PNG_SET_KEY)
+            return set_id is not None or text.get("Software", "").startswith("matplotlib"), set_id
+        info = read_info(path)
+        return str(info.get("software", "")).startswith("stem-restore"), info.get("output_set")
+    except Exception:  # unreadable / foreign file
+        return False, None
 
 
 def set_status(paths: list[Path]) -> tuple[str, str]:
-    """``("complete" | "absent" | "incomplete", reason)`` of an output set.
+    """``(status, reason)`` of an output set, status one of
 
-    Complete: every file exists and all carry the same set id (or, for sets
-    written before set ids existed, none carries one).
+    ``absent`` (no file), ``complete`` (every file exists and all carry the same
+    set id, or none does: written before set ids existed), ``incomplete``
+    (restore.py's files with one missing or from different runs: an
+    interrupted run), ``foreign`` (a file restore.py did not write: never
+    replaced without --overwrite).
     """
     present = [p for p in paths if p.exists()]
     if not present:
         return "absent", ""
+    marks = {p: read_set_id(p) for p in present}
+    foreign = [p for p in present if not marks[p][0]]
+    if foreign:
+        return "foreign", f"{foreign[0]} was not written by restore.py"
     missing = [p for p in paths if not p.exists()]
     if missing:
         return "incomplete", f"{missing[0].name} is missing"
-    ids = {p: read_set_id(p) for p in paths}
-    if len(set(ids.values())) == 1:
+    ids = [marks[p][1] for p in paths]
+    if len(set(ids)) == 1:
         return "complete", ""
-    odd = next(p for p in paths if ids[p] != ids[paths[0]]) if ids[paths[0]] else paths[0]
-    return "incomplete", f"{odd.name} belongs to another run"
+    odd = next(p for p in paths if marks[p][1] != ids[0])
+    return "incomplete", f"{odd.name} and {paths[0].name} come from different runs"
 
 
 def write_tiff(path: Path, frames: np.ndarray, stack_shape: tuple[int, ...],

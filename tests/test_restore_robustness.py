@@ -172,12 +172,19 @@ def test_set_status(tmp_path):
     assert set_status(paths)[0] == "absent"
     from restoration.outputs import write_tiff as wt
 
-    wt(paths[0], np.zeros((1, 4, 4)), (), None, {"output_set": "A"})
+    ours = {"software": "stem-restore restore.py"}
+    wt(paths[0], np.zeros((1, 4, 4)), (), None, dict(ours, output_set="A"))
     assert set_status(paths) == ("incomplete", "a_difference.tif is missing")
-    wt(paths[1], np.zeros((1, 4, 4)), (), None, {"output_set": "B"})
+    wt(paths[1], np.zeros((1, 4, 4)), (), None, dict(ours, output_set="B"))
     assert set_status(paths)[0] == "incomplete"
-    wt(paths[1], np.zeros((1, 4, 4)), (), None, {"output_set": "A"})
+    wt(paths[1], np.zeros((1, 4, 4)), (), None, dict(ours, output_set="A"))
     assert set_status(paths) == ("complete", "")
+    wt(paths[1], np.zeros((1, 4, 4)), (), None, dict(ours))  # written before set ids: legacy
+    assert set_status(paths)[0] == "incomplete"
+    wt(paths[0], np.zeros((1, 4, 4)), (), None, dict(ours))
+    assert set_status(paths)[0] == "complete"
+    paths[1].write_bytes(b"the user's own file")  # never replaced without --overwrite
+    assert set_status(paths)[0] == "foreign"
 
 
 KILL_AFTER_RENAMES = """
@@ -210,8 +217,8 @@ def test_kill_between_two_writes_then_rerun_completes(tmp_path, k):
     assert "skipped" not in r.stderr.replace("0 skipped", "")
     assert "incomplete outputs of an interrupted run" in r.stderr
     assert "removed a temporary file of an interrupted run" in r.stderr
-    ids = {read_set_id(p) for p in outputs(out).values()}
-    assert len(ids) == 1 and None not in ids
+    marks = {read_set_id(p) for p in outputs(out).values()}
+    assert len(marks) == 1 and None not in next(iter(marks))
     assert leftovers(out) == []
     r = run_restore(args)  # now complete: skipped
     assert r.returncode == 0 and "1 skipped" in r.stderr, r.stderr
@@ -255,6 +262,7 @@ def test_figure_added_to_earlier_set_redoes_it(tmp_path):
     r = run_restore([tmp_path / "img.tif", "-o", out, "--figure"])
     assert r.returncode == 0, r.stderr
     assert len({read_set_id(p) for p in outputs(out).values()}) == 1
+    assert "incomplete outputs" in r.stderr
 
 
 # ------------------------------------------------------------------ class 6: figure

@@ -52,6 +52,10 @@ def _check_args(count, size, fmt, workers, shard_size):
         raise DatagenError(f"--count must be a positive integer, got {count}")
     if not isinstance(size, int) or size < MIN_SIZE:
         raise DatagenError(f"--size must be >= {MIN_SIZE} (the network's receptive field), got {size}")
+    if size * size > HDF5_MAX_ELEMENTS:
+        raise DatagenError(f"--size {size} is too large: one {size} x {size} image has {size * size:,} "
+                           f"pixels, more than the 2^31-1 elements Caffe's HDF5 layer reads "
+                           f"(largest --size: {math.isqrt(HDF5_MAX_ELEMENTS)})")
     if fmt not in FORMATS:
         raise DatagenError(f"--format must be one of {FORMATS}, got {fmt!r}")
     if not isinstance(workers, int) or workers < 1:
@@ -119,8 +123,10 @@ def generate(preset, count: int, size: int, out, fmt: str = "hdf5", workers: int
     HDF5: ``out/shard-%05d.h5`` + ``out/list.txt`` (absolute paths).
     LMDB: ``out/input_lmdb`` + ``out/target_lmdb``.  Both: ``out/manifest.json``.
     """
-    if shard_size is None:
+    if shard_size is None:  # the default never exceeds the HDF5 limit: a too-large --size is blamed
         shard_size = default_shard_size(size) if isinstance(size, int) and size > 0 else 1
+        if isinstance(size, int) and size > 0:
+            shard_size = max(1, min(shard_size, HDF5_MAX_ELEMENTS // (size * size)))
     _check_args(count, size, fmt, workers, shard_size)
     preset_dict = resolve_preset(preset)
     out = pathlib.Path(out).resolve()

@@ -1,0 +1,107 @@
+"""Issue 16, class 7: a preset is validated completely -- every section and key known, every
+value of the right type and range -- before anything is written; one line naming the file,
+the section and the key; exit 2.  `--size 100000` blames --size, not --shard-size."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from datagen.presets import PRESET_DIR, available_presets, load_preset
+
+REPO = PRESET_DIR.parents[1]
+PAPER = (PRESET_DIR / "paper.toml").read_text()
+
+
+def preset_with(tmp_path, old: str, new: str, name="bad.toml"):
+    """paper.toml with the first ``old`` replaced by ``new``."""
+    assert old in PAPER, old
+    path = tmp_path / name
+    path.write_text(PAPER.replace(old, new, 1))
+    return path
+
+
+# (old text, new text, expected message after "preset FILE: ")
+CASES = {
+    "misspelled_key": ("known_lines_scale = [0.0, 4.0]", "known_line_scale = [0.0, 4.0]",
+                       r"\[scan_jitter\]: unknown key 'known_line_scale' \(did you mean 'known_lines_scale'\?\)"),
+    "misspelled_subsection_key": ("facets = {int = [4, 10]}", "facet = {int = [4, 10]}",
+                                  r"\[specimen.nanoparticle\]: unknown key 'facet'"),
+    "unknown_section": ("[drift]\n", "[drfit]\n", r"top level: unknown section 'drfit' \(did you mean 'drift'\?\)"),
+    "string_for_number": ("dwell_time_us = {log = [1.0, 20.0]}", 'dwell_time_us = "fast"',
+                          r"\[scan\] dwell_time_us: must be a number, .*got 'fast'"),
+    "string_in_range": ("phi = [0.0, 0.95]", 'phi = [0.0, "0.95"]', r"\[scan_lines\] phi: must be"),
+    "probability_out_of_range": ("probability = 0.5\n", "probability = 1.5\n",
+                                 r"\[drift\] probability: 1.5 is out of range: must be a number in \[0, 1\]"),
+    "phi_one": ("phi = [0.0, 0.95]", "phi = [0.0, 1.0]", r"\[scan_lines\] phi: 1.0 is out of range"),
+    "negative_dose": ("dose_counts = {log = [20.0, 3000.0]}", "dose_counts = -5",
+                      r"\[detector\] dose_counts: -5 is out of range: must be a number in \(0, inf\]"),
+    "log_lo_zero": ("velocity_angstrom_per_s = {log = [0.05, 10.0]}",
+                    "velocity_angstrom_per_s = {log = [0.0, 5.0]}", r"\[drift\] velocity_angstrom_per_s: a log range needs lo > 0"),
+    "lo_above_hi": ("gain_cv = [0.0, 0.6]", "gain_cv = [0.6, 0.0]", r"\[pmt_readout\] gain_cv: range .* has lo > hi"),
+    "float_for_integer": ("random_lines = {int = [0, 8]}", "random_lines = 2.5",
+                          r"\[scan_jitter\] random_lines: must be an integer"),
+    "uniform_for_integer": ("blobs = {int = [0, 6]}", "blobs = [0, 6]", r"\[specimen.low_resolution\] blobs: must be an integer"),
+    "bad_weights": ("weights = [0.4, 0.2, 0.25, 0.15]", "weights = [0.4, 0.2]", r"\[specimen\] scene: weights must be 4"),
+    "unknown_structure": ('"Cu-fcc", ', '"Cu-fc", ', r"\[specimen\] structures: unknown name 'Cu-fc' \(did you mean 'Cu-fcc'\?\)"),
+    "unknown_scene": ('"low_resolution"], weights', '"lowres"], weights', r"\[specimen\] scene: unknown name 'lowres'"),
+    "list_lengths": ("known_lines_amplitude_angstrom = [0.15, 0.10, 0.07, 0.04, 0.04, 0.04]",
+                     "known_lines_amplitude_angstrom = [0.15, 0.10]", r"known_lines_amplitude_angstrom: has 2 values but known_lines_hz has 6"),
+    "missing_key": ("flyback_time_us = {log = [20.0, 500.0]}", "#", r"\[scan\]: missing key\(s\) flyback_time_us"),
+    "bool_for_number": ("time_constant_us = {log = [0.3, 20.0]}", "time_constant_us = true",
+                        r"\[detector_lag\] time_constant_us: must be a number"),
+    "adc_bits_range": ("adc_bits = {choice = [12, 14, 16]}", "adc_bits = {choice = [12, 14, 64]}",
+                       r"\[detector\] adc_bits: 64 is out of range"),
+}
+
+
+@pytest.mark.parametrize("name", available_presets())
+def test_shipped_presets_pass(name):
+    load_preset(name)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_preset_one_line_with_file_section_key(tmp_path, case):
+    old, new, pattern = CASES[case]
+    path = preset_with(tmp_path, old, new)
+    with pytest.raises(ValueError) as info:
+        load_preset(path)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"preset {path}: "), msg
+    assert re.search(pattern, msg), msg
+
+
+def run_datagen(*args):
+    return subprocess.run([sys.executable, "-m", "datagen", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+
+
+@pytest.mark.parametrize("case", ["misspelled_key", "string_for_number", "phi_one", "log_lo_zero"])
+def test_cli_refuses_before_writing_and_accepts_the_fix(tmp_path, case):
+    old, new, pattern = CASES[case]
+    bad = preset_with(tmp_path, old, new)
+    out = tmp_path / "data"
+    r = run_datagen("--preset", bad, "--count", 2, "--size", 49, "--out", out, "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert str(bad) in r.stderr and re.search(pattern, r.stderr), r.stderr
+    assert not out.exists()  # no manifest.json, no shard
+    good = preset_with(tmp_path, old, old, name="good.toml")
+    r = run_datagen("--preset", good, "--count", 2, "--size", 49, "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (out / "manifest.json").exists()
+
+
+def test_huge_size_blames_size_not_shard_size(tmp_path):
+    r = run_datagen("--preset", "quick", "--count", 1, "--size", 100000, "--out", tmp_path / "d")
+    assert r.returncode == 2
+    assert "--size 100000 is too large" in r.stderr and "--shard-size" not in r.stderr, r.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_explicit_shard_size_still_blamed(tmp_path):
+    r = run_datagen("--preset", "quick", "--count", 1, "--size", 4096, "--shard-size", 200,
+                    "--out", tmp_path / "d")
+    assert r.returncode == 2 and "--shard-size 200" in r.stderr, r.stderr
