@@ -3,7 +3,6 @@ interrupted output sets (a real SIGKILL between two writes), tall/narrow figures
 SIGTERM, --gpu on a CPU build, -o on a file, FIFOs, symbolic-link loops, a file given twice."""
 from __future__ import annotations
 
-import json
 import os
 import struct
 import subprocess
