@@ -76,6 +76,22 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def conv_engine_info(gpu: int | None = None) -> str:
+    """What runs the convolutions, for logs and provenance.
+
+    On the CPU, the build's answer (``caffe.conv_engine_info()``): e.g.
+    ``dnnl fp32 isa=avx2 onednn=3.2.0`` for the oneDNN engine of the project's
+    CPU build (``CAFFE_DNNL_MATH`` = auto | fp32 | bf16 | off picks its math),
+    ``caffe (CAFFE_DNNL_MATH=off)`` or ``caffe``; on a GPU ``gpu:N``.
+    """
+    if gpu is not None:
+        return f"gpu:{gpu}"
+    import caffe
+
+    info = getattr(caffe, "conv_engine_info", None)
+    return info() if info is not None else "caffe"
+
+
 def load_net(model: str | Path, weights: str | Path, gpu: int | None = None):
     """Load a deploy net with pycaffe in TEST phase.
 
@@ -199,6 +215,7 @@ class Restorer:
     def engine(self) -> str:
         """``layers`` or ``net`` (see the module docstring)."""
         return "net" if self.stream is None else "layers"
+
 
     @classmethod
     def from_files(cls, model, weights, gpu=None, tile=None, engine: str = "auto") -> "Restorer":
