@@ -2,6 +2,8 @@
 # Set up stem-restore on a Debian/Ubuntu machine: system packages, the project
 # venv (.venv) and BVLC Caffe 1.0 built from pinned, checksummed source, with
 # pycaffe importable from the venv and the `caffe` tool at .venv/bin/caffe.
+# The CPU build carries a oneDNN convolution engine (scripts/patches/0004-*),
+# linked against oneDNN from pinned, checksummed wheels (.caffe/dnnl).
 #
 #   bash scripts/install.sh            # CPU Caffe (OpenBLAS)
 #   bash scripts/install.sh --cuda     # GPU Caffe (cuBLAS, cuDNN if present); needs nvcc
@@ -30,7 +32,7 @@ CPP_TESTS=all
 FETCH_ONLY=0
 # Bump when the build steps below change in a way that needs a rebuild (the
 # source, patches, CMake flags and numpy version are hashed in already).
-RECIPE_VERSION=1
+RECIPE_VERSION=2
 
 # The pinned source: Debian's caffe source package (bullseye), whose .orig
 # tarball is the upstream BVLC tree at commit 99bd997 (files at the top level).
@@ -38,6 +40,15 @@ DEB_SUITE=bullseye
 DEB_VERSION=1.0.0+git20180821.99bd997-8
 ORIG_TARBALL=caffe_1.0.0+git20180821.99bd997.orig.tar.gz
 ORIG_SHA256=e0eb3f06794f7402c77b7dec8e8480273ee1a1bb192e9122b621a69d4147ad0c
+
+# oneDNN for the CPU build's convolution engine: Intel's CPU-only wheels built
+# with GNU OpenMP (no other runtime needed; the newer `onednn` wheel needs a
+# SYCL runtime and TBB). Debian 12's libdnnl-dev is 2.6, whose API differs and
+# whose AMX kernels predate the 3.x brgemm convolutions measured in issue 12.
+DNNL_WHEELS=(
+  "onednn-cpu-gomp==2023.2.0 onednn_cpu_gomp-2023.2.0-py2.py3-none-manylinux1_x86_64.whl 2f22a54d6a890ed14bfa185d42a4be65d8b5b1df85dc1f0f3a9abe31620416fb"
+  "onednn-devel-cpu-gomp==2023.2.0 onednn_devel_cpu_gomp-2023.2.0-py2.py3-none-manylinux1_x86_64.whl 9763c69e8c907e119056bd52ad918ca84ac9ba939d130a99dfa95ccca3e5e284"
+)
 
 # After each build, Caffe's own C++ test suite runs once (1058 tests, ~25 s on
 # 2 cores; building it takes ~4 min). A CPU-only build skips the *GPU* tests,
@@ -137,6 +148,58 @@ install_venv() {
   echo "$want" > "$VENV/.requirements.sha256"
 }
 
+# --- 3b. oneDNN (CPU build only) --------------------------------------------
+# Downloads the pinned wheels, checks their sha256 and unpacks headers and
+# one copy of the library into .caffe/dnnl. Prints an id for the recipe hash.
+install_dnnl() {
+  local dest=$CACHE/dnnl dl=$CACHE/downloads want="" entry spec file sha
+  for entry in "${DNNL_WHEELS[@]}"; do want="$want ${entry##* }"; done
+  if stamp_ok "$dest/.sha256" "$want" && [ -f "$dest/include/oneapi/dnnl/dnnl.hpp" ]; then
+    echo "dnnl:$want"; return
+  fi
+  mkdir -p "$dl"
+  for entry in "${DNNL_WHEELS[@]}"; do
+    read -r spec file sha <<< "$entry"
+    if [ ! -f "$dl/$file" ] || [ "$(sha256_of "$dl/$file")" != "$sha" ]; then
+      say "oneDNN: downloading $spec" >&2
+      rm -f "$dl/$file"
+      "$VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: -d "$dl" "$spec" >&2 ||
+        die "pip download $spec failed: no network to the Python package registry?"
+    fi
+    [ "$(sha256_of "$dl/$file")" = "$sha" ] ||
+      { rm -f "$dl/$file"; die "checksum mismatch for $file (file removed; rerun)"; }
+  done
+  rm -rf "$dest.part"
+  local wheels=()
+  for entry in "${DNNL_WHEELS[@]}"; do read -r spec file sha <<< "$entry"; wheels+=("$dl/$file"); done
+  "$VENV/bin/python" - "$dest.part" "${wheels[@]}" <<'PY' || die "could not unpack the oneDNN wheels"
+import os, sys, zipfile
+dest, wheels = sys.argv[1], sys.argv[2:]
+for wheel in wheels:
+    with zipfile.ZipFile(wheel) as z:
+        for name in z.namelist():
+            parts = name.split("/")
+            # <pkg>.data/data/{include,lib,share}/...; the library once (libdnnl.so.3.2).
+            if len(parts) < 4 or parts[1] != "data" or parts[2] not in ("include", "lib", "share"):
+                continue
+            if parts[2] == "lib" and parts[3] in ("libdnnl.so", "libdnnl.so.3"):
+                continue
+            out = os.path.join(dest, *parts[2:])
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with z.open(name) as src, open(out, "wb") as dst:
+                dst.write(src.read())
+lib = os.path.join(dest, "lib")
+real = [f for f in os.listdir(lib) if f.startswith("libdnnl.so.")]
+assert real == ["libdnnl.so.3.2"], real
+os.symlink("libdnnl.so.3.2", os.path.join(lib, "libdnnl.so.3"))
+os.symlink("libdnnl.so.3", os.path.join(lib, "libdnnl.so"))
+PY
+  echo "$want" > "$dest.part/.sha256"
+  rm -rf "$dest"; mv "$dest.part" "$dest"
+  say "oneDNN: $dest (3.2, GNU OpenMP)" >&2
+  echo "dnnl:$want"
+}
+
 # --- 4. Caffe source ---------------------------------------------------------
 # The machine's own Debian mirror, read from its apt configuration (deb822
 # .sources files or one-line sources.list), never written into the repository.
@@ -214,6 +277,28 @@ unpack_source() {
   for p in $(variant_patches); do
     (cd "$into" && patch -p1 --forward --silent < "$p") || die "patch $(basename "$p") does not apply."
   done
+  derive_dnnl_conv_tests "$into/src/caffe/test"
+}
+
+# Caffe's own convolution tests (forward values, gradient checks, groups,
+# strides, dilation, 1x1, Sobel) run against the DNNL engine too: the same
+# file with the layer class, and the test and helper names, renamed. One
+# test compares the 2-D path with Caffe's N-D im2col path bit for bit; oneDNN
+# sums in another order, so there the comparison is to 1e-4 (relative).
+derive_dnnl_conv_tests() {
+  { echo "#ifdef USE_DNNL  // derived from test_convolution_layer.cpp by scripts/install.sh"
+    echo "#include <algorithm>"
+    echo "#include <cmath>"
+    echo "#define DNNL_EXPECT_CLOSE(a, b) EXPECT_NEAR(a, b, 1e-4 * std::max(1.0, std::fabs(double(b))))"
+    sed -e 's/\bConvolutionLayer</DnnlConvolutionLayer</g' \
+        -e 's/\bConvolutionLayerTest\b/DnnlConvolutionLayerTest/g' \
+        -e 's/\bcaffe_conv\b/dnnl_reference_conv/g' \
+        -e 's#"caffe/layers/conv_layer.hpp"#"caffe/layers/dnnl_conv_layer.hpp"#' \
+        -e 's/EXPECT_EQ(result_2d\./DNNL_EXPECT_CLOSE(result_2d./' \
+        -e 's/EXPECT_FLOAT_EQ(backward_result_2d\./DNNL_EXPECT_CLOSE(backward_result_2d./' \
+        -e 's/EXPECT_EQ(backward_weight_result_2d\./DNNL_EXPECT_CLOSE(backward_weight_result_2d./' \
+        "$1/test_convolution_layer.cpp"
+    echo "#endif  // USE_DNNL"; } > "$1/test_dnnl_convolution_layer.cpp"
 }
 
 # The patches of this build: scripts/patches/*.patch for every build, and
@@ -244,7 +329,7 @@ cmake_flags() {
                   "-DCUDA_ARCH_BIN=$arch" "-DCUDA_ARCH_PTX=${arch##* }")
     cuda_math_libs
   else
-    CMAKE_FLAGS+=(-DCPU_ONLY=ON)
+    CMAKE_FLAGS+=(-DCPU_ONLY=ON -DUSE_DNNL=ON "-DDNNL_ROOT=$CACHE/dnnl")
   fi
 }
 
@@ -309,7 +394,9 @@ verify_caffe() {
   (cd "$dir/build" && make -j"$JOBS" test.testbin > "$dir/make-tests.log" 2>&1) ||
     die "building Caffe's C++ tests failed; see $dir/make-tests.log"
   # Caffe's tests read src/caffe/test/test_data relative to the source root.
-  (cd "$dir/src" && "$dir/build/test/test.testbin" "${filter[@]}" > "$dir/cpp-tests.log" 2>&1) ||
+  # The DNNL engine runs them in fp32 (Caffe's gradient-check tolerances are
+  # fp32's); bf16 is checked against fp32 by tests/test_dnnl_engine.py.
+  (cd "$dir/src" && CAFFE_DNNL_MATH=fp32 "$dir/build/test/test.testbin" "${filter[@]}" > "$dir/cpp-tests.log" 2>&1) ||
     die "Caffe's C++ tests failed; see $dir/cpp-tests.log"
   say "caffe C++ tests: $(grep -E '^\[  PASSED  \]' "$dir/cpp-tests.log") in $((SECONDS - t0)) s"
 }
@@ -348,6 +435,7 @@ main() {
   install_venv
   local source_id
   source_id=$(prepare_source)
+  if [ "$VARIANT" = cpu ]; then source_id="$source_id $(install_dnnl)"; fi
   build_caffe "$source_id"
   link_into_venv
   say "done"
