@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal as signals
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from .io import SUPPORTED_SUFFIXES, InputError, is_supported, path_problem, read
 from .outputs import (is_temp_output, output_set, remove_stale_temps, set_status, write_figure,
                       write_tiff)
 from .tiling import CONTEXT
-from .validate import ModelError, validate_model
+from .validate import ModelError, glog_reason, trial_load, validate_model
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = REPO / "models" / "stem_restore.caffemodel"
@@ -162,21 +161,6 @@ def output_names(job: Job, signal_name: str, figure: bool) -> dict[str, Path]:
     if figure:
         names["figure"] = job.rel_dir / f"{base}_figure.png"
     return names
-
-
-#: A glog line: severity letter, date, time, thread, file:line] message.
-_GLOG_LINE = re.compile(r"^[FEW]\d{4} [\d:.]+\s+\d+ [^\]]+\] (?P<msg>.*)$")
-
-
-def glog_reason(stderr: str) -> str:
-    """The message of the last glog error line in ``stderr`` (not the stack trace
-    that follows it), or the last non-empty line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    reasons = [m["msg"] for m in map(_GLOG_LINE.match, lines) if m]
-    if reasons:
-        return reasons[-1]
-    rest = [line for line in lines if not line.startswith(("***", "@ ", "@\t"))]
-    return (rest or lines or ["unknown error"])[-1]
 
 
 def check_gpu(gpu: int) -> str | None:
@@ -375,6 +359,11 @@ def run(args, summary: Summary, log) -> int:
 
     restorer = None
     if jobs:
+        try:
+            trial_load(model, weights)  # Caffe's own checks, in a child that may abort
+        except ModelError as err:
+            log(f"error: {err}")
+            return 2
         try:
             restorer = Restorer.from_files(model, weights, args.gpu, tile=args.tile, engine=args.engine)
         except Exception as err:  # bad prototxt / caffemodel

@@ -13,15 +13,23 @@ BVLC Caffe answers a bad model with a glog ``Check failed`` and ``abort()``
   output blob ``conv12`` exists;
 * the .caffemodel is non-empty and parses as a binary ``NetParameter``;
 * every layer of the prototxt that has parameters finds a layer of the same
-  name in the .caffemodel with the same number of blobs, each of the shape the
-  prototxt implies (propagated from the input shape), the data length
-  matching the shape, and only finite values -- so nothing is left at its
-  filler and no Caffe shape ``CHECK`` can fire.
+  name in the .caffemodel (so nothing is left at its filler), and -- as in
+  Caffe's ``Net::CopyTrainedLayersFrom`` -- every layer of the .caffemodel
+  whose name is a layer of the net (parameter-free ones included, each of
+  several same-named ones) has that layer's number of blobs, each of the
+  shape the prototxt implies (propagated from the input shape), the data
+  length matching the shape, and only finite values.
+
+Settings Caffe checks that this module does not model (fillers, engines,
+pooling kernels, ...) are caught by :func:`trial_load`: one load of the net
+in a child process, whose abort becomes a :class:`ModelError`.
 """
 from __future__ import annotations
 
 import importlib.util
 import math
+import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,8 +257,16 @@ def _input_shapes(net, path: Path) -> dict[str, tuple[int, ...] | None]:
 
 
 def net_param_layers(net, path: Path) -> list[ParamLayer]:
-    """Walk the TEST-phase net, check its structure, return its layers with parameters.
+    """The layers of the TEST-phase net that have parameters (see :func:`net_layers`)."""
+    return [layer for layer in net_layers(net, path) if layer.shapes]
 
+
+def net_layers(net, path: Path) -> list[ParamLayer]:
+    """Walk the TEST-phase net, check its structure, return every layer Caffe will create.
+
+    That is every TEST-phase layer (parameter-free ones with no shapes) and the
+    ``Split`` layers Caffe inserts for a blob read by several layers: the
+    targets of Caffe's ``CopyTrainedLayersFrom`` (:func:`check_weights`).
     Shapes are propagated from the input through shape-preserving layers and
     the layers of :data:`PARAM_LAYERS`; a layer with parameters after a layer
     whose output shape is not derived here is refused (its weights cannot be
@@ -260,6 +276,11 @@ def net_param_layers(net, path: Path) -> list[ParamLayer]:
     unknown_after: dict[str, str] = {}
     found: list[ParamLayer] = []
     names: set[str] = set()
+    # Caffe's UpgradeNetInput turns NetParameter inputs into an Input layer named "input".
+    producer: dict[str, tuple[str, int]] = {b: ("input", i) for i, b in enumerate(blobs)}
+    readers: dict[tuple[str, int, str], int] = {}
+    if blobs:
+        found.append(ParamLayer("input", "Input", []))
     for i, layer in enumerate(net.layer):
         if not _in_test_phase(layer):
             continue
@@ -275,6 +296,10 @@ def net_param_layers(net, path: Path) -> list[ParamLayer]:
         for b in layer.bottom:
             if b not in blobs:
                 raise ModelError(f"{where}: bottom blob {b!r} is produced by no earlier layer")
+            key = producer[b] + (b,)
+            readers[key] = readers.get(key, 0) + 1
+        for k, top in enumerate(layer.top):
+            producer[top] = (layer.name, k)
         bottom = blobs[layer.bottom[0]] if len(layer.bottom) else None
         if layer.type == "Input":
             shapes = [tuple(int(d) for d in s.dim) for s in layer.input_param.shape]
@@ -282,8 +307,10 @@ def net_param_layers(net, path: Path) -> list[ParamLayer]:
                 raise ModelError(f"{where}: needs one shape per top (or one for all)")
             for k, top in enumerate(layer.top):
                 blobs[top] = shapes[min(k, len(shapes) - 1)]
+            found.append(ParamLayer(layer.name, layer.type, []))
             continue
         top_shape = None
+        found.append(ParamLayer(layer.name, layer.type, []))
         if layer.type in PARAM_LAYERS and (layer.type not in ("Scale", "Bias") or len(layer.bottom) == 1):
             if bottom is None:
                 why = unknown_after.get(layer.bottom[0], "it has no bottom") if len(layer.bottom) else \
@@ -291,7 +318,7 @@ def net_param_layers(net, path: Path) -> list[ParamLayer]:
                 raise ModelError(f"{where}: cannot check its weights: the input shape is not known "
                                  f"({why})")
             shapes, top_shape = _param_shapes(layer, bottom, where)
-            found.append(ParamLayer(layer.name, layer.type, [tuple(map(int, s)) for s in shapes]))
+            found[-1].shapes = [tuple(map(int, s)) for s in shapes]
         elif layer.type in ("Embed", "LSTM", "RNN", "Parameter"):
             raise ModelError(f"{where}: layers of this type are not supported by restore.py")
         elif layer.type in SHAPE_PRESERVING:
@@ -301,6 +328,10 @@ def net_param_layers(net, path: Path) -> list[ParamLayer]:
             if top_shape is None:
                 unknown_after[top] = f"after {layer.type} layer {layer.name!r}"
     _check_io_blobs(blobs, path)
+    # Caffe's InsertSplits: a top read by several bottoms gets a Split layer (no blobs).
+    for (layer_name, k, blob), n in readers.items():
+        if n > 1:
+            found.append(ParamLayer(f"{blob}_{layer_name}_{k}_split", "Split", []))
     return found
 
 
@@ -319,8 +350,10 @@ def _check_io_blobs(blobs: dict, path: Path) -> None:
 # --------------------------------------------------------------------------
 # caffemodel
 # --------------------------------------------------------------------------
-def parse_caffemodel(path: Path) -> dict[str, list]:
-    """Parse a binary ``NetParameter``; return layer name -> list of BlobProto."""
+def parse_caffemodel(path: Path) -> list[tuple[str, list]]:
+    """Parse a binary ``NetParameter``; return its layers as (name, list of BlobProto), in
+    file order, as Caffe's ``CopyTrainedLayersFrom`` reads them (V1 ``layers`` if the file
+    has only those; a file with both is refused, as Caffe's upgrade aborts on it)."""
     from google.protobuf.message import DecodeError
 
     data = _read_bytes(path, "weights")
@@ -334,11 +367,11 @@ def parse_caffemodel(path: Path) -> dict[str, list]:
     except (DecodeError, RuntimeError, ValueError) as err:
         raise ModelError(f"weights {path}: not a Caffe .caffemodel (truncated or corrupt?): "
                          f"{_one_line(err) or 'protobuf cannot parse it'}") from None
-    layers = {}
-    for layer in list(net.layer) + list(net.layers):
-        if len(layer.blobs):
-            layers.setdefault(layer.name, list(layer.blobs))
-    if not layers:
+    if len(net.layer) and len(net.layers):
+        raise ModelError(f"weights {path}: has both 'layer' and V1 'layers' entries: "
+                         f"corrupt or not a Caffe .caffemodel")
+    layers = [(layer.name, list(layer.blobs)) for layer in (net.layer or net.layers)]
+    if not any(blobs for _, blobs in layers):
         raise ModelError(f"weights {path}: contains no trained weights (no layer has blobs): "
                          f"not a trained .caffemodel")
     return layers
@@ -362,30 +395,59 @@ def _shape_matches(found: tuple[int, ...] | None, expected: tuple[int, ...], leg
     return found == tuple(expected)
 
 
-def check_weights(layers: list[ParamLayer], weights: dict[str, list], path: Path) -> None:
-    """Every layer with parameters has weights of the right count, shape, length and values."""
+def check_weights(layers: list[ParamLayer], weights: list[tuple[str, list]], path: Path) -> None:
+    """Check the weights as Caffe's ``Net::CopyTrainedLayersFrom`` will copy them.
+
+    ``layers`` are every layer of the net (:func:`net_layers`), ``weights``
+    every layer of the .caffemodel (:func:`parse_caffemodel`).  First, every
+    layer with parameters must find weights of its name (else Caffe leaves it
+    at its random filler).  Then, like Caffe, every source layer whose name
+    matches a layer of the net -- each one, also a second of the same name --
+    must have as many blobs as that layer (0 for a parameter-free layer), each
+    of its shape, with the data length of that shape and only finite values;
+    any mismatch would be a Caffe ``CHECK`` abort.
+    """
+    names = {name for name, _ in weights}
     for layer in layers:
-        where = f"weights {path}: layer {layer.name!r} ({layer.type})"
-        if layer.name not in weights:
-            have = ", ".join(sorted(weights)[:6]) + (", ..." if len(weights) > 6 else "")
-            raise ModelError(f"{where}: no weights of this name in the file (it has: {have}); "
-                             f"the layer would keep its random initial values")
-        blobs = weights[layer.name]
-        if len(blobs) != len(layer.shapes):
-            raise ModelError(f"{where}: {len(blobs)} weight blobs, the model needs {len(layer.shapes)}")
-        for k, (blob, expected) in enumerate(zip(blobs, layer.shapes)):
-            found = _blob_shape(blob)
-            legacy = not blob.HasField("shape")
-            if not _shape_matches(found, expected, legacy):
-                raise ModelError(f"{where}: blob {k} has shape {list(found or ())}, the model "
-                                 f"needs {list(expected)}")
-            values = blob.double_data if len(blob.double_data) else blob.data
-            count = math.prod(expected)
-            if len(values) != count:
-                raise ModelError(f"{where}: blob {k} holds {len(values)} values for shape "
-                                 f"{list(expected)} ({count}): truncated or corrupt")
-            if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
-                raise ModelError(f"{where}: blob {k} contains NaN or infinite values")
+        if layer.shapes and layer.name not in names:
+            with_blobs = sorted({n for n, b in weights if b})
+            have = ", ".join(with_blobs[:6]) + (", ..." if len(with_blobs) > 6 else "")
+            raise ModelError(f"weights {path}: layer {layer.name!r} ({layer.type}): no weights of "
+                             f"this name in the file (it has: {have}); the layer would keep its "
+                             f"random initial values")
+    targets = {}
+    for layer in layers:
+        targets.setdefault(layer.name, layer)
+    for index, (name, blobs) in enumerate(weights):
+        target = targets.get(name)
+        if target is None:
+            continue  # Caffe ignores source layers the net does not have
+        where = f"weights {path}: layer {name!r} (entry {index + 1} of the file, for a {target.type} layer)"
+        if len(blobs) != len(target.shapes):
+            raise ModelError(f"{where}: {len(blobs)} weight blobs, the model needs "
+                             f"{len(target.shapes)}")
+        for k, (blob, expected) in enumerate(zip(blobs, target.shapes)):
+            _check_blob(blob, expected, f"{where}: blob {k}")
+
+
+def _check_blob(blob, expected: tuple[int, ...], where: str) -> None:
+    """One BlobProto against the shape Caffe expects: ``Blob::ShapeEquals``, then the
+    lengths ``Blob::FromProto`` checks (data, and diff if stored), then finite values."""
+    found = _blob_shape(blob)
+    legacy = not blob.HasField("shape")
+    if not _shape_matches(found, expected, legacy):
+        raise ModelError(f"{where} has shape {list(found or ())}, the model needs {list(expected)}")
+    count = math.prod(expected)
+    values = blob.double_data if len(blob.double_data) else blob.data
+    if len(values) != count:
+        raise ModelError(f"{where} holds {len(values)} values for shape {list(expected)} "
+                         f"({count}): truncated or corrupt")
+    diff = blob.double_diff if len(blob.double_diff) else blob.diff
+    if len(diff) and len(diff) != count:
+        raise ModelError(f"{where} holds {len(diff)} gradient values for shape {list(expected)} "
+                         f"({count}): truncated or corrupt")
+    if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
+        raise ModelError(f"{where} contains NaN or infinite values")
 
 
 def validate_model(model: str | Path, weights: str | Path) -> list[ParamLayer]:
@@ -395,11 +457,47 @@ def validate_model(model: str | Path, weights: str | Path) -> list[ParamLayer]:
     :class:`ModelError` with one line naming the file and the problem.
     """
     model, weights = Path(model), Path(weights)
-    layers = net_param_layers(parse_prototxt(model), model)
-    if not layers:
+    layers = net_layers(parse_prototxt(model), model)
+    if not any(layer.shapes for layer in layers):
         raise ModelError(f"model {model}: has no layers with parameters: not a trained network")
     check_weights(layers, parse_caffemodel(weights), weights)
-    return layers
+    return [layer for layer in layers if layer.shapes]
+
+
+def trial_load(model: str | Path, weights: str | Path, timeout: float = 600) -> None:
+    """Load ``model`` with ``weights`` once with Caffe in a child process (CPU mode).
+
+    :func:`validate_model` checks what it models; Caffe has many more
+    ``CHECK`` s (settings of any layer type, fillers, engines, blob sizes) that
+    abort the whole process.  A child that aborts costs nothing; its glog
+    reason becomes a :class:`ModelError` naming both files.
+    """
+    code = ("import os, sys; os.environ['GLOG_minloglevel'] = '2'; import caffe; "
+            "caffe.set_mode_cpu(); caffe.Net(sys.argv[1], caffe.TEST, weights=sys.argv[2])")
+    try:
+        r = subprocess.run([sys.executable, "-c", code, str(model), str(weights)],
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ModelError(f"model {model} with weights {weights}: Caffe did not load it within "
+                         f"{timeout:.0f} s") from None
+    if r.returncode != 0:
+        raise ModelError(f"model {model} with weights {weights}: Caffe cannot load it: "
+                         f"{_one_line(glog_reason(r.stderr))}")
+
+
+#: A glog line: severity letter, date, time, thread, file:line] message.
+_GLOG_LINE = re.compile(r"^[FEW]\d{4} [\d:.]+\s+\d+ [^\]]+\] (?P<msg>.*)$")
+
+
+def glog_reason(stderr: str) -> str:
+    """The message of the last glog error line in ``stderr`` (not the stack trace
+    that follows it), or the last non-empty line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reasons = [m["msg"] for m in map(_GLOG_LINE.match, lines) if m]
+    if reasons:
+        return reasons[-1]
+    rest = [line for line in lines if not line.startswith(("***", "@ ", "@\t"))]
+    return (rest or lines or ["unknown error"])[-1]
 
 
 # --------------------------------------------------------------------------

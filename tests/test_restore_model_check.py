@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest_restore import PYTHON, RESTORE_PY, REPO, micrograph, write_tiff
-from restoration.validate import ModelError, caffe_pb2, validate_model
+from restoration.validate import (ModelError, caffe_pb2, net_layers, parse_prototxt,
+                                 trial_load, validate_model)
 
 MODEL = REPO / "models" / "deploy.prototxt"
 WEIGHTS = REPO / "models" / "stem_restore.caffemodel"
@@ -130,11 +131,37 @@ def bad_missing_weights_file(d):
     return MODEL, d / "nope.caffemodel", r"weights .*nope\.caffemodel: no such file"
 
 
+def bad_blobs_for_relu(d):
+    """Caffe copies every source layer whose name is in the net: blobs for a plain ReLU abort."""
+    net = _load_weights()
+    relu = next(la for la in net.layer if la.name == "relu1")
+    relu.blobs.add().CopyFrom(next(la for la in net.layer if la.name == "conv1").blobs[1])
+    return MODEL, _save(net, d / "relu.caffemodel"), r"layer 'relu1' .*ReLU layer\): 1 weight blobs, the model needs 0"
+
+
+def bad_second_same_named_layer(d):
+    """Two source layers named conv4: Caffe copies both, so the second one must fit too."""
+    net = _load_weights()
+    extra = net.layer.add()
+    extra.CopyFrom(next(la for la in net.layer if la.name == "conv3"))
+    extra.name = "conv4"
+    extra.blobs[0].shape.dim[1] = 32
+    return MODEL, _save(net, d / "twice.caffemodel"), \
+        r"layer 'conv4' \(entry \d+ of the file.*blob 0 has shape \[64, 32, 5, 5\]"
+
+
+def bad_v1_and_v2_layers(d):
+    net = _load_weights()
+    net.layers.add().name = "old"
+    return MODEL, _save(net, d / "both.caffemodel"), r"has both 'layer' and V1 'layers'"
+
+
 BAD_MODELS = [bad_truncated_weights, bad_random_weights, bad_empty_weights, bad_prototxt_not_a_net,
               bad_prototxt_binary, bad_prototxt_no_layers, bad_layer_names_match_nothing,
               bad_shape_mismatch, bad_kernel_mismatch, bad_missing_bias_blob, bad_one_layer_missing,
               bad_short_data, bad_nan_weight, bad_train_net, bad_three_channel_input,
-              bad_unknown_bottom, bad_unknown_type, bad_missing_weights_file]
+              bad_unknown_bottom, bad_unknown_type, bad_missing_weights_file, bad_blobs_for_relu,
+              bad_second_same_named_layer, bad_v1_and_v2_layers]
 
 
 def test_shipped_model_passes():
@@ -171,7 +198,8 @@ def test_bad_model_is_refused(tmp_path, maker):
 
 @pytest.mark.parametrize("maker", [bad_truncated_weights, bad_random_weights, bad_empty_weights,
                                    bad_prototxt_not_a_net, bad_layer_names_match_nothing,
-                                   bad_shape_mismatch],
+                                   bad_shape_mismatch, bad_blobs_for_relu,
+                                   bad_second_same_named_layer],
                          ids=lambda f: f.__name__[4:])
 def test_restore_py_refuses_bad_model(tmp_path, maker):
     """The CLI: exit 2, one error line naming the file, no outputs, no Caffe abort."""
@@ -187,3 +215,63 @@ def test_restore_py_refuses_bad_model(tmp_path, maker):
     assert len(errors) == 1 and re.search(pattern, errors[0]), r.stderr
     assert "Check failed" not in r.stderr and "Traceback" not in r.stderr
     assert not out.exists() or not any(out.rglob("*"))
+
+
+# ------------------------------------------------------------------ what only Caffe checks
+def _with_layer(d, name: str, layer_text: str):
+    """The shipped deploy prototxt plus one more layer (text format)."""
+    path = d / name
+    path.write_text(MODEL.read_text() + "\n" + layer_text + "\n")
+    return path
+
+
+def unchecked_pooling_kernel_zero(d):
+    return _with_layer(d, "pool0.prototxt", 'layer { name: "pool" type: "Pooling" bottom: "conv12" '
+                       'top: "pooled" pooling_param { pool: MAX kernel_size: 0 } }'), \
+        r"pool0\.prototxt with weights .*: Caffe cannot load it: .*Filter dimensions cannot be zero"
+
+
+def unchecked_unknown_filler(d):
+    text = MODEL.read_text().replace('weight_filler { type: "msra" }', 'weight_filler { type: "msraa" }', 1)
+    (d / "filler.prototxt").write_text(text)
+    return d / "filler.prototxt", r"filler\.prototxt with weights .*: Caffe cannot load it: .*Unknown filler name: msraa"
+
+
+@pytest.mark.parametrize("maker", [unchecked_pooling_kernel_zero, unchecked_unknown_filler],
+                         ids=lambda f: f.__name__[10:])
+def test_caffe_checks_the_python_check_does_not_model(tmp_path, maker, caffe):
+    """Settings only Caffe checks pass validate_model but are caught by the trial load in a
+    child process: restore.py exits 2 with one line naming the files, never 134."""
+    model, pattern = maker(tmp_path)
+    validate_model(model, WEIGHTS)  # not modelled in Python ...
+    with pytest.raises(ModelError, match=pattern):
+        trial_load(model, WEIGHTS)  # ... but Caffe's own CHECK, in a child
+    write_tiff(tmp_path / "img.tif", micrograph((60, 60)))
+    out = tmp_path / "out"
+    r = subprocess.run([str(PYTHON), str(RESTORE_PY), str(tmp_path / "img.tif"), "-o", str(out),
+                        "--model", str(model), "--weights", str(WEIGHTS)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and re.search(pattern, errors[0]), r.stderr
+    assert "stack trace" not in r.stderr and "Traceback" not in r.stderr
+    assert not any(out.rglob("*"))
+
+
+def test_trial_load_accepts_the_shipped_model(caffe):
+    trial_load(MODEL, WEIGHTS)
+
+
+def test_split_layers_are_targets(tmp_path):
+    """A blob read twice gets a Caffe Split layer; weights of that name would abort Caffe."""
+    text = MODEL.read_text() + ('\nlayer { name: "extra" type: "ReLU" bottom: "conv11" '
+                                'top: "extra" }\n')
+    (tmp_path / "split.prototxt").write_text(text)
+    names = {la.name for la in net_layers(parse_prototxt(tmp_path / "split.prototxt"), tmp_path)}
+    assert "conv11_relu11_0_split" in names
+    net = _load_weights()
+    split = net.layer.add()
+    split.name = "conv11_relu11_0_split"
+    split.blobs.add().CopyFrom(net.layer[1].blobs[1])
+    with pytest.raises(ModelError, match=r"'conv11_relu11_0_split' .*Split layer\): 1 weight blobs"):
+        validate_model(tmp_path / "split.prototxt", _save(net, tmp_path / "split.caffemodel"))
