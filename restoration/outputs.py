@@ -144,10 +144,15 @@ def write_set(outputs: list[tuple[Path, Callable[[Path], None]]]) -> None:
             write(temps[final])
 
 
-def read_set_id(path: Path) -> tuple[bool, str | None]:
-    """``(ours, set id)`` of an output file: ``ours`` if restore.py wrote it (a TIFF with
-    our ``Info``, a PNG with our set id or made by matplotlib); the id is None for files
-    written before set ids existed."""
+def read_set_id(path: Path) -> tuple[bool | None, str | None]:
+    """``(ours, set id)`` of an output file.
+
+    ``ours`` is True for a TIFF with our ``Info`` or a PNG with our set id,
+    None for a PNG without one that matplotlib made ("Matplotlib version..."):
+    a figure of an earlier version, ours only if the TIFFs beside it are
+    (:func:`set_status`), and False for anything else.  The id is None for
+    files written before set ids existed.
+    """
     try:
         if path.suffix.lower() == ".png":
             from PIL import Image
@@ -155,7 +160,10 @@ def read_set_id(path: Path) -> tuple[bool, str | None]:
             with Image.open(path) as im:
                 text = dict(im.text)
             set_id = text.get(PNG_SET_KEY)
-            return set_id is not None or text.get("Software", "").startswith("matplotlib"), set_id
+            if set_id is not None:
+                return True, set_id
+            made_by_matplotlib = str(text.get("Software", "")).lower().startswith("matplotlib")
+            return (None if made_by_matplotlib else False), None
         info = read_info(path)
         return str(info.get("software", "")).startswith("stem-restore"), info.get("output_set")
     except Exception:  # unreadable / foreign file
@@ -169,15 +177,19 @@ def set_status(paths: list[Path]) -> tuple[str, str]:
     set id, or none does: written before set ids existed), ``incomplete``
     (restore.py's files with one missing or from different runs: an
     interrupted run), ``foreign`` (a file restore.py did not write: never
-    replaced without --overwrite).
+    replaced without --overwrite).  A matplotlib PNG without a set id counts
+    as ours only when restore.py's TIFFs are beside it.
     """
     present = [p for p in paths if p.exists()]
     if not present:
         return "absent", ""
     marks = {p: read_set_id(p) for p in present}
-    foreign = [p for p in present if not marks[p][0]]
+    foreign = [p for p in present if marks[p][0] is False]
     if foreign:
         return "foreign", f"{foreign[0]} was not written by restore.py"
+    if all(marks[p][0] is None for p in present):
+        return "foreign", (f"{present[0]} was not written by restore.py (a matplotlib figure "
+                           f"without restore.py's TIFFs beside it)")
     missing = [p for p in paths if not p.exists()]
     if missing:
         return "incomplete", f"{missing[0].name} is missing"

@@ -186,6 +186,36 @@ def test_set_status(tmp_path):
     assert set_status(paths)[0] == "foreign"
 
 
+def _matplotlib_png(path):
+    """A PNG as matplotlib writes it (Software "Matplotlib version..."), without a set id."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 1))
+    fig.subplots().imshow(np.zeros((4, 4)))
+    fig.savefig(path, format="png")
+    return path
+
+
+def test_set_status_figure_of_earlier_version(tmp_path):
+    """Figures of earlier versions carry no set id; matplotlib writes "Matplotlib version".
+    They are ours only with restore.py's TIFFs beside them."""
+    from restoration.outputs import write_tiff as wt
+
+    paths = [tmp_path / "a_restored.tif", tmp_path / "a_difference.tif", tmp_path / "a_figure.png"]
+    _matplotlib_png(paths[2])
+    assert read_set_id(paths[2]) == (None, None)
+    assert set_status(paths)[0] == "foreign"  # a figure alone: not provably ours
+    ours = {"software": "stem-restore restore.py"}
+    for p in paths[:2]:  # an older complete set: TIFFs without set ids
+        wt(p, np.zeros((1, 4, 4)), (), None, dict(ours))
+    assert set_status(paths) == ("complete", "")
+    for p in paths[:2]:  # a killed --overwrite run renamed the new TIFFs, not the figure
+        wt(p, np.zeros((1, 4, 4)), (), None, dict(ours, output_set="NEW"))
+    assert set_status(paths)[0] == "incomplete"
+    paths[0].write_bytes(b"the user's own file")
+    assert set_status(paths)[0] == "foreign"
+
+
 KILL_AFTER_RENAMES = """
 import os, signal
 _real, _n = os.replace, [0]
