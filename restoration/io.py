@@ -35,10 +35,13 @@ Conventions
 
 * Float data beyond float32's range (|x| > 3.4e38, or all non-zero values below
   1.2e-38) is refused: the network and the float32 outputs cannot hold it.
-* Size limits: before any pixel array is allocated, the size a TIFF, NPY, MRC or
-  PNG/JPEG header claims is checked against the bytes the file really holds
-  (uncompressed data) and against :func:`memory_limit` (decoded bytes of one
-  image: half the machine's RAM, or ``STEM_RESTORE_MAX_IMAGE_BYTES``).
+* Size limits: before any pixel array is allocated, the size a TIFF, NPY, MRC,
+  PNG/JPEG, DM3/DM4 or SER header claims is checked against the bytes the file
+  really holds (uncompressed data) and against :func:`memory_limit` (decoded
+  bytes of one image: half the machine's RAM, or ``STEM_RESTORE_MAX_IMAGE_BYTES``).
+  DM, SER and EMD files are opened lazily (rosettasciio ``lazy=True``) so the
+  check runs before any data are read; in EMD (HDF5) files a large dataset with
+  chunks missing, or uncompressed and larger than the file, is refused.
 * Only regular files are read: FIFOs, sockets, devices, broken symbolic links
   and symbolic-link loops are named as such (:func:`path_problem`).
 
@@ -551,20 +554,26 @@ def _read_mrc(path: Path, notes: list[str]) -> list[Signal]:
     return [Signal(data=data, pixel_size=pixel_size)]
 
 
-def _rsciio_signals(dicts: list[dict], notes: list[str]) -> list[Signal]:
-    """Turn rosettasciio's signal dictionaries into image :class:`Signal` s."""
+def _rsciio_signals(dicts: list[dict], notes: list[str], fmt: str,
+                    file_bytes: int | None) -> list[Signal]:
+    """Turn rosettasciio's signal dictionaries (read lazily) into image :class:`Signal` s.
+
+    Each image's claimed size is checked with :func:`check_claimed_size`
+    (against ``file_bytes`` and the memory limit) before its data are read.
+    """
     images = []
     skipped = []
     for d in dicts:
-        data = np.asarray(d["data"])
+        lazy = d["data"]
         axes = d.get("axes", [])
         title = str(d.get("metadata", {}).get("General", {}).get("title", "") or "")
         sig_axes = [a for a in axes if not a.get("navigate", False)]
-        if len(sig_axes) != 2 or data.ndim < 2:
+        if len(sig_axes) != 2 or len(lazy.shape) < 2:
             kind = {0: "scalar", 1: "1-D spectrum/profile"}.get(len(sig_axes), f"{len(sig_axes)}-D")
-            skipped.append(f"{kind} signal{(' ' + repr(title)) if title else ''} of shape {data.shape}")
+            skipped.append(f"{kind} signal{(' ' + repr(title)) if title else ''} of shape {lazy.shape}")
             continue
-        data = _structured_to_image(data, notes)
+        check_claimed_size(lazy.shape, lazy.dtype, file_bytes, f"{fmt} header")
+        data = _structured_to_image(np.asarray(lazy), notes)
         ay, ax = sig_axes[0], sig_axes[1]
         unit = ax.get("units") or None
         pixel_size = normalize_length_unit(ax.get("scale", 1.0), ay.get("scale", 1.0), unit)
@@ -581,16 +590,73 @@ def _rsciio_signals(dicts: list[dict], notes: list[str]) -> list[Signal]:
     return images
 
 
+def _check_dm_headers(path: Path) -> None:
+    """The size each image of a DM file claims, from its tags alone (rosettasciio's parser)."""
+    from rsciio.digitalmicrograph._api import DigitalMicrographReader, ImageObject
+
+    with open(path, "rb") as fh:
+        dm = DigitalMicrographReader(fh)
+        dm.parse_file()
+        for imdict in dm.get_image_dictionaries():
+            image = ImageObject(imdict, fh)
+            check_claimed_size(image.shape, image.dtype, path.stat().st_size, "DM3/DM4 header")
+
+
 def _read_dm(path: Path, notes: list[str]) -> list[Signal]:
     from rsciio.digitalmicrograph import file_reader
 
-    return _rsciio_signals(file_reader(str(path)), notes)
+    # uncompressed: an image cannot hold more bytes than the file
+    try:
+        dicts = file_reader(str(path), lazy=True)
+    except ValueError as err:
+        if "RGBA" not in str(err):
+            raise
+        _check_dm_headers(path)  # RGB(A) images cannot be read lazily: check the tags first
+        dicts = file_reader(str(path))
+    return _rsciio_signals(dicts, notes, "DM3/DM4", path.stat().st_size)
 
 
 def _read_ser(path: Path, notes: list[str]) -> list[Signal]:
     from rsciio.tia import file_reader
 
-    return _rsciio_signals(file_reader(str(path)), notes)
+    return _rsciio_signals(file_reader(str(path), lazy=True), notes, "SER", path.stat().st_size)
+
+
+def _check_hdf5_storage(path: Path) -> None:
+    """Every large dataset of an HDF5 file really holds its data.
+
+    A dataset's header may claim any shape: chunks that were never written
+    read as fill values (a 40 GB array of zeros from a 10 kB file).  Refused:
+    a chunked dataset with chunks missing, and an uncompressed one claiming
+    more bytes than the file has.  (Compressed datasets may hold more than
+    the file; the memory limit applies to them when they are read.)
+    """
+    import h5py
+
+    file_bytes = path.stat().st_size
+    problems: list[str] = []
+
+    def visit(name, obj):
+        if problems or not isinstance(obj, h5py.Dataset) or obj.shape is None:
+            return
+        claimed = math.prod(obj.shape) * obj.dtype.itemsize
+        if claimed <= max(file_bytes, 1 << 20):
+            return
+        desc = f"dataset /{name} claims {' x '.join(map(str, obj.shape))} {obj.dtype} " \
+               f"({_human_bytes(claimed)})"
+        if obj.chunks is not None:
+            expected = math.prod(-(-n // c) for n, c in zip(obj.shape, obj.chunks))
+            stored = obj.id.get_num_chunks()
+            if stored < expected:
+                problems.append(f"{desc} but only {stored} of its {expected} chunks are stored")
+                return
+        if obj.id.get_create_plist().get_nfilters() == 0 and claimed > file_bytes:
+            problems.append(f"{desc} but the file holds only {_human_bytes(file_bytes)}")
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    if problems:
+        raise InputError(f"cannot read as EMD (truncated or corrupt?): {problems[0]}")
 
 
 def _read_emd(path: Path, notes: list[str]) -> list[Signal]:
@@ -599,7 +665,9 @@ def _read_emd(path: Path, notes: list[str]) -> list[Signal]:
 
     if not h5py.is_hdf5(path):
         raise InputError("not an HDF5 file (EMD files are HDF5)")
-    return _rsciio_signals(file_reader(str(path)), notes)
+    _check_hdf5_storage(path)
+    # datasets may be compressed: only the memory limit bounds the claimed size
+    return _rsciio_signals(file_reader(str(path), lazy=True), notes, "EMD", None)
 
 
 FORMAT_NAMES = {

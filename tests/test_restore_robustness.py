@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest_restore import PYTHON, REPO, RESTORE_PY, micrograph, write_tiff
+from conftest_restore import PYTHON, REPO, RESTORE_PY, RSCIIO_DATA, micrograph, write_tiff
 from restoration import cli
 from restoration.io import InputError, read_image
 from restoration.outputs import (FIGURE_MAX_PX, _binned, figure_layout, is_temp_output, read_set_id,
@@ -135,6 +135,62 @@ def test_memory_limit_applies_to_real_files(tmp_path, monkeypatch):
     for name in ("a.tif", "a.npy"):
         with pytest.raises(InputError, match="more than the memory limit of 10 kB"):
             read_image(tmp_path / name)
+
+
+def giant_emd(path, compression=None):
+    """A small Berkeley EMD whose image dataset claims 100000 x 100000 float32 (40 GB):
+    chunked, no chunk ever written (reads as fill values), dimension vectors compressed."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["version_major"] = 0
+        f.attrs["version_minor"] = 2
+        g = f.create_group("data/haadf")
+        g.attrs["emd_group_type"] = 1
+        g.create_dataset("data", shape=(100_000, 100_000), dtype="f4", chunks=(1000, 1000),
+                         compression=compression)
+        for k, name in enumerate("xy", start=1):
+            d = g.create_dataset(f"dim{k}", data=np.arange(100_000) * 0.05, compression="gzip")
+            d.attrs["name"], d.attrs["units"] = name, "[n_m]"
+    assert path.stat().st_size < 1_000_000
+    return path
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_giant_emd_dataset_refused_before_reading(tmp_path, compression):
+    p = giant_emd(tmp_path / "g.emd", compression)
+    with pytest.raises(InputError, match=r"cannot read as EMD .*dataset /data/haadf/data claims "
+                                         r"100000 x 100000 float32 \(40 GB\) but only 0 of its "
+                                         r"10000 chunks are stored"):
+        read_image(p)
+
+
+def giant_dm3(path):
+    """The shipped 68 x 68 DM3 (96 kB) with its image's Dimensions tags set to 100000."""
+    raw = bytearray((RSCIIO_DATA / "digitalmicrograph" / "2D" / "test_STEM_image.dm3").read_bytes())
+    i = raw.find(b"Dimensions", raw.find(b"Dimensions") + 1)  # the image after the thumbnail
+    for _ in range(2):
+        i = raw.find(struct.pack("<I", 68), i)
+        raw[i:i + 4] = struct.pack("<I", 100_000)
+    path.write_bytes(raw)
+    return path
+
+
+def test_giant_dm3_header_refused(tmp_path):
+    with pytest.raises(InputError, match=r"cannot read as DM3/DM4 .*header claims a 100000 x 100000 "
+                                         r"uint32 image \(40 GB\) but the file holds only 96.4 kB"):
+        read_image(giant_dm3(tmp_path / "g.dm3"))
+
+
+@pytest.mark.parametrize("name, fmt", [("digitalmicrograph/2D/test_STEM_image.dm3", "DM3/DM4"),
+                                       ("digitalmicrograph/2D/test-8.dm4", "DM3/DM4"),  # RGBA
+                                       ("tia/old/64x64_TEM_images_acquire_1.ser", "SER"),
+                                       ("emd/example_image.emd", "EMD")])
+def test_memory_limit_applies_to_dm_ser_emd(name, fmt, monkeypatch):
+    read_image(RSCIIO_DATA / name)
+    monkeypatch.setenv("STEM_RESTORE_MAX_IMAGE_BYTES", "10")
+    with pytest.raises(InputError, match=rf"{fmt} header claims .*more than the memory limit of 10 B"):
+        read_image(RSCIIO_DATA / name)
 
 
 def test_restore_reports_giant_header(tmp_path):
