@@ -26,7 +26,7 @@ import numpy as np
 
 from .engine import DEFAULT_TILE, ENGINES, STREAM_WINDOW, Restorer, conv_engine_info, file_sha256
 from .io import SUPPORTED_SUFFIXES, InputError, is_supported, path_problem, read_image
-from .outputs import (is_temp_output, output_set, remove_stale_temps, set_status, write_figure,
+from .outputs import (StaleTemps, is_temp_output, output_set, set_status, write_figure,
                       write_tiff)
 from .tiling import CONTEXT
 from .validate import ModelError, glog_reason, trial_load, validate_model
@@ -212,16 +212,19 @@ def plan_outputs(job: Job, img, figure: bool) -> list[tuple[object, dict[str, Pa
     return [(s, output_names(job, s.name, figure)) for s in img.signals]
 
 
-def existing_set(job: Job, plans, outdir: Path, overwrite: bool, summary: Summary, log) -> bool:
+def existing_set(job: Job, plans, outdir: Path, overwrite: bool, summary: Summary, log,
+                 sweeper: StaleTemps | None = None) -> bool:
     """Decide about outputs already on disk; True if the file is done (skipped).
 
     A complete set is skipped (unless ``--overwrite``); an incomplete one
     (interrupted run) is redone, with a warning.  Stale temporary files of
-    this tool for these outputs are removed first.
+    this tool for these outputs are removed first (``sweeper`` lists each
+    output folder once per run).
     """
+    sweeper = sweeper or StaleTemps(log)
     paths = [outdir / n for _, names in plans for n in names.values()]
-    for folder in {p.parent for p in paths}:
-        for stale in remove_stale_temps(folder, {p.name for p in paths}):
+    for folder in sorted({p.parent for p in paths}):
+        for stale in sweeper.remove(folder, {p.name for p in paths}):
             log(f"warning: removed a temporary file of an interrupted run: {stale}")
     status, why = set_status(paths)
     if status == "complete" and not overwrite:
@@ -252,13 +255,13 @@ def restore_signal(signal, restorer: Restorer, job: Job) -> tuple[np.ndarray, np
 
 
 def restore_file(job: Job, restorer: Restorer, outdir: Path, args, provenance: dict,
-                 summary: Summary, log) -> None:
+                 summary: Summary, log, sweeper: StaleTemps | None = None) -> None:
     """Restore one input file and write its whole output set (or nothing)."""
     img = read_image(job.path)
     for note in img.warnings:
         log(f"warning: {job.path}: {note}")
     plans = plan_outputs(job, img, args.figure)
-    if existing_set(job, plans, outdir, args.overwrite, summary, log):
+    if existing_set(job, plans, outdir, args.overwrite, summary, log, sweeper):
         return
     set_id = uuid.uuid4().hex
     files = [str(n) for _, names in plans for n in names.values()]
@@ -386,9 +389,10 @@ def run(args, summary: Summary, log) -> int:
         }
 
     t0 = time.perf_counter()
+    sweeper = StaleTemps(log)  # each output folder is listed once, not once per file
     for job in tqdm(jobs, unit="file", desc="restoring", file=sys.stderr, disable=None):
         try:
-            restore_file(job, restorer, outdir, args, provenance, summary, log)
+            restore_file(job, restorer, outdir, args, provenance, summary, log, sweeper)
         except InputError as err:
             summary.failed.append((job.path, str(err)))
             log(f"error: {job.path}: {err}")

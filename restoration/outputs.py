@@ -22,19 +22,21 @@ with the source path, model, weights and their SHA-256, and all parameters.
 Output sets
 -----------
 All outputs of one input file form a *set*, written under temporary names
-(``.<name>.<random>.rs<pid>.tmp.<ext>``) and renamed only when every one of
-them is written (:func:`write_set`).  Each file of a set carries the same
+(``.<name>.<random>.rs<pid>.<host>.<start>.tmp.<ext>``) and renamed only when
+every one of them is written (:func:`output_set`).  Each file of a set carries the same
 set id (TIFF ``Info["output_set"]``, PNG text ``stem-restore output set``),
 so :func:`set_status` tells a complete set from one left incomplete by a
 kill between two renames.  Temporary files of this tool are recognised by
 :func:`is_temp_output` (never read as inputs) and those of dead processes
-are removed by :func:`remove_stale_temps`.
+are removed by :class:`StaleTemps` (see :func:`temp_is_stale`).
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import socket
+import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable
@@ -49,16 +51,43 @@ from .io import PixelSize
 #: PNG text key holding the output set id.
 PNG_SET_KEY = "stem-restore output set"
 
-#: Temporary output names of this tool: ``.<final>.<random>.rs<pid>.tmp.<ext>``, and the
-#: pid-less ``.<final>.<random>.tmp.<ext>`` of earlier versions.
+#: Temporary output names of this tool: ``.<final>.<random>.rs<pid>.<host>.<start>.tmp.<ext>``
+#: (``<start>``: the process's start time and boot id, so that a reused pid -- restore.py is
+#: pid 1 in every Docker run -- is not taken for the writer), and the ``.rs<pid>`` and pid-less
+#: names of earlier versions.
 _TEMP_RE = re.compile(r"^\.(?P<final>.+_(?:restored|difference)\.tif|.+_figure\.png)"
-                      r"\.[A-Za-z0-9_]+(?:\.rs(?P<pid>\d+))?\.tmp\.(?:tif|png)$")
+                      r"\.[A-Za-z0-9_]+(?:\.rs(?P<pid>\d+)(?:\.(?P<host>[A-Za-z0-9-]+)"
+                      r"\.(?P<token>[A-Za-z0-9]+))?)?\.tmp\.(?:tif|png)$")
+
+#: A temporary file that is not provably a dead process's (written on another host, or
+#: named by an earlier version without host and start token) is removed only when it has
+#: not been modified for this long (seconds): a live writer on another host may be busy.
+STALE_TEMP_AGE_S = 24 * 3600
+
+
+def host_tag() -> str:
+    """This machine's host name as it appears in temporary names (letters, digits, ``-``)."""
+    name = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-")[:40]
+    return name or "host"
+
+
+def start_token(pid: int) -> str | None:
+    """What tells process ``pid`` from a later one with the same pid: its start time (clock
+    ticks since boot, /proc/PID/stat field 22) and this boot's id; None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        start = stat[stat.rindex(")") + 2:].split()[19]
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:8]
+    except (OSError, ValueError, IndexError):
+        return None
+    return f"{start}b{boot}"
 
 
 def temp_suffix(final: Path) -> str:
     """Suffix of this process's temporary files for ``final`` (keeps the final suffix:
-    libraries pick formats by it; carries the pid, so stale ones can be told apart)."""
-    return f".rs{os.getpid()}.tmp{Path(final).suffix}"
+    libraries pick formats by it; names the writer: pid, host, start token)."""
+    pid = os.getpid()
+    return f".rs{pid}.{host_tag()}.{start_token(pid) or '0'}.tmp{Path(final).suffix}"
 
 
 @contextmanager
@@ -80,7 +109,7 @@ def is_temp_output(path: str | Path) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
-    """True if a process with this id exists."""
+    """True if a process with this id exists (on this host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -90,31 +119,90 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(folder: Path, finals: set[str] | None = None) -> list[Path]:
-    """Remove temporary outputs in ``folder`` left by dead restore.py processes.
+def temp_is_stale(name: str, mtime: float, now: float | None = None) -> bool:
+    """Whether the temporary output ``name`` (modified at ``mtime``) may be removed.
 
-    Only files matching this tool's temporary pattern are touched, only for
-    the final names in ``finals`` (all if None), and never those of a process
-    that is still running.  Returns the removed paths.
+    Provably dead: written on this host by a process that no longer runs (its
+    pid is gone, or now belongs to a process with another start token).
+    Otherwise -- another host (a shared folder), or a name of an earlier
+    version without host and token -- only when older than
+    :data:`STALE_TEMP_AGE_S`.  This process's own files are never stale.
     """
-    removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
+    m = _TEMP_RE.match(name)
+    if m is None:
+        return False
+    now = time.time() if now is None else now
+    old = now - mtime >= STALE_TEMP_AGE_S
+    if m["host"] is None or m["host"] != host_tag():
+        return old
+    pid, token = int(m["pid"]), m["token"]
+    if not _pid_alive(pid):
+        return True
+    current = start_token(pid)
+    if current is None or token == "0":
+        return old  # cannot tell the writer from a later process with its pid
+    return current != token
+
+
+class StaleTemps:
+    """Removes temporary outputs of dead restore.py runs, scanning each folder once.
+
+    :meth:`remove` is called for every input file; the folder is listed on
+    its first call only (not once per file).  A file that cannot be removed
+    (permissions, read-only share) is reported through ``warn`` and left.
+    """
+
+    def __init__(self, warn: Callable[[str], None] | None = None):
+        self.warn = warn
+        self._stale: dict[Path, dict[str, list[Path]]] = {}
+
+    def _scan(self, folder: Path) -> dict[str, list[Path]]:
+        """Final name -> stale temporary files of it, in ``folder`` (listed once)."""
+        folder = Path(folder)
+        if folder not in self._stale:
+            found: dict[str, list[Path]] = {}
+            now = time.time()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                entries = []
+            for entry in entries:
+                m = _TEMP_RE.match(entry.name)
+                if not m:
+                    continue
+                try:
+                    mtime = entry.stat(follow_symlinks=False).st_mtime
+                except OSError:
+                    continue
+                if temp_is_stale(entry.name, mtime, now):
+                    found.setdefault(m["final"], []).append(Path(entry.path))
+            self._stale[folder] = found
+        return self._stale[folder]
+
+    def remove(self, folder: Path, finals: set[str] | None = None) -> list[Path]:
+        """Remove the stale temporary files of ``finals`` (all if None) in ``folder``;
+        return those removed."""
+        stale = self._scan(folder)
+        removed = []
+        for final in sorted(stale if finals is None else set(finals) & set(stale)):
+            for path in stale.pop(final):
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as err:
+                    if self.warn:
+                        self.warn(f"warning: cannot remove {path}, a temporary file of an "
+                                  f"interrupted run: {err.strerror or err}")
         return removed
-    for entry in entries:
-        m = _TEMP_RE.match(entry.name)
-        if not m or (finals is not None and m["final"] not in finals):
-            continue
-        pid = m["pid"]
-        if pid is not None and (int(pid) == os.getpid() or _pid_alive(int(pid))):
-            continue
-        try:
-            os.unlink(entry.path)
-            removed.append(Path(entry.path))
-        except FileNotFoundError:
-            pass
-    return removed
+
+
+def remove_stale_temps(folder: Path, finals: set[str] | None = None,
+                       warn: Callable[[str], None] | None = None) -> list[Path]:
+    """Remove stale temporary outputs (:func:`temp_is_stale`) of ``finals`` (all if None)
+    in ``folder``; return the removed paths.  See :class:`StaleTemps`."""
+    return StaleTemps(warn).remove(folder, finals)
 
 
 @contextmanager

@@ -7,6 +7,8 @@ import os
 import struct
 import subprocess
 import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +16,9 @@ import pytest
 from conftest_restore import PYTHON, REPO, RESTORE_PY, RSCIIO_DATA, micrograph, write_tiff
 from restoration import cli
 from restoration.io import InputError, read_image
-from restoration.outputs import (FIGURE_MAX_PX, _binned, figure_layout, is_temp_output, read_set_id,
-                                 remove_stale_temps, set_status, write_figure)
+from restoration.outputs import (FIGURE_MAX_PX, STALE_TEMP_AGE_S, StaleTemps, _binned, figure_layout,
+                                 host_tag, is_temp_output, read_set_id, remove_stale_temps,
+                                 set_status, start_token, temp_suffix, write_figure)
 
 OUT_KINDS = ("restored.tif", "difference.tif", "figure.png")
 
@@ -202,24 +205,82 @@ def test_restore_reports_giant_header(tmp_path):
 
 # ------------------------------------------------------------------ class 5: output sets
 def test_temp_names_recognised():
-    assert is_temp_output(".img_restored.tif.ab_12x.rs4242.tmp.tif")
-    assert is_temp_output(".img_figure.png.k9.rs1.tmp.png")
-    assert is_temp_output(".img_difference.tif.abc123.tmp.tif")  # earlier versions: no pid
+    assert is_temp_output(".img_restored.tif.ab_12x.rs4242.node-7.123b9f8e7d6c.tmp.tif")
+    assert is_temp_output(".img_restored.tif.ab_12x" + temp_suffix(Path("img_restored.tif")))
+    assert is_temp_output(".img_figure.png.k9.rs1.tmp.png")  # earlier versions: pid only
+    assert is_temp_output(".img_difference.tif.abc123.tmp.tif")  # ... and no pid
     assert not is_temp_output("img_restored.tif")
     assert not is_temp_output(".img.tif.ab.tmp.tif")  # not one of our output names
     assert not is_temp_output(".hidden_restored.tif")
 
 
+def _temp(folder, kind, pid, host=None, token=None, age_s=0.0):
+    """A temporary output file named as restore.py names them, ``age_s`` old."""
+    tail = f".rs{pid}" + (f".{host}.{token}" if host else "") if pid is not None else ""
+    path = folder / f".img_{kind}.x{abs(hash((pid, host, token, age_s))) % 10**6}{tail}.tmp.{kind[-3:]}"
+    path.write_bytes(b"x")
+    mtime = time.time() - age_s
+    os.utime(path, (mtime, mtime))
+    return path
+
+
 def test_stale_temps_removed_live_ones_kept(tmp_path):
     child = subprocess.Popen(["true"])
     child.wait()  # its pid now belongs to no process
-    stale = tmp_path / f".img_restored.tif.x1.rs{child.pid}.tmp.tif"
-    live = tmp_path / f".img_difference.tif.x2.rs{os.getppid()}.tmp.tif"
-    other = tmp_path / ".notes.txt"
-    for p in (stale, live, other):
-        p.write_bytes(b"x")
-    assert remove_stale_temps(tmp_path, {"img_restored.tif", "img_difference.tif"}) == [stale]
-    assert not stale.exists() and live.exists() and other.exists()
+    host, day = host_tag(), STALE_TEMP_AGE_S + 60
+    removed = {
+        "dead pid": _temp(tmp_path, "restored.tif", child.pid, host, "1b0"),
+        # restore.py is pid 1 in every Docker run: our pid, another start token -> dead
+        "pid reused": _temp(tmp_path, "difference.tif", os.getpid(), host, "1b0"),
+        "other host, old": _temp(tmp_path, "figure.png", os.getppid(), "other-node", "5b1", day),
+        "pid only, old": _temp(tmp_path, "restored.tif", os.getppid(), age_s=day),
+        "no pid, old": _temp(tmp_path, "difference.tif", None, age_s=day),
+    }
+    kept = {
+        "live parent": _temp(tmp_path, "restored.tif", os.getppid(), host, start_token(os.getppid())),
+        "this process": _temp(tmp_path, "figure.png", os.getpid(), host, start_token(os.getpid())),
+        # a shared folder: another host's writer may be alive; the pid says nothing here
+        "other host, recent": _temp(tmp_path, "difference.tif", child.pid, "other-node", "5b1"),
+        "pid only, recent": _temp(tmp_path, "figure.png", child.pid),
+        "no pid, recent": _temp(tmp_path, "restored.tif", None),
+        "not ours": tmp_path / ".notes.txt",
+    }
+    kept["not ours"].write_bytes(b"x")
+    got = remove_stale_temps(tmp_path)
+    assert sorted(got) == sorted(removed.values())
+    assert all(p.exists() for p in kept.values())
+    assert remove_stale_temps(tmp_path, {"img_other.tif"}) == []
+
+
+def test_stale_temp_that_cannot_be_removed_warns(tmp_path, monkeypatch):
+    """An unlink refused (read-only share, another owner) is a warning, never a failed job."""
+    stale = _temp(tmp_path, "restored.tif", None, age_s=STALE_TEMP_AGE_S + 60)
+    real_unlink = Path.unlink
+
+    def refuse(self, *a, **k):
+        if self == stale:
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(self, *a, **k)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    warnings = []
+    assert remove_stale_temps(tmp_path, warn=warnings.append) == []
+    assert len(warnings) == 1 and str(stale) in warnings[0] and "Permission denied" in warnings[0]
+
+
+def test_output_folder_listed_once(tmp_path, monkeypatch):
+    """The output folder is listed once per run, not once per input file (N^2)."""
+    import restoration.outputs as outputs_module
+
+    olds = [_temp(tmp_path, "restored.tif", None, age_s=STALE_TEMP_AGE_S + 60) for _ in range(1)]
+    calls = []
+    real = os.scandir
+    monkeypatch.setattr(outputs_module.os, "scandir", lambda p: calls.append(p) or real(p))
+    sweeper = StaleTemps()
+    for k in range(50):
+        sweeper.remove(tmp_path, {f"f{k}_restored.tif"})
+    assert sweeper.remove(tmp_path, {"img_restored.tif"}) == olds
+    assert len(calls) == 1
 
 
 def test_set_status(tmp_path):
