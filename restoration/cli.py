@@ -26,7 +26,7 @@ import numpy as np
 
 from .engine import DEFAULT_TILE, ENGINES, STREAM_WINDOW, Restorer, conv_engine_info, file_sha256
 from .io import SUPPORTED_SUFFIXES, InputError, is_supported, path_problem, read_image
-from .outputs import (StaleTemps, is_temp_output, output_set, set_status, write_figure,
+from .outputs import (StaleTemps, is_temp_output, output_set, read_set_id, set_status, write_figure,
                       write_tiff)
 from .tiling import CONTEXT
 from .validate import ModelError, glog_reason, trial_load, validate_model
@@ -80,9 +80,15 @@ class Job:
 
 @dataclass
 class Summary:
+    """What a run did, and what it is doing (for an accurate message when interrupted)."""
+
     restored: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    #: the input file being restored, or None between files
+    in_progress: Path | None = None
+    #: its output files and set id, once they are being written
+    writing: tuple[list[Path], str] | None = None
 
 
 def _scan_folder(p: Path, recursive: bool, outdir_abs: Path, summary: Summary) -> list[tuple[Path, Path]]:
@@ -254,9 +260,36 @@ def restore_signal(signal, restorer: Restorer, job: Job) -> tuple[np.ndarray, np
     return restored, frames, stats
 
 
+def difference_image(frames: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    """``raw - restored`` as float32; :class:`InputError` if it does not fit float32 (raw
+    and restored near float32's limit with opposite signs overflow to infinity)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        difference = np.subtract(frames, restored, dtype=np.float32)
+    bad = difference.size - int(np.count_nonzero(np.isfinite(difference)))
+    if bad:
+        raise InputError(f"the difference raw - restored has {bad} infinite or NaN value(s) "
+                         f"(values too close to float32's limit); nothing written")
+    return difference
+
+
+def interrupt_note(summary: Summary) -> str:
+    """What an interruption left of the file in progress, read from the disk: no outputs,
+    or some of its set renamed into place (an incomplete set that a rerun redoes)."""
+    if summary.in_progress is None:
+        return "no file was in progress"
+    if summary.writing is not None:
+        finals, set_id = summary.writing
+        renamed = [f for f in finals if f.is_file() and read_set_id(f)[1] == set_id]
+        if renamed:
+            return (f"the file in progress ({summary.in_progress}) left {len(renamed)} of its "
+                    f"{len(finals)} outputs, an incomplete set that the rerun redoes")
+    return f"the file in progress ({summary.in_progress}) left no outputs"
+
+
 def restore_file(job: Job, restorer: Restorer, outdir: Path, args, provenance: dict,
                  summary: Summary, log, sweeper: StaleTemps | None = None) -> None:
     """Restore one input file and write its whole output set (or nothing)."""
+    summary.in_progress, summary.writing = job.path, None
     img = read_image(job.path)
     for note in img.warnings:
         log(f"warning: {job.path}: {note}")
@@ -264,9 +297,10 @@ def restore_file(job: Job, restorer: Restorer, outdir: Path, args, provenance: d
     if existing_set(job, plans, outdir, args.overwrite, summary, log, sweeper):
         return
     set_id = uuid.uuid4().hex
-    files = [str(n) for _, names in plans for n in names.values()]
+    finals = [outdir / n for _, names in plans for n in names.values()]
+    summary.writing = (finals, set_id)
     # every output under a temporary name; all renamed at the end (restored first)
-    with output_set([outdir / n for _, names in plans for n in names.values()]) as temps:
+    with output_set(finals) as temps:
         def temp(name: Path) -> Path:
             return temps[outdir / name]
 
@@ -285,11 +319,10 @@ def restore_file(job: Job, restorer: Restorer, outdir: Path, args, provenance: d
                 "norm_stats": stats,
                 "warnings": img.warnings,
                 "output_set": set_id,
-                "output_set_files": files,
             })
+            difference = difference_image(frames, restored)
             write_tiff(temp(names["restored"]), restored, signal.stack_shape, signal.pixel_size,
                        dict(info, kind="restored"), atomic=False)
-            difference = np.subtract(frames, restored, dtype=np.float32)
             write_tiff(temp(names["difference"]), difference, signal.stack_shape, signal.pixel_size,
                        dict(info, kind="difference = raw - restored"), atomic=False)
             del difference  # keep peak memory at ~4 image-sized float32 arrays + the net
@@ -317,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, summary, log)
     except (KeyboardInterrupt, Terminated) as err:
         what = "Ctrl-C" if isinstance(err, KeyboardInterrupt) else "SIGTERM"
-        log(f"interrupted ({what}): {len(summary.restored)} file(s) restored before; the file in "
-            f"progress left no outputs. Rerun the same command to finish (finished files are skipped).")
+        log(f"interrupted ({what}): {len(summary.restored)} file(s) restored before; "
+            f"{interrupt_note(summary)}. Rerun the same command to finish (finished files are "
+            f"skipped).")
         return 130 if isinstance(err, KeyboardInterrupt) else 143
     finally:
         signals.signal(signals.SIGTERM, previous)
@@ -400,6 +434,7 @@ def run(args, summary: Summary, log) -> int:
             reason = f"{type(err).__name__}: {' '.join(str(err).split())}"
             summary.failed.append((job.path, reason))
             log(f"error: {job.path}: {reason}")
+        summary.in_progress, summary.writing = None, None  # between files
     elapsed = time.perf_counter() - t0
 
     for path, reason in summary.skipped:

@@ -9,6 +9,7 @@ import subprocess
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -70,10 +71,39 @@ def test_restore_never_writes_nan(tmp_path):
     r = run_restore([tmp_path / "huge.npy", tmp_path / "edge.npy", "-o", out])
     assert "huge.npy: values up to" in r.stderr
     assert r.returncode == 1, r.stderr
-    assert not (out / "huge_restored.tif").exists()
+    assert "1 restored, 0 skipped, 1 failed" in r.stderr, r.stderr  # edge.npy: restored, finite
+    assert sorted(p.name for p in out.iterdir()) == ["edge_difference.tif", "edge_restored.tif"]
     import tifffile
     for p in out.glob("*.tif"):
         assert np.isfinite(tifffile.imread(p)).all(), p
+
+
+class ConstantRestorer:
+    """Stands in for the network: every restored pixel is ``value``."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def restore(self, frame, out):
+        out[...] = self.value
+        return SimpleNamespace(stats=SimpleNamespace(offset=0.0, scale=1.0), tile=0, n_tiles=1)
+
+
+@pytest.mark.parametrize("raw, value, message", [
+    (1000.0, np.nan, r"restoration gave 2500 NaN or infinite value\(s\)"),
+    # raw - restored = 6e38: overflows float32 although both images are finite
+    (3e38, -3e38, r"the difference raw - restored has 2500 infinite or NaN value\(s\)")])
+def test_nan_or_inf_output_is_never_written(tmp_path, raw, value, message):
+    np.save(tmp_path / "img.npy", np.full((50, 50), raw, np.float32))
+    out = tmp_path / "out"
+    job, summary, notes = cli.Job(tmp_path / "img.npy", Path("."), "img"), cli.Summary(), []
+    args = SimpleNamespace(figure=True, overwrite=False)
+    with pytest.raises(InputError, match=message):
+        cli.restore_file(job, ConstantRestorer(value), out, args, {}, summary, notes.append)
+    assert not out.exists() or list(out.rglob("*")) == []
+    cli.restore_file(job, ConstantRestorer(raw / 2), out, args, {}, summary, notes.append)
+    assert sorted(p.name for p in out.iterdir()) == ["img_difference.tif", "img_figure.png",
+                                                      "img_restored.tif"]
 
 
 # ------------------------------------------------------------------ class 4: claimed sizes
@@ -333,36 +363,40 @@ def test_set_status_figure_of_earlier_version(tmp_path):
     assert set_status(paths)[0] == "foreign"
 
 
-KILL_AFTER_RENAMES = """
+SIGNAL_AFTER_RENAMES = """
 import os, signal
 _real, _n = os.replace, [0]
 def _replace(src, dst):
-    _real(src, dst)
     if str(dst).endswith(("_restored.tif", "_difference.tif", "_figure.png")):
+        if _n[0] == {k}:  # k outputs renamed so far: signal before the next rename
+            os.kill(os.getpid(), signal.{sig})
         _n[0] += 1
-        if _n[0] == {k}:
-            os.kill(os.getpid(), signal.SIGKILL)
+    _real(src, dst)
 os.replace = _replace
 """
 
 
-@pytest.mark.parametrize("k", [1, 2])
+def signal_after_renames(k: int, sig: str = "SIGKILL") -> str:
+    return SIGNAL_AFTER_RENAMES.replace("{k}", str(k)).replace("{sig}", sig)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
 def test_kill_between_two_writes_then_rerun_completes(tmp_path, k):
-    """A real SIGKILL right after the k-th output of a set is renamed into place."""
+    """A real SIGKILL after all outputs were written and k of them renamed into place."""
     write_tiff(tmp_path / "img.tif", micrograph((64, 70)))
     out = tmp_path / "out"
     args = [tmp_path / "img.tif", "-o", out, "--figure"]
-    r = run_restore(args, wrapper=KILL_AFTER_RENAMES.replace("{k}", str(k)))
+    r = run_restore(args, wrapper=signal_after_renames(k))
     assert r.returncode == -9, r.stderr
     present = [p for p in outputs(out).values() if p.exists()]
-    assert len(present) == k  # an incomplete set ...
-    assert leftovers(out)  # ... and temporary files a SIGKILL cannot clean up
+    assert len(present) == k  # an incomplete set (or none) ...
+    assert len(leftovers(out)) == 3 - k  # ... and temporary files a SIGKILL cannot clean up
 
     r = run_restore(args)
     assert r.returncode == 0, r.stderr
     assert "skipped" not in r.stderr.replace("0 skipped", "")
-    assert "incomplete outputs of an interrupted run" in r.stderr
-    assert "removed a temporary file of an interrupted run" in r.stderr
+    assert ("incomplete outputs of an interrupted run" in r.stderr) == (k > 0), r.stderr
+    assert r.stderr.count("removed a temporary file of an interrupted run") == 3 - k, r.stderr
     marks = {read_set_id(p) for p in outputs(out).values()}
     assert len(marks) == 1 and None not in next(iter(marks))
     assert leftovers(out) == []
@@ -457,7 +491,29 @@ def test_interrupt_exits_cleanly(tmp_path, sig, status):
                     wrapper=INTERRUPT_IN_WRITE.replace("{sig}", sig))
     assert r.returncode == status, r.stderr
     assert "Traceback" not in r.stderr and "interrupted" in r.stderr
+    assert "img.tif) left no outputs" in r.stderr, r.stderr
     assert list(out.rglob("*")) == []
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_ctrl_c_between_renames_says_what_it_left(tmp_path, k):
+    """Ctrl-C between two renames of a set: the message counts what is in place (not "no
+    outputs"), and the rerun redoes the incomplete set."""
+    write_tiff(tmp_path / "img.tif", micrograph((50, 50)))
+    out = tmp_path / "out"
+    args = [tmp_path / "img.tif", "-o", out, "--figure"]
+    r = run_restore(args, wrapper=signal_after_renames(k, "SIGINT"))
+    assert r.returncode == 130 and "Traceback" not in r.stderr, r.stderr
+    assert f"img.tif) left {k} of its 3 outputs, an incomplete set that the rerun redoes" in r.stderr
+    assert "left no outputs" not in r.stderr
+    assert len([p for p in outputs(out).values() if p.exists()]) == k and leftovers(out) == []
+    r = run_restore(args)
+    assert r.returncode == 0 and "incomplete outputs of an interrupted run" in r.stderr, r.stderr
+    assert len({read_set_id(p) for p in outputs(out).values()}) == 1
+
+
+def test_interrupt_note_between_files():
+    assert cli.interrupt_note(cli.Summary()) == "no file was in progress"
 
 
 def test_glog_reason_skips_stack_trace():
@@ -467,11 +523,27 @@ def test_glog_reason_skips_stack_trace():
     assert cli.glog_reason(stderr) == "Cannot use GPU in CPU-only Caffe: check mode."
 
 
-def test_gpu_on_cpu_build_clear_message(tmp_path, caffe):
+def caffe_built_with_cuda(caffe) -> bool:
+    """Whether pycaffe's libraries link the CUDA runtime (a GPU build), from ldd."""
+    lib = Path(caffe._caffe.__file__)
+    r = subprocess.run(["ldd", str(lib)], capture_output=True, text=True, check=True)
+    return "libcudart" in r.stdout
+
+
+def test_gpu_clear_message(tmp_path, caffe):
+    """--gpu 0: on a CPU-only build exit 2 saying so; on a CUDA build either it runs, or
+    exit 2 with Caffe's reason -- never a glog stack trace."""
     write_tiff(tmp_path / "img.tif", micrograph((40, 40)))
     r = run_restore([tmp_path / "img.tif", "-o", tmp_path / "out", "--gpu", "0"])
-    assert r.returncode == 2
-    assert "this Caffe build is CPU-only" in r.stderr and "stack trace" not in r.stderr, r.stderr
+    assert "stack trace" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    if not caffe_built_with_cuda(caffe):
+        assert r.returncode == 2, r.stderr
+        assert "cannot use GPU 0: this Caffe build is CPU-only" in r.stderr, r.stderr
+    elif r.returncode == 0:
+        assert (tmp_path / "out" / "img_restored.tif").exists()
+    else:
+        assert r.returncode == 2 and "error: cannot use GPU 0: " in r.stderr, r.stderr
+        assert "CPU-only" not in r.stderr
 
 
 def test_outdir_is_a_file(tmp_path):
