@@ -15,6 +15,7 @@ import difflib
 import math
 from dataclasses import dataclass
 
+from .presets import FAMILIES
 
 
 @dataclass(frozen=True)
@@ -122,30 +123,35 @@ def schema() -> dict[str, dict]:
             "dark_offset_fraction_of_full_scale": Real(0.0, 1.0, hi_open=True),
         },
         "scan": {"dwell_time_us": POSITIVE, "flyback_time_us": NON_NEGATIVE},
-        "scan_jitter": dict(fam, **{
-            "known_lines_hz": NumberList(POSITIVE),
-            "known_lines_amplitude_angstrom": NumberList(NON_NEGATIVE, "known_lines_hz"),
-            "known_lines_scale": NON_NEGATIVE,
-            "random_lines": Real(0, 10_000, integer=True),
-            "random_line_frequency_hz": POSITIVE,
-            "random_line_amplitude_angstrom": NON_NEGATIVE,
-            "reference_frequency_hz": POSITIVE,
-            "spectral_exponent": ANY,
-            "y_to_x_ratio": NON_NEGATIVE,
-        }),
-        "scan_lines": dict(fam, std_x_angstrom=NON_NEGATIVE, std_y_angstrom=NON_NEGATIVE,
-                           phi=Real(-1.0, 1.0, lo_open=True, hi_open=True)),
-        "drift": dict(fam, velocity_angstrom_per_s=NON_NEGATIVE, direction_deg=ANY,
-                      random_walk_angstrom_per_sqrt_s=NON_NEGATIVE),
-        "flyback": dict(fam, amplitude_angstrom=ANY, time_constant_us=POSITIVE),
-        "shot_noise": dict(fam),
-        "pmt_readout": dict(fam, gain_cv=NON_NEGATIVE, readout_std_counts=NON_NEGATIVE),
-        "row_offsets": dict(fam, offset_std_of_peak=NON_NEGATIVE, gain_std=NON_NEGATIVE),
-        "detector_lag": dict(fam, time_constant_us=POSITIVE),
-        "outliers": dict(fam, zinger_fraction=FRACTION, zinger_amplitude_of_peak=NON_NEGATIVE,
-                         dead_pixel_fraction=FRACTION),
-        "quantisation": dict(fam),
-    }
+    } | {family: dict(fam, **FAMILY_KEYS.get(family, {})) for family in FAMILIES}
+
+
+#: Keys of the distortion-family sections besides ``probability``; every family of
+#: :data:`datagen.presets.FAMILIES` has a section, those not listed here only ``probability``.
+FAMILY_KEYS: dict[str, dict] = {
+    "scan_jitter": {
+        "known_lines_hz": NumberList(POSITIVE),
+        "known_lines_amplitude_angstrom": NumberList(NON_NEGATIVE, "known_lines_hz"),
+        "known_lines_scale": NON_NEGATIVE,
+        "random_lines": Real(0, 10_000, integer=True),
+        "random_line_frequency_hz": POSITIVE,
+        "random_line_amplitude_angstrom": NON_NEGATIVE,
+        "reference_frequency_hz": POSITIVE,
+        "spectral_exponent": ANY,
+        "y_to_x_ratio": NON_NEGATIVE,
+    },
+    "scan_lines": dict(std_x_angstrom=NON_NEGATIVE, std_y_angstrom=NON_NEGATIVE,
+                       phi=Real(-1.0, 1.0, lo_open=True, hi_open=True)),
+    "drift": dict(velocity_angstrom_per_s=NON_NEGATIVE, direction_deg=ANY,
+                  random_walk_angstrom_per_sqrt_s=NON_NEGATIVE),
+    "flyback": dict(amplitude_angstrom=ANY, time_constant_us=POSITIVE),
+    "pmt_readout": dict(gain_cv=NON_NEGATIVE, readout_std_counts=NON_NEGATIVE),
+    "row_offsets": dict(offset_std_of_peak=NON_NEGATIVE, gain_std=NON_NEGATIVE),
+    "detector_lag": dict(time_constant_us=POSITIVE),
+    "outliers": dict(zinger_fraction=FRACTION, zinger_amplitude_of_peak=NON_NEGATIVE,
+                     dead_pixel_fraction=FRACTION),
+}
+assert set(FAMILY_KEYS) <= set(FAMILIES), set(FAMILY_KEYS) - set(FAMILIES)
 
 
 class PresetError(ValueError):

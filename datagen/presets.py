@@ -22,9 +22,6 @@ SCAN_FAMILIES = FAMILIES[:4]
 
 PRESET_DIR = pathlib.Path(__file__).resolve().parent / "presets"
 
-REQUIRED_SECTIONS = ("specimen", "detector", "scan") + FAMILIES
-
-
 def available_presets() -> list[str]:
     """Names of the preset files shipped in ``datagen/presets``."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))

@@ -225,13 +225,6 @@ def output_set(finals: list[Path]):
                 raise IsADirectoryError(f"cannot write {final}: a folder of that name is in the way")
 
 
-def write_set(outputs: list[tuple[Path, Callable[[Path], None]]]) -> None:
-    """Write a set of files with :func:`output_set`: each ``write(tmp)``, then rename them all."""
-    with output_set([final for final, _ in outputs]) as temps:
-        for final, write in outputs:
-            write(temps[final])
-
-
 def read_set_id(path: Path) -> tuple[bool | None, str | None]:
     """``(ours, set id)`` of an output file.
 
@@ -291,7 +284,7 @@ def set_status(paths: list[Path]) -> tuple[str, str]:
 def write_tiff(path: Path, frames: np.ndarray, stack_shape: tuple[int, ...],
                pixel_size: PixelSize | None, info: dict, atomic: bool = True) -> None:
     """Write a float32 (multi-page) ImageJ TIFF (atomically unless ``atomic=False``:
-    then ``path`` is itself a temporary name, as in :func:`write_set`).
+    then ``path`` is itself a temporary name, as in :func:`output_set`).
 
     Parameters
     ----------

@@ -3,9 +3,13 @@ value of the right type and range -- before anything is written; one line naming
 the section and the key; exit 2.  `--size 100000` blames --size, not --shard-size."""
 from __future__ import annotations
 
+import os
+import pathlib
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -105,3 +109,67 @@ def test_explicit_shard_size_still_blamed(tmp_path):
     r = run_datagen("--preset", "quick", "--count", 1, "--size", 4096, "--shard-size", 200,
                     "--out", tmp_path / "d")
     assert r.returncode == 2 and "--shard-size 200" in r.stderr, r.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """Ids of the processes whose parent is ``pid`` (from /proc)."""
+    kids = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _ignores_sigint(pid: int) -> bool:
+    """Whether process ``pid`` has SIGINT set to SIG_IGN (/proc/PID/status SigIgn mask)."""
+    try:
+        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigIgn:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    except OSError:
+        pass
+    return False
+
+
+def test_ctrl_c_with_workers_no_traceback(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group) during a 2-worker run: the pool workers
+    ignore it, the main process exits 130 with one line, no worker prints a traceback."""
+    out = tmp_path / "d"
+    proc = subprocess.Popen([sys.executable, "-m", "datagen", "--preset", "quick", "--count",
+                             "100000", "--size", "49", "--workers", "2", "--out", str(out),
+                             "--quiet"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120  # only reached if the workers never ignore SIGINT
+        workers: list[int] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = _children(proc.pid)
+            if len(workers) == 2 and all(_ignores_sigint(w) for w in workers):
+                break
+            time.sleep(0.05)
+        assert len(workers) == 2 and all(_ignores_sigint(w) for w in workers), \
+            f"pool workers {workers} do not ignore SIGINT"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.strip().splitlines() == ["datagen: interrupted (Ctrl-C); finished shards are kept, "
+                                           "rerun the same command to resume"], stderr
+
+
+def test_schema_sections_follow_families(monkeypatch):
+    """The distortion-family sections come from datagen's FAMILIES, not a second list."""
+    from datagen import preset_schema, presets
+
+    assert set(preset_schema.schema()) - {"", "specimen", "detector", "scan"} == set(presets.FAMILIES)
+    monkeypatch.setattr(preset_schema, "FAMILIES", presets.FAMILIES + ("new_family",))
+    assert preset_schema.schema()["new_family"] == {"probability": preset_schema.PROBABILITY}
+    assert not hasattr(presets, "REQUIRED_SECTIONS")

@@ -15,6 +15,7 @@ import math
 import multiprocessing as mp
 import os
 import pathlib
+import signal
 import sys
 import tempfile
 
@@ -102,7 +103,12 @@ def _check_manifest(out: pathlib.Path, manifest: dict) -> None:
 _WORK: dict = {}
 
 
-def _init_worker(preset: dict, size: int, seed: int) -> None:
+def _init_worker(preset: dict, size: int, seed: int, pool_worker: bool = False) -> None:
+    """Set the worker's parameters.  A pool worker ignores SIGINT: Ctrl-C reaches the whole
+    process group, and only the main process handles it (it terminates the pool), so no
+    worker prints a KeyboardInterrupt traceback."""
+    if pool_worker:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORK.update(preset=preset, size=size, seed=seed)
 
 
@@ -165,7 +171,8 @@ def generate(preset, count: int, size: int, out, fmt: str = "hdf5", workers: int
     try:
         if workers > 1 and len(indices) > 1:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(preset_dict, size, seed))
+            pool = ctx.Pool(workers, initializer=_init_worker,
+                            initargs=(preset_dict, size, seed, True))
             results = pool.imap(_make_sample, indices, chunksize=max(1, min(16, len(indices) // (4 * workers))))
         else:
             _init_worker(preset_dict, size, seed)
