@@ -104,6 +104,8 @@ def test_nan_or_inf_output_is_never_written(tmp_path, raw, value, message):
     cli.restore_file(job, ConstantRestorer(raw / 2), out, args, {}, summary, notes.append)
     assert sorted(p.name for p in out.iterdir()) == ["img_difference.tif", "img_figure.png",
                                                       "img_restored.tif"]
+    from restoration.outputs import read_info
+    assert "output_set_files" not in read_info(out / "img_restored.tif")  # written, never read
 
 
 # ------------------------------------------------------------------ class 4: claimed sizes
