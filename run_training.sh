@@ -13,6 +13,23 @@
 # Killed at any point and rerun with the same arguments, it resumes: finished data
 # shards are kept, a running stage restarts from its last .solverstate, a finished
 # stage is not rerun.
+#
+# Options:  --run DIR          the run's folder (default runs/<preset>)
+#           --gpu N[,M]        train on GPU(s)
+#           --workers N        datagen processes (default: nproc)
+#           --weights FILE     fine-tune: Adam starts from FILE's weights (e.g. the shipped
+#                              models/stem_restore.caffemodel, with your own data preset)
+#                              instead of random ones; ignored once the run has snapshots
+#           --resume-from DIR  a checkpoint folder (e.g. models/checkpoint/) holding one
+#                              <stage>_iter_N.caffemodel + .solverstate pair: copied into the
+#                              run's snapshots/, then the stage resumes from it exactly (the
+#                              data are regenerated from the run's seeds: deterministic)
+#           --train-only       stop after training and the loss curve (no evaluation/examples)
+#           --save-checkpoint DIR  write the run's newest whole snapshot pair, logs, loss.png
+#                              and config.env to DIR (replacing it) and exit: what a fresh
+#                              machine needs to --resume-from (e.g. models/checkpoint)
+# Environment: CAFFE_DNNL_MATH=auto|fp32|bf16|off  the CPU build's convolution engine
+#              (default auto: bf16 on CPUs with AMX, else fp32; off: Caffe's own im2col path)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,6 +39,10 @@ PRESET=quick
 RUN=
 GPU=
 WORKERS=$(nproc)
+INIT_WEIGHTS=
+RESUME_FROM=
+TRAIN_ONLY=0
+SAVE_CHECKPOINT=
 
 die() { printf 'run_training: ERROR: %s\n' "$*" >&2; exit 1; }
 usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; }
@@ -33,6 +54,10 @@ while [ $# -gt 0 ]; do
     --run) RUN=${2:?--run needs a folder}; shift ;;
     --gpu) GPU=${2:?--gpu needs a device id or a list like 0,1}; shift ;;
     --workers) WORKERS=${2:?--workers needs a number}; shift ;;
+    --weights) INIT_WEIGHTS=${2:?--weights needs a .caffemodel}; shift ;;
+    --resume-from) RESUME_FROM=${2:?--resume-from needs a checkpoint folder}; shift ;;
+    --train-only) TRAIN_ONLY=1 ;;
+    --save-checkpoint) SAVE_CHECKPOINT=${2:?--save-checkpoint needs a folder}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
@@ -67,6 +92,30 @@ sed "s/batch_size: [0-9]*/batch_size: $BATCH_SIZE/" "$ROOT/prototxt/$TRAIN_NET" 
 
 CAFFE_ARGS=()
 [ -n "$GPU" ] && CAFFE_ARGS+=("--gpu=$GPU")
+if [ -n "$INIT_WEIGHTS" ]; then
+  [ -s "$INIT_WEIGHTS" ] || die "--weights $INIT_WEIGHTS: no such file (or empty)"
+  INIT_WEIGHTS=$(cd "$(dirname "$INIT_WEIGHTS")" && pwd)/$(basename "$INIT_WEIGHTS")
+fi
+
+# A checkpoint (one .caffemodel + .solverstate pair, see scripts/checkpoint.sh)
+# goes into the run's snapshots/ under its own name: its .solverstate points at
+# snapshots/<name>.caffemodel, relative to the run folder where caffe runs.
+if [ -n "$RESUME_FROM" ]; then
+  [ -d "$RESUME_FROM" ] || die "--resume-from $RESUME_FROM: not a folder"
+  n_states=$(find "$RESUME_FROM" -maxdepth 1 -name '*_iter_*.solverstate' | wc -l)
+  [ "$n_states" = 1 ] || die "--resume-from $RESUME_FROM: expected one *_iter_N.solverstate, found $n_states"
+  state=$(find "$RESUME_FROM" -maxdepth 1 -name '*_iter_*.solverstate')
+  model=${state%.solverstate}.caffemodel
+  [ -s "$model" ] || die "--resume-from: $(basename "$state") has no $(basename "$model") beside it"
+  for f in "$model" "$state"; do
+    cmp -s "$f" "$RUN/snapshots/$(basename "$f")" || cp "$f" "$RUN/snapshots/$(basename "$f")"
+  done
+  # The checkpoint's logs continue the run's loss curve (a fresh run has none yet).
+  for f in "$RESUME_FROM"/logs/*.log; do
+    [ -f "$f" ] && [ ! -f "$RUN/logs/$(basename "$f")" ] && cp "$f" "$RUN/logs/"
+  done
+  say "checkpoint $(basename "$state") from $RESUME_FROM copied into $RUN/snapshots"
+fi
 
 # --- 1. data ----------------------------------------------------------------
 make_data() {  # split count seed
@@ -75,9 +124,6 @@ make_data() {  # split count seed
   "$PY" -m datagen --preset "$DATAGEN_PRESET" --count "$count" --size "$PATCH_SIZE" \
     --out "$RUN/data/$split" --format hdf5 --seed "$seed" --workers "$WORKERS"
 }
-cd "$ROOT"
-make_data train "$TRAIN_COUNT" "$TRAIN_SEED"
-make_data test "$TEST_COUNT" "$TEST_SEED"
 
 # --- 2./3. the two solver stages ---------------------------------------------
 # A snapshot is whole when its .solverstate parses, holds a history blob for
@@ -126,7 +172,33 @@ train_stage() {  # name max_iter [--weights=...]
     die "$name stage failed; see $RUN/logs/$name.log"
 }
 
-train_stage adam "$ADAM_MAX_ITER"
+# --save-checkpoint: the run's newest whole snapshot pair, its logs and loss curve
+# into one folder (replaced whole: the old pair goes), for a later --resume-from.
+if [ -n "$SAVE_CHECKPOINT" ]; then
+  state=$(latest_state sgd); [ -n "$state" ] || state=$(latest_state adam)
+  [ -n "$state" ] || die "$RUN has no whole snapshot to save"
+  dest=$(mkdir -p "$(dirname "$SAVE_CHECKPOINT")" && cd "$(dirname "$SAVE_CHECKPOINT")" && pwd)/$(basename "$SAVE_CHECKPOINT")
+  rm -rf "$dest.part"; mkdir -p "$dest.part/logs"
+  cp "$state" "${state%.solverstate}.caffemodel" "$dest.part/"
+  cp "$RUN"/logs/*.log "$dest.part/logs/"
+  cp "$RUN/config.env" "$dest.part/"
+  (cd "$ROOT" && "$PY" -m evaluate.losscurve "$RUN/logs" -o "$dest.part/loss.png" >/dev/null)
+  rm -rf "$dest.old"; [ ! -d "$dest" ] || mv "$dest" "$dest.old"
+  mv "$dest.part" "$dest"; rm -rf "$dest.old"
+  say "checkpoint: $(basename "$state") (+ .caffemodel, logs, loss.png, config.env) in $dest"
+  exit 0
+fi
+
+cd "$ROOT"
+make_data train "$TRAIN_COUNT" "$TRAIN_SEED"
+make_data test "$TEST_COUNT" "$TEST_SEED"
+
+# Adam is done once SGD has a snapshot (a checkpoint of the SGD stage brings no Adam snapshots).
+if [ -n "$(latest_state sgd)" ]; then
+  say "adam: finished earlier (the SGD stage has snapshots), not rerun"
+else
+  train_stage adam "$ADAM_MAX_ITER" ${INIT_WEIGHTS:+"--weights=$INIT_WEIGHTS"}
+fi
 # SGD starts from Adam's final weights; a solverstate cannot cross solver types.
 train_stage sgd "$SGD_MAX_ITER" "--weights=snapshots/adam_iter_${ADAM_MAX_ITER}.caffemodel"
 if ! [ "$RUN/final.caffemodel" -nt "$RUN/snapshots/sgd_iter_${SGD_MAX_ITER}.caffemodel" ]; then
@@ -138,6 +210,7 @@ fi
 # (each step is skipped when its output is newer than final.caffemodel)
 fresh() { [ "$1" -nt "$RUN/final.caffemodel" ]; }
 fresh "$RUN/loss.png" || "$PY" -m evaluate.losscurve "$RUN/logs" -o "$RUN/loss.png"
+if [ "$TRAIN_ONLY" = 1 ]; then say "done (--train-only): $RUN/final.caffemodel, $RUN/loss.png"; exit 0; fi
 fresh "$RUN/eval/results.md" || "$PY" -m evaluate --model "$RUN/deploy.prototxt" --weights "$RUN/final.caffemodel" \
   --preset "$DATAGEN_PRESET" --size "$EVAL_SIZE" --count "$EVAL_COUNT" --seed "$EVAL_SEED" \
   --out "$RUN/eval" --train-log-dir "$RUN/logs" ${GPU:+--gpu "${GPU%%,*}"} ${EVAL_ARGS:-}

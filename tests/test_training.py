@@ -144,3 +144,57 @@ def test_another_config_in_the_same_run_folder_is_refused(preset, uninterrupted,
     (other / "run.env").write_text(RUN_ENV.replace("TRAIN_SEED=1", "TRAIN_SEED=3"))
     result = run_training(other, uninterrupted[0])
     assert result.returncode != 0 and "started with other settings" in result.stderr
+
+
+def test_checkpoint_saved_then_resumed_on_a_fresh_run_gives_the_same_weights(caffe, preset, uninterrupted,
+                                                                              tmp_path):
+    """--save-checkpoint keeps the newest whole pair (what a fresh machine needs); --resume-from
+    continues from it exactly, data regenerated from the run's seeds."""
+    done = uninterrupted[0]
+    partial = tmp_path / "partial"  # a run stopped after Adam's iteration-4 snapshot
+    (partial / "snapshots").mkdir(parents=True)
+    (partial / "logs").mkdir()
+    (partial / "config.env").write_text((done / "config.env").read_text())
+    for f in ("adam.prototxt", "sgd.prototxt", "deploy.prototxt"):
+        (partial / f).write_text((done / f).read_text())
+    for ext in ("caffemodel", "solverstate"):
+        (partial / "snapshots" / f"adam_iter_4.{ext}").write_bytes((done / "snapshots" / f"adam_iter_4.{ext}").read_bytes())
+    (partial / "logs" / "adam.log").write_text((done / "logs" / "adam.log").read_text())
+    ckpt = tmp_path / "checkpoint"
+    saved = subprocess.run(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(partial),
+                            "--save-checkpoint", str(ckpt)], capture_output=True, text=True, timeout=300)
+    assert saved.returncode == 0, saved.stderr[-2000:]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["adam_iter_4.caffemodel", "adam_iter_4.solverstate",
+                                                      "config.env", "logs", "loss.png"]
+    assert not (partial / "data").exists() or not any((partial / "data").iterdir())  # no training ran
+
+    fresh = tmp_path / "fresh"
+    resumed = subprocess.run(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(fresh), "--workers", "1",
+                              "--resume-from", str(ckpt), "--train-only"],
+                             capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "adam: resuming from adam_iter_4.solverstate" in resumed.stdout
+    assert not (fresh / "eval").exists()  # --train-only
+    a, b = weights(caffe, done), weights(caffe, fresh)
+    for name in a:
+        for wa, wb in zip(a[name], b[name]):
+            np.testing.assert_array_equal(wa, wb, err_msg=name)
+
+
+def test_weights_fine_tunes_from_a_trained_model(preset, uninterrupted, tmp_path):
+    """--weights: Adam starts from the given model (Caffe logs "Finetuning from"), so the
+    held-out loss before the first step is the trained model's final one (same test data)."""
+    done = uninterrupted[0]
+    run = tmp_path / "finetune"
+    result = subprocess.run(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(run), "--workers", "1",
+                             "--weights", str(done / "final.caffemodel"), "--train-only"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    tuned = parse_caffe_log((run / "logs" / "adam.log").read_text())
+    trained = parse_caffe_log((done / "logs" / "sgd.log").read_text())
+    assert tuned.finetune_from and tuned.finetune_from.endswith("final.caffemodel")
+    assert tuned.test_losses[0][0] == 0
+    assert tuned.test_losses[0][1] == pytest.approx(trained.test_losses[-1][1], rel=1e-4)
+    bad = subprocess.run(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(tmp_path / "x"),
+                          "--weights", str(tmp_path / "missing.caffemodel")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "missing.caffemodel: no such file" in bad.stderr
