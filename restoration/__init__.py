@@ -1,5 +1,17 @@
 """Restore real STEM micrographs with a trained Caffe model.
 
+Python API (:mod:`restoration.api`)
+-----------------------------------
+``restore(image, ...)``
+    A 2-D frame or an ``(N, H, W)`` stack -> float32 in the input's units; a
+    HyperSpy ``Signal2D`` -> a new ``Signal2D`` with the same axes and
+    metadata plus provenance.  Options as restore.py's (model, weights, gpu,
+    tile, engine); the default model is loaded once and cached.
+``load_model(...)`` / ``Model``
+    Load the Caffe net once, then ``model.restore(frame)`` many times.
+``InputError``, ``ModelError``
+    Raised for bad input data and bad model files.
+
 Modules
 -------
 io
@@ -20,8 +32,15 @@ reference
     the tests to check pycaffe's output).
 outputs
     Atomic writers for the restored / difference TIFFs and the figure panel.
+api
+    The Python API above.
 cli
-    ``restore.py``'s command line.
+    ``restore.py``'s (and the ``stem-restore`` console script's) command
+    line, a layer over :mod:`restoration.api`.
 """
+from .api import Model, load_model, restore
+from .io import InputError
+from .validate import ModelError
 
-__all__ = ["io", "tiling", "engine", "stream", "reference", "outputs", "cli"]
+__all__ = ["restore", "load_model", "Model", "InputError", "ModelError",
+           "io", "tiling", "engine", "stream", "reference", "outputs", "api", "cli"]

@@ -24,26 +24,27 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import DEFAULT_TILE, ENGINES, STREAM_WINDOW, Restorer, conv_engine_info, file_sha256
+from .api import (DEFAULT_WEIGHTS, REPO, Model, check_engine, check_gpu, check_tile, default_model,
+                  model_files, restore_frames)
+from .engine import DEFAULT_TILE, ENGINES, STREAM_WINDOW, Restorer
 from .io import SUPPORTED_SUFFIXES, InputError, is_supported, path_problem, read_image
 from .outputs import (StaleTemps, is_temp_output, output_set, read_set_id, set_status, write_figure,
                       write_tiff)
 from .tiling import CONTEXT
-from .validate import ModelError, glog_reason, trial_load, validate_model
+from .validate import ModelError, glog_reason, validate_model
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_WEIGHTS = REPO / "models" / "stem_restore.caffemodel"
+__all__ = ["main", "build_parser", "default_model", "DEFAULT_WEIGHTS", "REPO", "check_gpu",
+           "glog_reason"]
 
 
-def default_model() -> Path:
-    """models/deploy.prototxt if a trained model ships one, else prototxt/deploy.prototxt."""
-    shipped = REPO / "models" / "deploy.prototxt"
-    return shipped if shipped.exists() else REPO / "prototxt" / "deploy.prototxt"
+def prog_name() -> str:
+    """``stem-restore`` when run as the console script, else ``restore.py``."""
+    return "stem-restore" if Path(sys.argv[0]).name == "stem-restore" else "restore.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="restore.py",
+        prog=prog_name(),
         description="Restore STEM micrographs (raw | restored | difference) with a trained Caffe model.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
@@ -169,21 +170,6 @@ def output_names(job: Job, signal_name: str, figure: bool) -> dict[str, Path]:
     return names
 
 
-def check_gpu(gpu: int) -> str | None:
-    """Return an error message if Caffe cannot use GPU ``gpu`` (tested in a child process,
-    because a CPU-only Caffe aborts the whole process)."""
-    code = ("import os; os.environ['GLOG_minloglevel']='2'; import caffe; "
-            f"caffe.set_mode_gpu(); caffe.set_device({int(gpu)})")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if r.returncode == 0:
-        return None
-    reason = glog_reason(r.stderr)
-    if "CPU-only" in reason:
-        return (f"cannot use GPU {gpu}: this Caffe build is CPU-only (Caffe says: {reason}); "
-                f"run without --gpu, or build Caffe with CUDA (bash scripts/install.sh --cuda)")
-    return f"cannot use GPU {gpu}: {reason}"
-
-
 def check_outdir(outdir: Path) -> str | None:
     """Why ``outdir`` cannot be the output folder (a file, under a file, not writable), or None.
 
@@ -245,18 +231,10 @@ def existing_set(job: Job, plans, outdir: Path, overwrite: bool, summary: Summar
 
 
 def restore_signal(signal, restorer: Restorer, job: Job) -> tuple[np.ndarray, np.ndarray, list]:
-    """Restored frames (float32), raw frames and per-frame statistics of one signal."""
+    """Restored frames (float32), raw frames and per-frame statistics of one signal
+    (:func:`restoration.api.restore_frames`, as ``restoration.restore`` does)."""
     frames = signal.frames()
-    restored = np.empty(frames.shape, dtype=np.float32)
-    stats = []
-    for k, frame in enumerate(frames):
-        res = restorer.restore(frame, out=restored[k])
-        stats.append({"offset": res.stats.offset, "scale": res.stats.scale,
-                      "tile": res.tile, "windows": res.n_tiles})
-    bad = restored.size - int(np.count_nonzero(np.isfinite(restored)))
-    if bad:
-        raise InputError(f"restoration gave {bad} NaN or infinite value(s) (values too large for "
-                         f"float32?); nothing written")
+    restored, stats = restore_frames(restorer, frames, progress=False)
     return restored, frames, stats
 
 
@@ -362,17 +340,12 @@ def run(args, summary: Summary, log) -> int:
     """The body of :func:`main` (checks, model, one job per file, summary)."""
     from tqdm import tqdm
 
-    model = args.model or default_model()
-    weights = args.weights or DEFAULT_WEIGHTS
-    if not model.is_file():
-        log(f"error: model {model}: no such file (pass --model deploy.prototxt)")
-        return 2
-    if not weights.is_file():
-        log(f"error: weights {weights}: no such file. Pass --weights x.caffemodel, or train one "
-            f"with ./run_training.sh (it writes {DEFAULT_WEIGHTS.relative_to(REPO)}).")
-        return 2
-    if args.tile and args.tile <= 2 * CONTEXT:
-        log(f"error: --tile must be 0 or larger than {2 * CONTEXT} px (got {args.tile})")
+    try:  # the files exist and the options are sane, before the output folder is created
+        model, weights = model_files(args.model, args.weights)
+        check_tile(args.tile)
+        check_engine(args.engine)
+    except (ModelError, ValueError) as err:
+        log(f"error: {err}")
         return 2
     problem = check_outdir(args.outdir)
     if problem:
@@ -383,44 +356,24 @@ def run(args, summary: Summary, log) -> int:
     except ModelError as err:
         log(f"error: {err}")
         return 2
-    if args.gpu is not None:
-        err = check_gpu(args.gpu)
-        if err:
-            log(f"error: {err}")
-            return 2
+    problem = check_gpu(args.gpu)
+    if problem:
+        log(f"error: {problem}")
+        return 2
 
     outdir = args.outdir
     jobs = collect_jobs(args.inputs, outdir, args.recursive, summary)
     for path, reason in summary.failed:
         log(f"error: {path}: {reason}")
 
-    restorer = None
+    restorer = provenance = None
     if jobs:
-        try:
-            trial_load(model, weights)  # Caffe's own checks, in a child that may abort
+        try:  # restoration.api.Model: Caffe's trial load in a child, then the net
+            net = Model(model, weights, gpu=args.gpu, tile=args.tile, engine=args.engine, checked=True)
         except ModelError as err:
             log(f"error: {err}")
             return 2
-        try:
-            restorer = Restorer.from_files(model, weights, args.gpu, tile=args.tile, engine=args.engine)
-        except Exception as err:  # bad prototxt / caffemodel
-            log(f"error: cannot load model {model} with weights {weights}: {err}")
-            return 2
-        provenance = {
-            "software": "stem-restore restore.py",
-            "model": str(model.resolve()),
-            "weights": str(weights.resolve()),
-            "weights_sha256": file_sha256(weights),
-            "parameters": {
-                "tile": "auto" if args.tile is None else args.tile, "context": CONTEXT,
-                "engine": restorer.engine,
-                "conv_engine": conv_engine_info(args.gpu),
-                "device": "cpu" if args.gpu is None else f"gpu:{args.gpu}",
-                "normalization": "datagen.normalize: (x - 1st percentile) / std, whole image; "
-                                 "output denormalised with the same statistics",
-                "small_image_padding": "symmetric to 49 px, cropped back",
-            },
-        }
+        restorer, provenance = net.restorer, net.provenance("stem-restore restore.py")
 
     t0 = time.perf_counter()
     sweeper = StaleTemps(log)  # each output folder is listed once, not once per file

@@ -422,6 +422,25 @@ PY
   say "pycaffe: import caffe OK (${dir##*/} build); caffe tool: $VENV/bin/caffe"
 }
 
+# --- 7. The project as an editable package (pyproject.toml) -----------------
+# `import restoration` from any folder and the `stem-restore` command; redone only when
+# pyproject.toml changes, the install is gone, or it points at another checkout
+# (stamp .venv/.package.sha256).
+install_package() {
+  local want
+  want=$(sha256_of "$ROOT/pyproject.toml")
+  if stamp_ok "$VENV/.package.sha256" "$want" && [ -x "$VENV/bin/stem-restore" ] &&
+    (cd / && "$VENV/bin/python" -c 'import importlib.util as u, sys
+s = u.find_spec("restoration"); sys.exit(s is None or s.origin != sys.argv[1])' \
+      "$ROOT/restoration/__init__.py"); then
+    say "package: up to date"; return
+  fi
+  say "package: pip install -e . (restoration, datagen; stem-restore command)"
+  "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT" >/dev/null 2>&1 ||
+    die "pip install -e $ROOT failed (rerun it by hand to see why)"
+  echo "$want" > "$VENV/.package.sha256"
+}
+
 main() {
   if [ "$FETCH_ONLY" = 1 ]; then
     command -v apt-get >/dev/null 2>&1 || die "--fetch-source needs apt-get (Debian)."
@@ -438,6 +457,7 @@ main() {
   if [ "$VARIANT" = cpu ]; then source_id="$source_id $(install_dnnl)"; fi
   build_caffe "$source_id"
   link_into_venv
+  install_package
   say "done"
 }
 
