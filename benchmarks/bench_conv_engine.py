@@ -13,9 +13,9 @@ Parts, each measured in a fresh subprocess per mode, modes alternating,
 ``--rounds`` times (the best round is kept: the 2-vCPU machine is shared):
 
 - ``layer``: one Convolution 64 -> 64, 5 x 5, pad 2 on a training batch
-  (8 x 64 x 64 px): GFLOP/s of forward, backward-data and backward-weights
-  (backward-data = forward+backward with ``force_backward`` minus
-  forward+backward without it);
+  (8 x 64 x 64 px): GFLOP/s of forward, backward-weights (the layer with
+  ``propagate_down: false``) and backward-data (backward with both minus
+  backward-weights);
 - ``train``: the paper's 12-layer net (``prototxt/deploy.prototxt`` with
   ``force_backward``), forward + backward, seconds per iteration at batch
   8 x 64^2 and 32 x 96^2 (the solver's update is < 1 % and left out);
@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"
 
 CHILD = r"""
-import json, os, re, sys, tempfile, time
+import json, os, re, sys
 os.environ["GLOG_minloglevel"] = "2"
 repo, part, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sys.path.insert(0, repo)
@@ -47,35 +47,18 @@ import numpy as np
 import caffe
 caffe.set_mode_cpu()
 
-def best(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
-    return min(times)
-
-def net_from(text):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text)
-    n = caffe.Net(f.name, caffe.TEST)
-    os.unlink(f.name)
-    rng = np.random.default_rng(0)
-    for name in n.blobs:
-        n.blobs[name].data[...] = rng.random(n.blobs[name].data.shape, dtype=np.float32)
-    for name in n.params:
-        for b in n.params[name]:
-            b.data[...] = rng.normal(0, 0.03, b.data.shape)
-    return n
+from benchmarks.pycaffe_timing import best_seconds as best, random_net as net_from
 
 out = {"engine": caffe.conv_engine_info()}
 if part == "layer":
     n, c, h, w, k = 8, 64, 64, 64, 5
     flop = 2.0 * n * h * w * c * c * k * k
-    layer = ('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: %d dim: %d dim: %d dim: %d } } }\n'
-             'layer { name: "conv" type: "Convolution" bottom: "data" top: "out" '
-             'convolution_param { num_output: %d kernel_size: %d pad: 2 } }\n') % (n, c, h, w, c, k)
-    weights_only = net_from(layer)
-    both = net_from("force_backward: true\n" + layer)
+    layer = ('force_backward: true\n'
+             'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: %d dim: %d dim: %d dim: %d } } }\n'
+             'layer { name: "conv" type: "Convolution" bottom: "data" top: "out" %s'
+             'convolution_param { num_output: %d kernel_size: %d pad: 2 } }\n')
+    weights_only = net_from(layer % (n, c, h, w, "propagate_down: false ", c, k))
+    both = net_from(layer % (n, c, h, w, "", c, k))
     fwd = best(weights_only.forward, reps)
     bw = best(lambda: weights_only.backward(), reps)
     bwd = best(lambda: both.backward(), reps)

@@ -39,34 +39,17 @@ REPO = Path(__file__).resolve().parents[1]
 PROJECT_PYCAFFE = REPO / ".caffe" / "cpu" / "src" / "python"
 
 CHILD = r"""
-import json, os, sys, tempfile, time
+import json, os, sys
 os.environ["GLOG_minloglevel"] = "2"
-pycaffe, reps = sys.argv[1], int(sys.argv[2])
+pycaffe, reps, repo = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sys.path.insert(0, pycaffe)
 import numpy as np
 import caffe
 caffe.set_mode_cpu()
 assert os.path.realpath(caffe.__file__).startswith(os.path.realpath(pycaffe)), caffe.__file__
 
-def net(text, force_backward=False):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(("force_backward: true\n" if force_backward else "") + text)
-    n = caffe.Net(f.name, caffe.TEST)
-    os.unlink(f.name)
-    rng = np.random.default_rng(0)
-    for name in n.blobs:
-        n.blobs[name].data[...] = rng.random(n.blobs[name].data.shape, dtype=np.float32)
-    for name in n.params:
-        for b in n.params[name]:
-            b.data[...] = rng.normal(0, 0.03, b.data.shape)
-    return n
-
-def best(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
-    return min(times)
+sys.path.insert(1, repo)
+from benchmarks.pycaffe_timing import best_seconds as best, random_net as net
 
 def data(n, c, h, w):
     return ('layer {{ name: "data" type: "Input" top: "data" '
@@ -93,7 +76,7 @@ print(json.dumps({k: v * 1e6 for k, v in out.items()}))
 
 
 def run_build(pycaffe: str, reps: int) -> dict[str, float]:
-    r = subprocess.run([sys.executable, "-c", CHILD, pycaffe, str(reps)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", CHILD, pycaffe, str(reps), str(REPO)], capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{pycaffe}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'failed'}")
     return json.loads(r.stdout.strip().splitlines()[-1])
