@@ -14,8 +14,8 @@ Parts, each measured in a fresh subprocess per mode, modes alternating,
 
 - ``layer``: one Convolution 64 -> 64, 5 x 5, pad 2 on a training batch
   (8 x 64 x 64 px): GFLOP/s of forward, backward-weights (the layer with
-  ``propagate_down: false``) and backward-data (backward with both minus
-  backward-weights);
+  ``propagate_down: false``) and backward-data (backward with
+  ``force_backward``, which computes both, minus backward-weights);
 - ``train``: the paper's 12-layer net (``prototxt/deploy.prototxt`` with
   ``force_backward``), forward + backward, seconds per iteration at batch
   8 x 64^2 and 32 x 96^2 (the solver's update is < 1 % and left out);
@@ -53,12 +53,15 @@ out = {"engine": caffe.conv_engine_info()}
 if part == "layer":
     n, c, h, w, k = 8, 64, 64, 64, 5
     flop = 2.0 * n * h * w * c * c * k * k
-    layer = ('force_backward: true\n'
+    # loss_weight on the convolution's top makes Caffe run its backward. Weights only:
+    # propagate_down false; both: force_backward (which also forces the parameter
+    # gradients, so backward-data = both - weights only).
+    layer = ('%s'
              'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: %d dim: %d dim: %d dim: %d } } }\n'
-             'layer { name: "conv" type: "Convolution" bottom: "data" top: "out" %s'
+             'layer { name: "conv" type: "Convolution" bottom: "data" top: "out" loss_weight: 1 %s'
              'convolution_param { num_output: %d kernel_size: %d pad: 2 } }\n')
-    weights_only = net_from(layer % (n, c, h, w, "propagate_down: false ", c, k))
-    both = net_from(layer % (n, c, h, w, "", c, k))
+    weights_only = net_from(layer % ("", n, c, h, w, "propagate_down: false ", c, k))
+    both = net_from(layer % ("force_backward: true\n", n, c, h, w, "", c, k))
     fwd = best(weights_only.forward, reps)
     bw = best(lambda: weights_only.backward(), reps)
     bwd = best(lambda: both.backward(), reps)
