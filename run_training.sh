@@ -97,7 +97,7 @@ if [ -n "$INIT_WEIGHTS" ]; then
   INIT_WEIGHTS=$(cd "$(dirname "$INIT_WEIGHTS")" && pwd)/$(basename "$INIT_WEIGHTS")
 fi
 
-# A checkpoint (one .caffemodel + .solverstate pair, see scripts/checkpoint.sh)
+# A checkpoint (one .caffemodel + .solverstate pair, written by --save-checkpoint)
 # goes into the run's snapshots/ under its own name: its .solverstate points at
 # snapshots/<name>.caffemodel, relative to the run folder where caffe runs.
 if [ -n "$RESUME_FROM" ]; then
