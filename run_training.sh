@@ -31,6 +31,9 @@
 # Environment: CAFFE_DNNL_MATH=auto|fp32|bf16|off  the CPU build's convolution engine
 #              (default auto: bf16 on CPUs with AMX, else fp32; off: Caffe's own im2col path)
 set -euo pipefail
+# The script is one { ... } group: bash reads and parses it whole before running
+# any of it, so editing this file while a run is going cannot change that run.
+{
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY="$ROOT/.venv/bin/python"
@@ -87,8 +90,11 @@ cmp -s "$SOLVERS/run.env" "$RUN/config.env" ||
 # shellcheck source=solvers/quick/run.env
 . "$RUN/config.env"
 # The training net, with this preset's batch size; caffe runs inside $RUN, so
-# the net's relative paths (data/train/list.txt, ...) point into the run.
-sed "s/batch_size: [0-9]*/batch_size: $BATCH_SIZE/" "$ROOT/prototxt/$TRAIN_NET" > "$RUN/train.prototxt"
+# the net's relative paths (data/test/list.txt, ...) point into the run.  The
+# training shards are read in the order of train_list.txt, which each stage
+# writes before it starts (see train_stage).
+sed -e "s/batch_size: [0-9]*/batch_size: $BATCH_SIZE/" -e "s#\"data/train/list.txt\"#\"train_list.txt\"#" \
+  "$ROOT/prototxt/$TRAIN_NET" > "$RUN/train.prototxt"
 
 CAFFE_ARGS=()
 [ -n "$GPU" ] && CAFFE_ARGS+=("--gpu=$GPU")
@@ -122,7 +128,8 @@ make_data() {  # split count seed
   local split=$1 count=$2 seed=$3
   say "data/$split: $count pairs of ${PATCH_SIZE}x${PATCH_SIZE}, preset $DATAGEN_PRESET, seed $seed"
   "$PY" -m datagen --preset "$DATAGEN_PRESET" --count "$count" --size "$PATCH_SIZE" \
-    --out "$RUN/data/$split" --format hdf5 --seed "$seed" --workers "$WORKERS"
+    --out "$RUN/data/$split" --format hdf5 --seed "$seed" --workers "$WORKERS" \
+    ${SHARD_SIZE:+--shard-size "$SHARD_SIZE"}
 }
 
 # --- 2./3. the two solver stages ---------------------------------------------
@@ -150,6 +157,34 @@ latest_state() {  # prefix -> newest whole .solverstate, or nothing
   done
 }
 
+# Caffe's HDF5Data layer reads the (unshuffled) shards in list order and wraps
+# around, and a .solverstate does not record where it was.  A stage resumed at
+# iteration N therefore reads the shard list rotated to the shard where row
+# N x batch falls: exact when that is a shard boundary (the long preset
+# snapshots once per shard), else the nearest shard start before it (warned).
+write_train_list() {  # iteration
+  "$PY" - "$RUN/data/train/list.txt" "$BATCH_SIZE" "$1" > "$RUN/train_list.txt.part" <<'PY'
+import sys, h5py
+listing, batch, it = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+paths = [line.strip() for line in open(listing) if line.strip()]
+rows = []
+for p in paths:
+    with h5py.File(p, "r") as f:
+        rows.append(f["data"].shape[0])
+offset, start, first_row = it * batch % sum(rows), 0, 0
+for k, n in enumerate(rows):
+    if first_row + n > offset:
+        start = k
+        break
+    first_row += n
+if first_row != offset:
+    print(f"run_training: resuming at iteration {it}: row {offset} is inside shard {start}; "
+          f"the data restart at that shard's first row (not exact)", file=sys.stderr)
+print("\n".join(paths[start:] + paths[:start]))
+PY
+  mv "$RUN/train_list.txt.part" "$RUN/train_list.txt"
+}
+
 train_stage() {  # name max_iter [--weights=...]
   local name=$1 max_iter=$2 init=${3:-} state
   # Finished = the last snapshot is whole (Caffe writes the .caffemodel first, then the .solverstate).
@@ -159,12 +194,15 @@ train_stage() {  # name max_iter [--weights=...]
   fi
   state=$(latest_state "$name")
   local args=("--solver=$name.prototxt" "${CAFFE_ARGS[@]}")
+  local it=0
   if [ -n "$state" ]; then
+    it=${state##*_iter_}; it=${it%.solverstate}
     say "$name: resuming from $(basename "$state")"
     args+=("--snapshot=snapshots/$(basename "$state")")
   elif [ -n "$init" ]; then
     args+=("$init")
   fi
+  write_train_list "$it"
   say "$name: caffe train ${args[*]}  (log: logs/$name.log)"
   echo "### run_training.sh $(date -u +%FT%TZ): caffe train ${args[*]}" >> "$RUN/logs/$name.log"
   # The log is part of the run (loss curve, checklist): INFO level, whatever the caller set.
@@ -219,3 +257,5 @@ if [ -d "$ROOT/examples" ] && [ "${RESTORE_EXAMPLES:-1}" = 1 ] && ! fresh "$RUN/
     --weights "$RUN/final.caffemodel" --figure --overwrite ${GPU:+--gpu "${GPU%%,*}"}
 fi
 say "done: $RUN/final.caffemodel, $RUN/loss.png, $RUN/eval/results.md"
+exit 0
+}

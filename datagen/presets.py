@@ -5,6 +5,12 @@ Files live in ``datagen/presets/<name>.toml``.  Top-level sections:
 on), ``[scan]`` (timing, always on) and one section per distortion family
 (:data:`FAMILIES`), each with a ``probability`` that the family is active in
 a sample.
+
+A preset may start from another one: ``extends = "paper"`` (a preset name, or
+a .toml path relative to the extending file) takes every section of that
+preset and replaces only the keys the extending file sets, so a variant
+states just what differs (e.g. ``training.toml``: the paper mix without the
+held-out specimens).
 """
 from __future__ import annotations
 
@@ -44,6 +50,17 @@ def load_preset(name_or_path: str | pathlib.Path | dict) -> dict:
         if not path.is_file():
             raise ValueError(f"unknown preset {text!r}: no file {path}; "
                              f"available: {', '.join(available_presets())}")
+    preset = _read_toml(path, chain=())
+    preset.setdefault("name", path.stem)
+    validate_preset(preset, str(path))
+    return preset
+
+
+def _read_toml(path: pathlib.Path, chain: tuple[pathlib.Path, ...]) -> dict:
+    """One preset file with its ``extends`` chain resolved (not yet validated)."""
+    if path.resolve() in chain:
+        loop = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ValueError(f"preset file {path}: 'extends' loops: {loop}")
     try:
         with open(path, "rb") as fh:
             preset = tomllib.load(fh)
@@ -51,9 +68,35 @@ def load_preset(name_or_path: str | pathlib.Path | dict) -> dict:
         raise ValueError(f"preset file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"preset file {path}: invalid TOML: {exc}") from None
-    preset.setdefault("name", path.stem)
-    validate_preset(preset, str(path))
-    return preset
+    parent = preset.pop("extends", None)
+    if parent is None:
+        return preset
+    if not isinstance(parent, str):
+        raise ValueError(f"preset file {path}: 'extends' must be a preset name or a .toml path, "
+                         f"got {parent!r}")
+    base_path = path.parent / parent if parent.endswith(".toml") else PRESET_DIR / f"{parent}.toml"
+    if not base_path.is_file():
+        raise ValueError(f"preset file {path}: extends {parent!r}, but there is no file {base_path}")
+    base = _read_toml(base_path, (*chain, path.resolve()))
+    base.pop("name", None)
+    base.pop("description", None)
+    return _merged(base, preset)
+
+
+def _merged(base: dict, override: dict) -> dict:
+    """``base`` with ``override``'s keys replacing its own; sections merged key by key."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not _is_value_spec(value):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _is_value_spec(table: dict) -> bool:
+    """A value written as a table ({log = ...}, {int = ...}, {choice = ...}), not a section."""
+    return bool(table) and set(table) <= {"log", "int", "choice", "weights"}
 
 
 def validate_preset(preset: dict, where: str = "<preset>") -> None:

@@ -3,6 +3,7 @@ falling test loss, and a killed-and-resumed run ending with the same weights."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -16,13 +17,15 @@ from evaluate.checks import parse_caffe_log
 SCRIPT = REPO / "run_training.sh"
 
 # A tiny preset in the shape of solvers/quick: 52x52 patches, batch 2, an
-# epoch of 4 iterations, Adam 8 iterations (snapshots at 4 and 8), SGD 4.
+# epoch of 4 iterations in two shards of 2 iterations, Adam 8 iterations
+# (snapshots every shard: 2, 4, 6, 8), SGD 4.
 RUN_ENV = """\
 DATAGEN_PRESET=quick
 TRAIN_NET=train_hdf5.prototxt
 PATCH_SIZE=52
 BATCH_SIZE=2
 TRAIN_COUNT=8
+SHARD_SIZE=4
 TRAIN_SEED=1
 TEST_COUNT=4
 TEST_SEED=2
@@ -39,7 +42,7 @@ RESTORE_EXAMPLES=0
 def solver(kind: str, max_iter: int, lr: str) -> str:
     text = (REPO / "solvers" / "quick" / f"{kind}.prototxt").read_text()
     for key, value in (("test_iter", 2), ("test_interval", 4), ("max_iter", max_iter),
-                       ("snapshot", 4), ("display", 1), ("average_loss", 1), ("base_lr", lr)):
+                       ("snapshot", 2), ("display", 1), ("average_loss", 1), ("base_lr", lr)):
         lines = [f"{key}: {value}" if line.split(":")[0] == key else line for line in text.splitlines()]
         text = "\n".join(lines) + "\n"
     return text
@@ -79,7 +82,10 @@ def test_pipeline_writes_everything_of_a_run(uninterrupted):
                  "snapshots/sgd_iter_4.caffemodel", "final.caffemodel", "loss.png",
                  "eval/results.md", "eval/results.csv", "eval/figure.png", "eval/checklist.md"):
         assert (run / name).exists(), name
-    assert "batch_size: 2" in (run / "train.prototxt").read_text()
+    net = (run / "train.prototxt").read_text()
+    assert "batch_size: 2" in net and '"train_list.txt"' in net and '"data/test/list.txt"' in net
+    # SGD starts from Adam's weights at row 0: the shards in datagen's order.
+    assert (run / "train_list.txt").read_text() == (run / "data" / "train" / "list.txt").read_text().strip() + "\n"
 
 
 def test_adam_hands_its_weights_to_sgd_and_test_loss_falls(uninterrupted):
@@ -129,7 +135,8 @@ def test_killed_run_resumes_to_the_same_weights(caffe, preset, uninterrupted, tm
 
     resumed = run_training(preset, run)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "adam: resuming from adam_iter_4.solverstate" in resumed.stdout
+    # The newest whole snapshot: 4 (an epoch end), or 6 if the kill came late (mid-epoch).
+    assert re.search(r"adam: resuming from adam_iter_[46]\.solverstate", resumed.stdout), resumed.stdout
     a, b = weights(caffe, uninterrupted[0]), weights(caffe, run)
     for name in a:
         for wa, wb in zip(a[name], b[name]):
@@ -149,22 +156,23 @@ def test_another_config_in_the_same_run_folder_is_refused(preset, uninterrupted,
 def test_checkpoint_saved_then_resumed_on_a_fresh_run_gives_the_same_weights(caffe, preset, uninterrupted,
                                                                               tmp_path):
     """--save-checkpoint keeps the newest whole pair (what a fresh machine needs); --resume-from
-    continues from it exactly, data regenerated from the run's seeds."""
+    continues from it exactly, data regenerated from the run's seeds.  Iteration 2 is mid-epoch
+    (the second shard is next): exact only because the shard list is rotated on resume."""
     done = uninterrupted[0]
-    partial = tmp_path / "partial"  # a run stopped after Adam's iteration-4 snapshot
+    partial = tmp_path / "partial"  # a run stopped after Adam's iteration-2 snapshot
     (partial / "snapshots").mkdir(parents=True)
     (partial / "logs").mkdir()
     (partial / "config.env").write_text((done / "config.env").read_text())
     for f in ("adam.prototxt", "sgd.prototxt", "deploy.prototxt"):
         (partial / f).write_text((done / f).read_text())
     for ext in ("caffemodel", "solverstate"):
-        (partial / "snapshots" / f"adam_iter_4.{ext}").write_bytes((done / "snapshots" / f"adam_iter_4.{ext}").read_bytes())
+        (partial / "snapshots" / f"adam_iter_2.{ext}").write_bytes((done / "snapshots" / f"adam_iter_2.{ext}").read_bytes())
     (partial / "logs" / "adam.log").write_text((done / "logs" / "adam.log").read_text())
     ckpt = tmp_path / "checkpoint"
     saved = subprocess.run(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(partial),
                             "--save-checkpoint", str(ckpt)], capture_output=True, text=True, timeout=300)
     assert saved.returncode == 0, saved.stderr[-2000:]
-    assert sorted(p.name for p in ckpt.iterdir()) == ["adam_iter_4.caffemodel", "adam_iter_4.solverstate",
+    assert sorted(p.name for p in ckpt.iterdir()) == ["adam_iter_2.caffemodel", "adam_iter_2.solverstate",
                                                       "config.env", "logs", "loss.png"]
     assert not (partial / "data").exists() or not any((partial / "data").iterdir())  # no training ran
 
@@ -173,7 +181,7 @@ def test_checkpoint_saved_then_resumed_on_a_fresh_run_gives_the_same_weights(caf
                               "--resume-from", str(ckpt), "--train-only"],
                              capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert "adam: resuming from adam_iter_4.solverstate" in resumed.stdout
+    assert "adam: resuming from adam_iter_2.solverstate" in resumed.stdout
     assert not (fresh / "eval").exists()  # --train-only
     a, b = weights(caffe, done), weights(caffe, fresh)
     for name in a:
