@@ -4,7 +4,7 @@
 #
 #   docker build -t stem-restore .
 #   docker run --gpus all -v "$PWD/runs:/opt/stem-restore/runs" stem-restore \
-#       bash run_training.sh --preset paper --gpu 0
+#       bash run_training.sh --schedule paper --gpu 0
 #   docker run --gpus all -v /path/to/micrographs:/data stem-restore \
 #       .venv/bin/python restore.py /data -o /data/restored --gpu 0 --figure
 
@@ -28,4 +28,4 @@ COPY . .
 COPY --from=source /src/.caffe/downloads/ /opt/caffe-src/
 RUN CAFFE_SRC=/opt/caffe-src/caffe_1.0.0+git20180821.99bd997.orig.tar.gz bash scripts/install.sh --cuda \
  && rm -rf /var/lib/apt/lists/*
-CMD ["bash", "run_training.sh", "--preset", "paper", "--gpu", "0"]
+CMD ["bash", "run_training.sh", "--schedule", "paper", "--gpu", "0"]

@@ -2,31 +2,41 @@
 # Train the paper's network end to end with real Caffe:
 #   data (datagen) -> Adam -> SGD (from Adam's weights) -> loss curve -> evaluation -> restored examples
 #
-#   bash run_training.sh --preset quick            # ~20 min on a 2-core CPU
-#   bash run_training.sh --preset paper --gpu 0    # the full schedule, on a GPU
-#   bash run_training.sh --preset paper --gpu 0,1  # Caffe's own data-parallel multi-GPU training
+#   bash run_training.sh --schedule quick            # ~20 min on a 2-core CPU
+#   bash run_training.sh --schedule paper --gpu 0    # the full schedule, on a GPU
+#   bash run_training.sh --schedule paper --gpu 0,1  # Caffe's own data-parallel multi-GPU training
 #
-# Everything of one run lives under one folder (default runs/<preset>):
-#   config.env  train.prototxt  deploy.prototxt  adam.prototxt  sgd.prototxt   (files as used)
+# A schedule is a folder solvers/<name>/ (or a path to one): run.env (data sizes,
+# seeds, the datagen preset = the TOML the data are simulated from), adam.prototxt
+# and sgd.prototxt (the two chained solvers; max_iter lives only there).
+# Everything of one run lives under one folder (default runs/<schedule>), written at
+# its first start and read from there ever after (resume, evaluation, ship_model.sh):
+#   config.env  adam.prototxt  sgd.prototxt  train.prototxt  deploy.prototxt
+#   datagen.toml  [heldout.toml]          (the run's frozen set-up; the presets resolved)
 #   data/{train,test}/   logs/{adam,sgd}.log   snapshots/   loss.png
 #   final.caffemodel   eval/   restored/
 # Killed at any point and rerun with the same arguments, it resumes: finished data
-# shards are kept, a running stage restarts from its last .solverstate, a finished
-# stage is not rerun.
+# shards are kept, a running stage restarts from its last .solverstate (exactly: the
+# shard list is rotated to where that snapshot stopped), a finished stage is not rerun.
 #
-# Options:  --run DIR          the run's folder (default runs/<preset>)
+# Options:  --schedule NAME|DIR  solvers/<NAME> or a schedule folder (default quick;
+#                              not needed to resume a run or a checkpoint). Old name: --preset
+#           --run DIR          the run's folder (default runs/<schedule>, or runs/<checkpoint
+#                              folder name> with --resume-from)
 #           --gpu N[,M]        train on GPU(s)
 #           --workers N        datagen processes (default: nproc)
 #           --weights FILE     fine-tune: Adam starts from FILE's weights (e.g. the shipped
-#                              models/stem_restore.caffemodel, with your own data preset)
-#                              instead of random ones; ignored once the run has snapshots
-#           --resume-from DIR  a checkpoint folder (e.g. models/checkpoint/) holding one
-#                              <stage>_iter_N.caffemodel + .solverstate pair: copied into the
-#                              run's snapshots/, then the stage resumes from it exactly (the
-#                              data are regenerated from the run's seeds: deterministic)
+#                              models/stem_restore.caffemodel, with a schedule whose datagen
+#                              preset simulates your microscope) instead of random ones;
+#                              ignored once the run has snapshots
+#           --resume-from DIR  a checkpoint folder (e.g. models/checkpoint/), written by
+#                              --save-checkpoint: the run's frozen set-up and one
+#                              <stage>_iter_N.caffemodel + .solverstate pair. A new run folder
+#                              is set up from it; the data are regenerated from its seeds
+#                              (deterministic) and the stage resumes exactly
 #           --train-only       stop after training and the loss curve (no evaluation/examples)
-#           --save-checkpoint DIR  write the run's newest whole snapshot pair, logs, loss.png
-#                              and config.env to DIR (replacing it) and exit: what a fresh
+#           --save-checkpoint DIR  write the run's frozen set-up, its newest whole snapshot pair,
+#                              logs and loss.png to DIR (replacing it) and exit: what a fresh
 #                              machine needs to --resume-from (e.g. models/checkpoint)
 # Environment: CAFFE_DNNL_MATH=auto|fp32|bf16|off  the CPU build's convolution engine
 #              (default auto: bf16 on CPUs with AMX, else fp32; off: Caffe's own im2col path)
@@ -34,11 +44,10 @@ set -euo pipefail
 # The script is one { ... } group: bash reads and parses it whole before running
 # any of it, so editing this file while a run is going cannot change that run.
 {
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY="$ROOT/.venv/bin/python"
 CAFFE="$ROOT/.venv/bin/caffe"
-PRESET=quick
+SCHEDULE=
 RUN=
 GPU=
 WORKERS=$(nproc)
@@ -46,6 +55,8 @@ INIT_WEIGHTS=
 RESUME_FROM=
 TRAIN_ONLY=0
 SAVE_CHECKPOINT=
+#: The frozen set-up of a run (and of a checkpoint): written once, read ever after.
+FROZEN=(config.env adam.prototxt sgd.prototxt train.prototxt deploy.prototxt datagen.toml)
 
 die() { printf 'run_training: ERROR: %s\n' "$*" >&2; exit 1; }
 usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; }
@@ -53,7 +64,7 @@ say() { printf '\033[1m[run_training]\033[0m %s\n' "$*"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --preset) PRESET=${2:?--preset needs a name}; shift ;;
+    --schedule|--preset) SCHEDULE=${2:?$1 needs a schedule name or folder}; shift ;;
     --run) RUN=${2:?--run needs a folder}; shift ;;
     --gpu) GPU=${2:?--gpu needs a device id or a list like 0,1}; shift ;;
     --workers) WORKERS=${2:?--workers needs a number}; shift ;;
@@ -66,68 +77,122 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-
-# A preset is a folder with run.env, adam.prototxt and sgd.prototxt: a name under
-# solvers/, or a path to such a folder.
-case "$PRESET" in
-  */*) [ -d "$PRESET" ] || die "preset folder '$PRESET' not found"; SOLVERS=$(cd "$PRESET" && pwd) ;;
-  *) SOLVERS="$ROOT/solvers/$PRESET" ;;
-esac
-[ -f "$SOLVERS/run.env" ] || die "unknown preset '$PRESET' (have: $(ls "$ROOT/solvers" | tr '\n' ' '))"
 [ -x "$PY" ] && [ -x "$CAFFE" ] || die "Caffe is not installed: run 'bash scripts/install.sh' first."
-RUN=${RUN:-$ROOT/runs/$(basename "$SOLVERS")}
+abspath() { (cd "$(dirname "$1")" && echo "$(pwd)/$(basename "$1")"); }
+
+# --- where the run's set-up comes from --------------------------------------
+# A schedule folder: solvers/<name>, or a path to a folder with the same files.
+SOLVERS=
+if [ -n "$SCHEDULE" ]; then
+  case "$SCHEDULE" in
+    */*) [ -d "$SCHEDULE" ] || die "schedule folder '$SCHEDULE' not found"; SOLVERS=$(cd "$SCHEDULE" && pwd) ;;
+    *) SOLVERS="$ROOT/solvers/$SCHEDULE" ;;
+  esac
+  [ -f "$SOLVERS/run.env" ] || die "unknown schedule '$SCHEDULE' (have: $(ls "$ROOT/solvers" | tr '\n' ' '))"
+fi
+# A checkpoint: the frozen set-up of the run it came from and one snapshot pair.
+CKPT_STATE=
+if [ -n "$RESUME_FROM" ]; then
+  [ -d "$RESUME_FROM" ] || die "--resume-from $RESUME_FROM: not a folder"
+  RESUME_FROM=$(cd "$RESUME_FROM" && pwd)
+  n_states=$(find "$RESUME_FROM" -maxdepth 1 -name '*_iter_*.solverstate' | wc -l)
+  [ "$n_states" = 1 ] || die "--resume-from $RESUME_FROM: expected one *_iter_N.solverstate, found $n_states"
+  CKPT_STATE=$(find "$RESUME_FROM" -maxdepth 1 -name '*_iter_*.solverstate')
+  [ -s "${CKPT_STATE%.solverstate}.caffemodel" ] ||
+    die "--resume-from: $(basename "$CKPT_STATE") has no $(basename "${CKPT_STATE%.solverstate}.caffemodel") beside it"
+  for f in "${FROZEN[@]}"; do
+    [ -s "$RESUME_FROM/$f" ] || die "--resume-from $RESUME_FROM: $f missing (a checkpoint holds the run's set-up: ${FROZEN[*]})"
+  done
+fi
+if [ -z "$RUN" ]; then
+  if [ -n "$SOLVERS" ]; then RUN=$ROOT/runs/$(basename "$SOLVERS")
+  elif [ -n "$RESUME_FROM" ]; then RUN=$ROOT/runs/$(basename "$RESUME_FROM")
+  else SOLVERS=$ROOT/solvers/quick; RUN=$ROOT/runs/quick
+  fi
+fi
 mkdir -p "$RUN"/{data,logs,snapshots}
 RUN=$(cd "$RUN" && pwd)
-
-# --- the run's configuration, frozen at its first start ----------------------
-if [ ! -f "$RUN/config.env" ]; then
-  cp "$SOLVERS/run.env" "$RUN/config.env"
-  cp "$SOLVERS/adam.prototxt" "$SOLVERS/sgd.prototxt" "$RUN/"
-  cp "$ROOT/prototxt/deploy.prototxt" "$RUN/deploy.prototxt"
+if [ -z "$SOLVERS" ] && [ -z "$RESUME_FROM" ] && [ ! -f "$RUN/config.env" ]; then
+  SOLVERS=$ROOT/solvers/quick
 fi
-cmp -s "$SOLVERS/run.env" "$RUN/config.env" ||
-  die "$RUN was started with other settings (config.env differs from $SOLVERS/run.env): use another --run folder."
+
+# --- the run's set-up, frozen at its first start ----------------------------
+# From a checkpoint: its frozen files as they are.  From a schedule: run.env as
+# config.env, both solvers, the training net with the schedule's batch size (its
+# shards read in the order of train_list.txt, see write_train_list), the deploy
+# net, and the datagen preset(s) written out whole (python -m datagen resolve), so
+# that later edits of datagen/presets/ cannot change what the run's data are.
+# config.env is written last: a run folder without it has no set-up yet.
+freeze_from_schedule() {
+  local env="$SOLVERS/run.env" DATAGEN_PRESET HELDOUT_PRESET= BATCH_SIZE TRAIN_NET
+  # shellcheck source=solvers/quick/run.env
+  . "$env"
+  cp "$SOLVERS/adam.prototxt" "$SOLVERS/sgd.prototxt" "$RUN/"
+  sed -e "s/batch_size: [0-9]*/batch_size: $BATCH_SIZE/" -e "s#\"data/train/list.txt\"#\"train_list.txt\"#" \
+    "$ROOT/prototxt/$TRAIN_NET" > "$RUN/train.prototxt"
+  cp "$ROOT/prototxt/deploy.prototxt" "$RUN/deploy.prototxt"
+  "$PY" -m datagen resolve "$DATAGEN_PRESET" -o "$RUN/datagen.toml"
+  if [ -n "$HELDOUT_PRESET" ]; then "$PY" -m datagen resolve "$HELDOUT_PRESET" -o "$RUN/heldout.toml"; fi
+  cp "$env" "$RUN/config.env.part" && mv "$RUN/config.env.part" "$RUN/config.env"
+}
+freeze_from_checkpoint() {
+  local f
+  for f in "${FROZEN[@]:1}" heldout.toml; do
+    [ -f "$RESUME_FROM/$f" ] && cp "$RESUME_FROM/$f" "$RUN/"
+  done
+  cp "$RESUME_FROM/config.env" "$RUN/config.env.part" && mv "$RUN/config.env.part" "$RUN/config.env"
+}
+if [ ! -f "$RUN/config.env" ]; then
+  if [ -n "$RESUME_FROM" ]; then freeze_from_checkpoint
+  else freeze_from_schedule
+  fi
+fi
+if [ -n "$SOLVERS" ] && ! cmp -s "$SOLVERS/run.env" "$RUN/config.env"; then
+  die "$RUN was set up with other settings (config.env differs from $SOLVERS/run.env): use another --run folder."
+fi
+if [ -n "$RESUME_FROM" ] && ! cmp -s "$RESUME_FROM/config.env" "$RUN/config.env"; then
+  die "$RUN was set up with other settings than the checkpoint $RESUME_FROM (config.env differs): use another --run folder."
+fi
 # shellcheck source=solvers/quick/run.env
 . "$RUN/config.env"
-# The training net, with this preset's batch size; caffe runs inside $RUN, so
-# the net's relative paths (data/test/list.txt, ...) point into the run.  The
-# training shards are read in the order of train_list.txt, which each stage
-# writes before it starts (see train_stage).
-sed -e "s/batch_size: [0-9]*/batch_size: $BATCH_SIZE/" -e "s#\"data/train/list.txt\"#\"train_list.txt\"#" \
-  "$ROOT/prototxt/$TRAIN_NET" > "$RUN/train.prototxt"
+HELDOUT_PRESET=${HELDOUT_PRESET:-}
+solver_field() {  # stage field: a field of the run's <stage>.prototxt (the one place max_iter lives)
+  "$PY" - "$RUN/$1.prototxt" "$2" <<'PY'
+import sys
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+param = text_format.Parse(open(sys.argv[1]).read(), caffe_pb2.SolverParameter())
+print(getattr(param, sys.argv[2]))
+PY
+}
+ADAM_MAX_ITER=$(solver_field adam max_iter)
+SGD_MAX_ITER=$(solver_field sgd max_iter)
 
 CAFFE_ARGS=()
 [ -n "$GPU" ] && CAFFE_ARGS+=("--gpu=$GPU")
 if [ -n "$INIT_WEIGHTS" ]; then
   [ -s "$INIT_WEIGHTS" ] || die "--weights $INIT_WEIGHTS: no such file (or empty)"
-  INIT_WEIGHTS=$(cd "$(dirname "$INIT_WEIGHTS")" && pwd)/$(basename "$INIT_WEIGHTS")
+  INIT_WEIGHTS=$(abspath "$INIT_WEIGHTS")
 fi
 
-# A checkpoint (one .caffemodel + .solverstate pair, written by --save-checkpoint)
-# goes into the run's snapshots/ under its own name: its .solverstate points at
-# snapshots/<name>.caffemodel, relative to the run folder where caffe runs.
+# The checkpoint's pair goes into the run's snapshots/ under its own name (its
+# .solverstate points at snapshots/<name>.caffemodel, relative to the run folder
+# where caffe runs); its logs continue the run's loss curve.
 if [ -n "$RESUME_FROM" ]; then
-  [ -d "$RESUME_FROM" ] || die "--resume-from $RESUME_FROM: not a folder"
-  n_states=$(find "$RESUME_FROM" -maxdepth 1 -name '*_iter_*.solverstate' | wc -l)
-  [ "$n_states" = 1 ] || die "--resume-from $RESUME_FROM: expected one *_iter_N.solverstate, found $n_states"
-  state=$(find "$RESUME_FROM" -maxdepth 1 -name '*_iter_*.solverstate')
-  model=${state%.solverstate}.caffemodel
-  [ -s "$model" ] || die "--resume-from: $(basename "$state") has no $(basename "$model") beside it"
-  for f in "$model" "$state"; do
+  for f in "${CKPT_STATE%.solverstate}.caffemodel" "$CKPT_STATE"; do
     cmp -s "$f" "$RUN/snapshots/$(basename "$f")" || cp "$f" "$RUN/snapshots/$(basename "$f")"
   done
-  # The checkpoint's logs continue the run's loss curve (a fresh run has none yet).
   for f in "$RESUME_FROM"/logs/*.log; do
     [ -f "$f" ] && [ ! -f "$RUN/logs/$(basename "$f")" ] && cp "$f" "$RUN/logs/"
   done
-  say "checkpoint $(basename "$state") from $RESUME_FROM copied into $RUN/snapshots"
+  say "checkpoint $(basename "$CKPT_STATE") from $RESUME_FROM copied into $RUN/snapshots"
 fi
 
 # --- 1. data ----------------------------------------------------------------
 make_data() {  # split count seed
   local split=$1 count=$2 seed=$3
-  say "data/$split: $count pairs of ${PATCH_SIZE}x${PATCH_SIZE}, preset $DATAGEN_PRESET, seed $seed"
-  "$PY" -m datagen --preset "$DATAGEN_PRESET" --count "$count" --size "$PATCH_SIZE" \
+  say "data/$split: $count pairs of ${PATCH_SIZE}x${PATCH_SIZE}, preset $DATAGEN_PRESET (datagen.toml), seed $seed"
+  "$PY" -m datagen --preset "$RUN/datagen.toml" --count "$count" --size "$PATCH_SIZE" \
     --out "$RUN/data/$split" --format hdf5 --seed "$seed" --workers "$WORKERS" \
     ${SHARD_SIZE:+--shard-size "$SHARD_SIZE"}
 }
@@ -160,7 +225,7 @@ latest_state() {  # prefix -> newest whole .solverstate, or nothing
 # Caffe's HDF5Data layer reads the (unshuffled) shards in list order and wraps
 # around, and a .solverstate does not record where it was.  A stage resumed at
 # iteration N therefore reads the shard list rotated to the shard where row
-# N x batch falls: exact when that is a shard boundary (the long preset
+# N x batch falls: exact when that is a shard boundary (the long schedule
 # snapshots once per shard), else the nearest shard start before it (warned).
 write_train_list() {  # iteration
   "$PY" - "$RUN/data/train/list.txt" "$BATCH_SIZE" "$1" > "$RUN/train_list.txt.part" <<'PY'
@@ -219,11 +284,11 @@ if [ -n "$SAVE_CHECKPOINT" ]; then
   rm -rf "$dest.part"; mkdir -p "$dest.part/logs"
   cp "$state" "${state%.solverstate}.caffemodel" "$dest.part/"
   cp "$RUN"/logs/*.log "$dest.part/logs/"
-  cp "$RUN/config.env" "$dest.part/"
+  for f in "${FROZEN[@]}" heldout.toml; do [ ! -f "$RUN/$f" ] || cp "$RUN/$f" "$dest.part/"; done
   (cd "$ROOT" && "$PY" -m evaluate.losscurve "$RUN/logs" -o "$dest.part/loss.png" >/dev/null)
   rm -rf "$dest.old"; [ ! -d "$dest" ] || mv "$dest" "$dest.old"
   mv "$dest.part" "$dest"; rm -rf "$dest.old"
-  say "checkpoint: $(basename "$state") (+ .caffemodel, logs, loss.png, config.env) in $dest"
+  say "checkpoint: $(basename "$state") (+ .caffemodel, the run's set-up, logs, loss.png) in $dest"
   exit 0
 fi
 
@@ -250,7 +315,8 @@ fresh() { [ "$1" -nt "$RUN/final.caffemodel" ]; }
 fresh "$RUN/loss.png" || "$PY" -m evaluate.losscurve "$RUN/logs" -o "$RUN/loss.png"
 if [ "$TRAIN_ONLY" = 1 ]; then say "done (--train-only): $RUN/final.caffemodel, $RUN/loss.png"; exit 0; fi
 fresh "$RUN/eval/results.md" || "$PY" -m evaluate --model "$RUN/deploy.prototxt" --weights "$RUN/final.caffemodel" \
-  --preset "$DATAGEN_PRESET" --size "$EVAL_SIZE" --count "$EVAL_COUNT" --seed "$EVAL_SEED" \
+  --preset "$RUN/datagen.toml" ${HELDOUT_PRESET:+--heldout-preset "$RUN/heldout.toml"} \
+  --size "$EVAL_SIZE" --count "$EVAL_COUNT" --seed "$EVAL_SEED" \
   --out "$RUN/eval" --train-log-dir "$RUN/logs" ${GPU:+--gpu "${GPU%%,*}"} ${EVAL_ARGS:-}
 if [ -d "$ROOT/examples" ] && [ "${RESTORE_EXAMPLES:-1}" = 1 ] && ! fresh "$RUN/restored"; then
   "$PY" "$ROOT/restore.py" "$ROOT/examples" -o "$RUN/restored" --model "$RUN/deploy.prototxt" \

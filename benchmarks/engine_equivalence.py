@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from evaluate.checks import parse_caffe_log, stage_order_key  # noqa: E402
 from evaluate.losscurve import last_per_iteration  # noqa: E402
-from evaluate.report import atomic_write_bytes  # noqa: E402
+from stem_restore.atomic import atomic_write_bytes  # noqa: E402
 
 
 def held_out_curve(run: Path) -> tuple[list[int], list[float], list[float]]:

@@ -1,4 +1,5 @@
-"""Command line: ``python -m datagen`` (write a data set) and ``python -m datagen preview``.
+"""Command line: ``python -m datagen`` (write a data set), ``python -m datagen preview``
+and ``python -m datagen resolve`` (a preset with its ``extends`` chain written out whole).
 
 Exit status 0 on success, 2 on bad arguments, a bad preset or an unusable
 output folder (with a one-line message naming the problem), 130 on Ctrl-C
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from stem_restore.network import RECEPTIVE_FIELD
 
 from .presets import available_presets
 
@@ -20,7 +23,8 @@ def _generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", required=True,
                    help=f"preset name ({', '.join(available_presets())}) or a .toml path")
     p.add_argument("--count", type=int, required=True, help="number of pairs (>= 1)")
-    p.add_argument("--size", type=int, default=64, help="image edge in pixels (>= 49; default 64)")
+    p.add_argument("--size", type=int, default=64,
+                   help=f"image edge in pixels (>= {RECEPTIVE_FIELD}, the receptive field; default 64)")
     p.add_argument("--out", required=True, help="output folder (created; resumed if it holds the same run)")
     p.add_argument("--format", choices=("hdf5", "lmdb"), default="hdf5",
                    help="hdf5 (HDF5Data shards + list.txt) or lmdb (input_lmdb + target_lmdb)")
@@ -38,9 +42,36 @@ def _preview_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="paper", help="preset name or .toml path (default paper)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=128, help="image edge in pixels (>= 49)")
+    p.add_argument("--size", type=int, default=128,
+                   help=f"image edge in pixels (>= {RECEPTIVE_FIELD}; default 128)")
     p.add_argument("--samples", type=int, default=3, help="rows (specimens) in the figure")
     return p
+
+
+def _resolve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m datagen resolve",
+                                description="Write a preset whole (its 'extends' chain resolved) as TOML: "
+                                            "what a training run keeps as the data it was trained on.")
+    p.add_argument("preset", help="preset name or .toml path")
+    p.add_argument("-o", "--out", help="TOML file to write (atomically; default: standard output)")
+    return p
+
+
+def _resolve(argv: list[str]) -> int:
+    """``python -m datagen resolve``: the preset as TOML, to a file or standard output."""
+    from .presets import dump_preset, load_preset
+
+    args = _resolve_parser().parse_args(argv)
+    try:
+        text = dump_preset(load_preset(args.preset))
+        if args.out:
+            from stem_restore.atomic import atomic_write_text
+            atomic_write_text(args.out, text)
+        else:
+            sys.stdout.write(text)
+    except (ValueError, OSError) as exc:
+        return _fail("datagen resolve", str(exc))
+    return 0
 
 
 def _fail(prog: str, message: str) -> int:
@@ -62,13 +93,15 @@ def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from .presets import load_preset
 
+    if argv and argv[0] == "resolve":
+        return _resolve(argv[1:])
     if argv and argv[0] == "preview":
         args = _preview_parser().parse_args(argv[1:])
         prog = "datagen preview"
         try:
             preset = load_preset(args.preset)
-            if args.size < 49:
-                return _fail(prog, f"--size must be >= 49, got {args.size}")
+            if args.size < RECEPTIVE_FIELD:
+                return _fail(prog, f"--size must be >= {RECEPTIVE_FIELD}, got {args.size}")
             if args.samples < 1:
                 return _fail(prog, f"--samples must be >= 1, got {args.samples}")
             from .preview import write_preview

@@ -17,15 +17,17 @@ import functools
 
 import numpy as np
 
+from stem_restore.network import RECEPTIVE_FIELD
+from stem_restore.normalize import normalize
+
 from . import detector as det
 from . import scan
-from .normalize import normalize
 from .params import draw
 from .presets import FAMILIES, SCAN_FAMILIES, load_preset
 from .specimen.scenes import Canvas, render_specimen
 
-#: Smallest image edge: the network's receptive field (12 layers of 5x5).
-MIN_SIZE = 49
+#: Smallest image edge (px): the network's receptive field (12 layers of 5x5).
+MIN_SIZE = RECEPTIVE_FIELD
 #: Largest canvas margin as a multiple of the image edge; displacements
 #: beyond it sample the edge value (the field "outside" the specimen).
 MAX_MARGIN_FACTOR = 1.0
@@ -79,83 +81,68 @@ def _scan_effect(family: str, sec: dict, rng: np.random.Generator):
     raise ValueError(f"{family!r} is not a scan family")
 
 
-def _detector_effects(family: str, sec: dict, rng, response: det.DetectorResponse,
-                      timing: scan.ScanTiming, adc_bits: int) -> list:
-    """Effects of a detector family, built from its preset section."""
-    peak = response.peak_adc
-    if family == "shot_noise":
-        return [det.ShotNoise()]
-    if family == "pmt_readout":
-        return [det.PMTGainNoise(draw(sec, "gain_cv", rng)),
-                det.ReadoutNoise(draw(sec, "readout_std_counts", rng) * response.gain_adc_per_count)]
-    if family == "row_offsets":
-        return [det.RowOffsets(draw(sec, "offset_std_of_peak", rng) * peak, draw(sec, "gain_std", rng),
-                               response.dark_offset_adc)]
-    if family == "detector_lag":
-        return [det.DetectorLag(draw(sec, "time_constant_us", rng) * 1e-6, timing)]
-    if family == "outliers":
-        return [det.Zingers(draw(sec, "zinger_fraction", rng), draw(sec, "zinger_amplitude_of_peak", rng) * peak),
-                det.DeadPixels(draw(sec, "dead_pixel_fraction", rng))]
-    if family == "quantisation":
-        return [det.Quantiser(adc_bits)]
-    raise ValueError(f"{family!r} is not a detector family")
+def _active_families(preset: dict, fam_rng: dict) -> dict[str, bool]:
+    """Whether each family acts in this sample: the first draw of its stream."""
+    return {f: bool(fam_rng[f].random() < float(preset[f]["probability"])) for f in FAMILIES}
 
 
-def simulate(preset, size, rng: np.random.Generator):
-    """Like :func:`simulate_pair`, also returning a dict of the drawn settings."""
-    preset = resolve_preset(preset)
-    h, w = _shape(size)
-    streams = rng.spawn(3 + len(FAMILIES))
-    spec_rng, det_rng, scan_rng = streams[:3]
-    fam_rng = dict(zip(FAMILIES, streams[3:]))
-    spec, dsec, ssec = preset["specimen"], preset["detector"], preset["scan"]
-
-    px = draw(spec, "pixel_size_angstrom", spec_rng)
-    adc_bits = int(draw(dsec, "adc_bits", det_rng))
-    response = det.DetectorResponse.from_settings(
-        draw(dsec, "dose_counts", det_rng), adc_bits,
-        draw(dsec, "peak_fraction_of_full_scale", det_rng),
-        draw(dsec, "dark_offset_fraction_of_full_scale", det_rng))
-    timing = scan.ScanTiming(draw(ssec, "dwell_time_us", scan_rng) * 1e-6,
-                             draw(ssec, "flyback_time_us", scan_rng) * 1e-6)
-    active = {f: bool(fam_rng[f].random() < float(preset[f]["probability"])) for f in FAMILIES}
-
-    # scan: every family's parameters are drawn (own stream); only active ones act
-    scan_effects = {f: _scan_effect(f, preset[f], fam_rng[f]) for f in SCAN_FAMILIES}
-    bound = sum(e.bound_angstrom(timing, (h, w)) for e in scan_effects.values()) / px
-    margin = int(min(np.ceil(bound) + 2, MAX_MARGIN_FACTOR * max(h, w)))
-    dx = np.zeros((h, w))
-    dy = np.zeros((h, w))
-    for f, effect in scan_effects.items():
+def _scan_displacements(preset: dict, shape: tuple[int, int], timing: scan.ScanTiming,
+                        active: dict, fam_rng: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    """Probe displacements (x, y; angstrom) of the active scan families, and the sum of
+    every scan family's largest displacement (angstrom).  Every family draws its
+    parameters (own stream); only active ones act."""
+    effects = {f: _scan_effect(f, preset[f], fam_rng[f]) for f in SCAN_FAMILIES}
+    bound = sum(e.bound_angstrom(timing, shape) for e in effects.values())
+    dx = np.zeros(shape)
+    dy = np.zeros(shape)
+    for f, effect in effects.items():
         if active[f]:
-            ex, ey = effect(timing, (h, w), fam_rng[f])
+            ex, ey = effect(timing, shape, fam_rng[f])
             dx += ex
             dy += ey
+    return dx, dy, bound
+
+
+def _margin_px(bound_px: float, shape: tuple[int, int]) -> int:
+    """Canvas margin (px) holding the largest displacement, capped at
+    :data:`MAX_MARGIN_FACTOR` times the image edge."""
+    return int(min(np.ceil(bound_px) + 2, MAX_MARGIN_FACTOR * max(shape)))
+
+
+def _render_and_scan(spec: dict, shape: tuple[int, int], px: float, margin: int, dx: np.ndarray,
+                     dy: np.ndarray, spec_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised specimen image in the field of view, and the same canvas as the
+    displaced probe sees it (``dx``, ``dy`` in angstrom, ``px`` angstrom per pixel)."""
+    h, w = shape
     field = (slice(margin, margin + h), slice(margin, margin + w))
     canvas = Canvas((h + 2 * margin, w + 2 * margin), px, field)
     image = render_specimen(spec, canvas, spec_rng)
-    clean = response.mean(image[field])
-    seen = scan.resample(image, field, dx / px, dy / px)
+    return image[field], scan.resample(image, field, dx / px, dy / px)
 
-    # detector chain
-    effects = {f: _detector_effects(f, preset[f], fam_rng[f], response, timing, adc_bits)
-               for f in FAMILIES if f not in SCAN_FAMILIES}
-    counts = response.expected_counts(seen)
-    for f in ("shot_noise", "pmt_readout", "detector_lag"):
-        if active[f]:
-            for e in effects[f]:
-                if isinstance(e, det.ReadoutNoise):
-                    continue  # acts on ADC levels, below
-                counts = e(counts, fam_rng[f])
-    signal = response.to_adc(counts)
-    if active["pmt_readout"]:
-        signal = [e for e in effects["pmt_readout"] if isinstance(e, det.ReadoutNoise)][0](signal, fam_rng["pmt_readout"])
-    for f in ("row_offsets", "outliers", "quantisation"):
-        if active[f]:
-            for e in effects[f]:
-                signal = e(signal, fam_rng[f])
-    info = {"pixel_size_angstrom": px, "response": response, "timing": timing,
-            "active": active, "margin_px": margin, "adc_bits": adc_bits}
+
+def simulate(preset, size, rng: np.random.Generator):
+    """Like :func:`simulate_pair`, also returning a dict of the drawn settings.
+
+    The detector effects are :data:`datagen.detector.CHAIN`, applied by
+    :func:`datagen.detector.apply_chain` (electrons, then ADC levels).
+    """
+    preset = resolve_preset(preset)
+    shape = _shape(size)
+    spec_rng, det_rng, scan_rng, *family_streams = rng.spawn(3 + len(FAMILIES))
+    fam_rng = dict(zip(FAMILIES, family_streams))
+    px = draw(preset["specimen"], "pixel_size_angstrom", spec_rng)
+    acq = det.Acquisition.from_preset(preset["detector"], preset["scan"], det_rng, scan_rng)
+    active = _active_families(preset, fam_rng)
+
+    dx, dy, bound = _scan_displacements(preset, shape, acq.timing, active, fam_rng)
+    margin = _margin_px(bound / px, shape)
+    specimen, seen = _render_and_scan(preset["specimen"], shape, px, margin, dx, dy, spec_rng)
+    clean = acq.response.mean(specimen)
+
+    effects = det.build_chain(preset, fam_rng, acq)
+    signal = det.apply_chain(effects, seen, acq.response, active, fam_rng)
+    info = {"pixel_size_angstrom": px, "response": acq.response, "timing": acq.timing,
+            "active": active, "margin_px": margin, "adc_bits": acq.adc_bits}
     return signal.astype(np.float32), clean.astype(np.float32), info
 
 

@@ -15,6 +15,7 @@ held-out specimens).
 from __future__ import annotations
 
 import copy
+import json
 import pathlib
 import tomllib
 from typing import Any
@@ -97,6 +98,41 @@ def _merged(base: dict, override: dict) -> dict:
 def _is_value_spec(table: dict) -> bool:
     """A value written as a table ({log = ...}, {int = ...}, {choice = ...}), not a section."""
     return bool(table) and set(table) <= {"log", "int", "choice", "weights"}
+
+
+def dump_preset(preset: dict) -> str:
+    """``preset`` as TOML text that :func:`load_preset` reads back equal (no ``extends``:
+    every key written out), e.g. the resolved preset a training run keeps in its folder.
+
+    Handles the preset grammar: strings, booleans, numbers, lists, value-spec inline
+    tables (``{log = [...]}``) and (sub-)sections.
+    """
+    lines: list[str] = []
+    _dump_table(preset, [], lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _dump_table(table: dict, where: list[str], lines: list[str]) -> None:
+    sections = {k: v for k, v in table.items() if isinstance(v, dict) and not _is_value_spec(v)}
+    if where and (len(sections) < len(table) or not sections):
+        lines += ["", f"[{'.'.join(where)}]"]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in table.items() if key not in sections]
+    for key, sub in sections.items():
+        _dump_table(sub, [*where, key], lines)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise ValueError(f"cannot write {value!r} ({type(value).__name__}) as a preset value")
 
 
 def validate_preset(preset: dict, where: str = "<preset>") -> None:

@@ -12,9 +12,10 @@ import pathlib
 
 import numpy as np
 
+from stem_restore.figures import save_png
+
 from .pipeline import resolve_preset, sample_rng, simulate_pair
 from .presets import FAMILIES, family_preset
-from .writers.atomic import atomic_path
 
 
 def preview_panels(preset, size: int, seed: int, index: int = 0) -> list[tuple[str, np.ndarray]]:
@@ -56,9 +57,5 @@ def write_preview(preset, out: str | os.PathLike, seed: int = 0, size: int = 128
     name = resolve_preset(preset).get("name", str(preset))
     fig.suptitle(f"datagen preview: preset {name}, seed {seed}, {size} px", fontsize=8)
     fig.tight_layout()
-    try:
-        with atomic_path(out, suffix=".tmp.png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
+    save_png(fig, out, dpi=110)
     return out

@@ -4,21 +4,30 @@ Evaluation (default)::
 
     python -m evaluate --model prototxt/deploy.prototxt --weights W.caffemodel \\
         --preset quick --size 128 --count 6 --val-count 4 --seed 1000 \\
-        --doses 100,300,1000 --out DIR [--train-log-dir RUNDIR/logs] [--bm3d mix]
+        --doses 100,300,1000 --out DIR [--train-log-dir RUNDIR/logs] [--bm3d mix] \\
+        [--heldout-preset heldout]
 
 scores the raw input, every classical baseline (tuned on a validation split)
 and the CNN for each distortion family alone and for the full mix at every
 dose; writes DIR/results.md, DIR/results.csv, DIR/figure.png and DIR/checklist.md,
 and prints the checklist.  Without ``--weights`` the CNN is skipped.
 ``--bm3d`` chooses where the slow BM3D baseline runs: ``off``, ``mix`` (full-mix
-conditions only, the default) or ``all``.
+conditions only, the default) or ``all``.  ``--heldout-preset NAME`` (a datagen
+preset name or .toml path, e.g. ``heldout``: specimens never used in training)
+adds the full mix at every dose drawn from that preset, with the same seeds and
+counts and baselines tuned on its own validation images: a section "Held-out
+specimens (preset NAME)" in results.md and rows ``heldout full mix @ DOSE`` in
+results.csv.
 
 Scan measure::
 
     python -m evaluate measure IMAGE [IMAGE ...]
 
-prints, for each image (.tif/.tiff, .npy, or any format Pillow reads), the
-standard deviation of line-to-line shifts along x (px) and their mean.
+prints, for each image, the standard deviation of line-to-line shifts along x
+(px) and their mean.  Images are read by :func:`restoration.io.read_image`
+(restore.py's reader: TIFF, PNG/JPEG, NPY, DM3/DM4, SER, EMD, MRC; RGB converted
+to luminance with a warning); a file with several images or frames is measured
+on the first frame of its first image.
 """
 from __future__ import annotations
 
@@ -26,9 +35,13 @@ import argparse
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
+
+from stem_restore.atomic import atomic_write_bytes
 
 from . import checks, report, run
 from .metrics import DEFAULT_MAX_SHIFT, line_shifts
@@ -39,31 +52,18 @@ DEFAULT_MODEL = REPO / "prototxt" / "deploy.prototxt"
 
 # ------------------------------------------------------------------ measure
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a 2-D image (first frame of a stack; RGB averaged to grey) as float64."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
+def measured_frame(path: str | Path) -> np.ndarray:
+    """The frame the scan measure is taken on: the first frame of the first image of ``path``,
+    as float64, read by :func:`restoration.io.read_image` (its warnings printed to stderr).
 
-        arr = tifffile.imread(path)
-    elif suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-    else:
-        from PIL import Image
+    Raises :class:`restoration.io.InputError` with a one-line reason for a file it cannot read.
+    """
+    from restoration.io import read_image
 
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-    arr = np.squeeze(np.asarray(arr))
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., :3].mean(axis=-1)
-    elif arr.ndim == 3:
-        arr = arr[0]
-    if arr.ndim != 2:
-        raise ValueError(f"expected a 2-D image, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"unsupported pixel type {arr.dtype}")
-    return arr.astype(np.float64)
+    img = read_image(path)
+    for note in img.warnings:
+        print(f"warning: {path}: {note}", file=sys.stderr)
+    return np.asarray(img.signals[0].frames()[0], dtype=np.float64)
 
 
 def cmd_measure(argv: list[str]) -> int:
@@ -71,7 +71,8 @@ def cmd_measure(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m evaluate measure",
                                 description="Ground-truth-free scan-distortion measure: std of line-to-line "
                                             "x shifts (px) from sub-pixel cross-correlation of adjacent rows.")
-    p.add_argument("images", nargs="+", help=".tif/.tiff, .npy or Pillow-readable images; rows = scan lines")
+    p.add_argument("images", nargs="+", help="images in any format restore.py reads (TIFF, PNG/JPEG, NPY, "
+                                             "DM3/DM4, SER, EMD, MRC); rows = scan lines")
     p.add_argument("--max-shift", type=int, default=DEFAULT_MAX_SHIFT, help="largest shift searched, px")
     p.add_argument("--smooth", type=float, default=0.0, help="Gaussian sigma along x before correlating, px")
     a = p.parse_args(argv)
@@ -79,7 +80,7 @@ def cmd_measure(argv: list[str]) -> int:
     print(f"{'image':40s} {'spread_px':>10s} {'mean_px':>9s} {'lines':>6s}")
     for name in a.images:
         try:
-            d = line_shifts(read_image(name), max_shift=a.max_shift, smooth=a.smooth)
+            d = line_shifts(measured_frame(name), max_shift=a.max_shift, smooth=a.smooth)
         except Exception as exc:  # noqa: BLE001 - report and go on with the other files
             print(f"error: {name}: {exc}", file=sys.stderr)
             status = 1
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", help="comma-separated subset of gaussian,median,align_rows,anscombe_wiener,bm3d")
     p.add_argument("--bm3d", choices=("off", "mix", "all"), default="mix",
                    help="where the slow BM3D baseline runs (default mix: full-mix conditions only)")
+    p.add_argument("--heldout-preset", metavar="NAME",
+                   help="datagen preset name or .toml path of held-out specimens (e.g. heldout): also score "
+                        "the full mix at every dose on images drawn from it, as a separate section")
     p.add_argument("--train-log-dir", help="RUNDIR/logs with Caffe logs (adam.log, sgd.log) to check training claims")
     p.add_argument("--examples", type=int, default=3, help="held-out images in figure.png (default 3)")
     p.add_argument("--gpu", type=int, help="GPU device id for the CNN (needs a CUDA Caffe; default CPU)")
@@ -144,76 +148,103 @@ def architecture_checklist(model: str, net) -> tuple[str, bool]:
     return text, ok
 
 
-def cmd_run(argv: list[str]) -> int:
-    """Default command: the full evaluation."""
-    a = build_parser().parse_args(argv)
-    if a.seed < run.MIN_EVAL_SEED:
-        print(f"error: --seed {a.seed}: evaluation seeds must be >= {run.MIN_EVAL_SEED} "
-              f"(training uses seeds below {run.MIN_EVAL_SEED})", file=sys.stderr)
-        return 2
-    if a.count < 1 or a.val_count < 1 or a.size < 16:
-        print("error: --count and --val-count must be >= 1 and --size >= 16", file=sys.stderr)
-        return 2
-    if not Path(a.model).is_file():
-        print(f"error: {a.model}: deploy prototxt not found", file=sys.stderr)
-        return 2
-    if a.weights and not Path(a.weights).is_file():
-        print(f"error: {a.weights}: caffemodel not found", file=sys.stderr)
-        return 2
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+class OptionError(Exception):
+    """A bad option or input of the evaluation run; printed as ``error: ...``, exit status 2."""
 
+
+@dataclass
+class RunInputs:
+    """What the evaluation runs on, checked and loaded before anything is simulated."""
+
+    families: list[str]
+    base: dict  # the --preset
+    heldout: dict | None  # the --heldout-preset, if given
+    baselines: list
+    net: Any = None  # the loaded Caffe net (None without --weights)
+    cnn: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def check_options(a: argparse.Namespace) -> None:
+    """Refuse training seeds, empty splits, tiny images and missing model files (:class:`OptionError`)."""
+    if a.seed < run.MIN_EVAL_SEED:
+        raise OptionError(f"--seed {a.seed}: evaluation seeds must be >= {run.MIN_EVAL_SEED} "
+                          f"(training uses seeds below {run.MIN_EVAL_SEED})")
+    if a.count < 1 or a.val_count < 1 or a.size < 16:
+        raise OptionError("--count and --val-count must be >= 1 and --size >= 16")
+    if not Path(a.model).is_file():  # checked here: Caffe would abort the whole process
+        raise OptionError(f"{a.model}: deploy prototxt not found")
+    if a.weights and not Path(a.weights).is_file():
+        raise OptionError(f"{a.weights}: caffemodel not found")
+
+
+def load_inputs(a: argparse.Namespace) -> RunInputs:
+    """Families, presets and baselines named by the options (:class:`OptionError` if unknown)."""
     import datagen
 
     families = a.families.split(",") if a.families else list(datagen.FAMILIES)
     unknown = [f for f in families if f not in datagen.FAMILIES]
     if unknown:
-        print(f"error: unknown families {unknown}; known: {list(datagen.FAMILIES)}", file=sys.stderr)
-        return 2
+        raise OptionError(f"unknown families {unknown}; known: {list(datagen.FAMILIES)}")
     try:
         base = datagen.load_preset(a.preset)
-        all_baselines = run.select_baselines(a.baselines.split(",") if a.baselines else None)
-    except Exception as exc:  # noqa: BLE001
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        heldout = datagen.load_preset(a.heldout_preset) if a.heldout_preset else None
+        baselines = run.select_baselines(a.baselines.split(",") if a.baselines else None)
+    except Exception as exc:  # noqa: BLE001 - any load error is the user's option
+        raise OptionError(str(exc)) from exc
+    return RunInputs(families, base, heldout, baselines)
 
-    net = cnn = None
-    if a.weights:
-        from restoration.engine import Restorer  # the same forward pass as restore.py
 
-        for path, what in ((a.model, "deploy prototxt"), (a.weights, "caffemodel")):
-            if not Path(path).is_file():  # Caffe would abort the whole process
-                print(f"error: {path}: {what} not found", file=sys.stderr)
-                return 2
-        restorer = Restorer.from_files(a.model, a.weights, gpu=a.gpu)
-        net = restorer.net
+def load_cnn(model: str, weights: str, gpu: int | None) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
+    """The Caffe net and ``cnn(distorted) -> restored``: the same forward pass as restore.py."""
+    from restoration.engine import Restorer
 
-        def cnn(image):
-            return restorer.restore(image).restored
+    restorer = Restorer.from_files(model, weights, gpu=gpu)
 
-    arch_text, ok = architecture_checklist(a.model, net)
-    if a.train_log_dir:
-        items = checks.check_training_logs(a.train_log_dir)
-        train_text = checks.format_checklist(f"Training (from the Caffe logs in {a.train_log_dir})", items)
-        ok &= all(i.passed for i in items)
-    else:
-        train_text = "### Training\n\n- [ ] not checked: no --train-log-dir given\n"
+    def cnn(image: np.ndarray) -> np.ndarray:
+        return restorer.restore(image).restored
 
-    t_start = time.perf_counter()
+    return restorer.net, cnn
+
+
+def training_checklist(train_log_dir: str | None) -> tuple[str, bool]:
+    """Checklist text of the training claims from the Caffe logs (if a folder is given), and whether all pass."""
+    if not train_log_dir:
+        return "### Training\n\n- [ ] not checked: no --train-log-dir given\n", True
+    items = checks.check_training_logs(train_log_dir)
+    text = checks.format_checklist(f"Training (from the Caffe logs in {train_log_dir})", items)
+    return text, all(i.passed for i in items)
+
+
+def baselines_for(cond: run.Condition, baselines: list, bm3d: str) -> list:
+    """The baselines run on ``cond``: slow ones (BM3D) only where ``--bm3d`` allows them."""
+    return [b for b in baselines if not b.slow or bm3d == "all" or (bm3d == "mix" and cond.family is None)]
+
+
+def run_conditions(a: argparse.Namespace, base: dict, conditions: list[run.Condition], baselines: list,
+                   cnn) -> list[run.ConditionResult]:
+    """Simulate each condition's test and validation splits from ``base`` and score every method;
+    prints one progress line per condition to stderr."""
+    import datagen
+
     results = []
-    for cond in run.make_conditions(families, a.doses, a.family_dose, with_noise=not a.no_family_noise):
+    for cond in conditions:
         t0 = time.perf_counter()
         preset = run.condition_preset(base, cond)
         test = datagen.simulate_pairs(preset, a.count, a.size, a.seed)
         val = datagen.simulate_pairs(preset, a.val_count, a.size, a.seed + run.VALIDATION_SEED_OFFSET)
-        use = [b for b in all_baselines if not b.slow or a.bm3d == "all" or (a.bm3d == "mix" and cond.family is None)]
-        res = run.evaluate_condition(cond, test, val, use, cnn, n_examples=a.examples)
+        res = run.evaluate_condition(cond, test, val, baselines_for(cond, baselines, a.bm3d), cnn,
+                                     n_examples=a.examples)
         results.append(res)
         line = "  ".join(f"{s.method}={s.psnr_mean:.2f}" for s in res.scores)
         print(f"[{time.perf_counter() - t0:5.1f} s] {cond.label}: PSNR {line}", file=sys.stderr, flush=True)
+    return results
 
+
+def report_header(a: argparse.Namespace, argv: list[str], results: list[run.ConditionResult],
+                  seconds: float) -> str:
+    """The top of results.md: how to regenerate it and what was evaluated."""
     cmd = "python -m evaluate " + " ".join(shlex.quote(x) for x in argv)
-    header = "\n".join([
+    lines = [
         "# Restoration results on held-out synthetic STEM images", "",
         f"Regenerate with: `{cmd}`", "",
         f"- preset `{a.preset}`, {a.size}x{a.size} px, {a.count} test images per condition (seed {a.seed}), "
@@ -222,29 +253,80 @@ def cmd_run(argv: list[str]) -> int:
         f"- single families at dose {results[0].condition.dose:g} (counts at the brightest clean pixel), alone"
         f"{'' if a.no_family_noise else ' and with shot noise (+ shot_noise)'}; "
         f"full mix at doses {', '.join(f'{d:g}' for d in a.doses)}.",
+    ]
+    if a.heldout_preset:
+        lines.append(f"- held-out specimens: full mix of preset `{a.heldout_preset}` at the same doses, seeds and "
+                     f"counts, baselines tuned on its validation images.")
+    lines += [
         f"- CNN: {a.model} + {a.weights}" if a.weights else "- CNN: not run (no --weights)",
-        f"- BM3D: {a.bm3d}; total time {time.perf_counter() - t_start:.0f} s.",
-    ])
-    checklist = arch_text + train_text
-    scores = [s for r in results for s in r.scores]
-    report.write_csv(out / "results.csv", scores)
-    report.atomic_write_bytes(out / "results.md", report.markdown_report(results, header, checklist).encode())
-    report.atomic_write_bytes(out / "checklist.md", checklist.encode())
+        f"- BM3D: {a.bm3d}; total time {seconds:.0f} s.",
+    ]
+    return "\n".join(lines)
+
+
+def figure_choice(results: list[run.ConditionResult]) -> tuple[run.ConditionResult, str]:
+    """The condition and method of figure.png: the middle full-mix dose, the CNN (else the best baseline)."""
     mix = [r for r in results if r.condition.family is None]
     fig_res = mix[len(mix) // 2] if mix else results[0]
     if "cnn" in fig_res.examples:
-        fig_method = "cnn"
-    else:
-        fig_method = max((s for s in fig_res.scores if s.method != "raw"), key=lambda s: s.psnr_mean,
-                         default=fig_res.scores[0]).method
+        return fig_res, "cnn"
+    best = max((s for s in fig_res.scores if s.method != "raw"), key=lambda s: s.psnr_mean,
+               default=fig_res.scores[0])
+    return fig_res, best.method
+
+
+def write_outputs(a: argparse.Namespace, out: Path, results: list[run.ConditionResult],
+                  heldout: list[run.ConditionResult], header: str, checklist: str) -> None:
+    """results.csv, results.md, checklist.md and figure.png in ``out``."""
+    scores = [s for r in results + heldout for s in r.scores]
+    report.write_csv(out / "results.csv", scores)
+    md = report.markdown_report(results, header, checklist, heldout=heldout,
+                                heldout_preset=a.heldout_preset or "")
+    atomic_write_bytes(out / "results.md", md.encode())
+    atomic_write_bytes(out / "checklist.md", checklist.encode())
+    fig_res, fig_method = figure_choice(results)
     report.write_figure(out / "figure.png", fig_res, fig_method, n=a.examples)
+
+
+def print_summary(out: Path, results: list[run.ConditionResult], heldout: list[run.ConditionResult],
+                  checklist: str) -> None:
+    """The checklist and the CNN verdicts on stdout."""
     print(checklist)
-    for label, c, best, b, margin in report.cnn_verdict(results):
+    for label, c, best, b, margin in report.cnn_verdict(results + heldout):
         print(f"{label}: CNN {c:.2f} dB vs best baseline {best} {b:.2f} dB ({margin:+.2f} dB)")
     for label, c, raw in report.cnn_vs_raw(results):
         print(f"{label}: CNN {c:.2f} dB vs raw {raw:.2f} dB ({c - raw:+.2f} dB)")
     print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'figure.png'}")
-    return 2 if (a.strict and not ok) else 0
+
+
+def cmd_run(argv: list[str]) -> int:
+    """Default command: the full evaluation (exit status 2 for bad options, or with
+    ``--strict`` a failed checklist item)."""
+    a = build_parser().parse_args(argv)
+    try:
+        check_options(a)
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        inputs = load_inputs(a)
+    except OptionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if a.weights:
+        inputs.net, inputs.cnn = load_cnn(a.model, a.weights, a.gpu)
+
+    arch_text, arch_ok = architecture_checklist(a.model, inputs.net)
+    train_text, train_ok = training_checklist(a.train_log_dir)
+    t_start = time.perf_counter()
+    conditions = run.make_conditions(inputs.families, a.doses, a.family_dose, with_noise=not a.no_family_noise)
+    results = run_conditions(a, inputs.base, conditions, inputs.baselines, inputs.cnn)
+    heldout = []
+    if inputs.heldout is not None:
+        heldout = run_conditions(a, inputs.heldout, run.heldout_conditions(a.doses), inputs.baselines, inputs.cnn)
+    header = report_header(a, argv, results, time.perf_counter() - t_start)
+    checklist = arch_text + train_text
+    write_outputs(a, out, results, heldout, header, checklist)
+    print_summary(out, results, heldout, checklist)
+    return 2 if (a.strict and not (arch_ok and train_ok)) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,19 +3,21 @@
 Architecture claims (seed abstract, REFERENCE.md §1): 12 convolution layers,
 64 filters of 5x5 except the last with a single filter, a ReLU after every
 convolution (the last included), spatial size kept (pad 2), 1,027,905
-parameters with biases, receptive field 49x49.  They are checked from a
-*description of the net's layers* that is built either from the loaded pycaffe
-net itself (:func:`layers_from_net`: parameter blob shapes, blob shapes after a
-forward-shape pass, layer order) or, without Caffe, from the deploy prototxt
-text (:func:`layers_from_prototxt`, a small protobuf text-format reader).
+parameters with biases, receptive field 49x49 px (the numbers are
+:mod:`stem_restore.network`'s).  They are checked from a *description of the
+net's layers* that is built either from the loaded pycaffe net itself
+(:func:`layers_from_net`: parameter blob shapes, blob shapes after a
+forward-shape pass, layer order) or, without loading the net, from the deploy
+prototxt (:func:`layers_from_prototxt`: the ``NetParameter`` that
+:func:`stem_restore.network.read_net` parses with Caffe's protobuf schema).
 
 Training claims (Adam stage then SGD stage, MSE loss = Caffe EuclideanLoss) are
 checked from Caffe's glog output (:func:`parse_caffe_log`): the solver
 parameters it prints ("Initializing solver from parameters:" followed by the
-SolverParameter text, with ``type: "Adam"`` or legacy ``solver_type: ADAM``;
-no type means Caffe's default SGD), the net parameters it prints (layer
-``type: "EuclideanLoss"``), "Iteration N (...), loss = L" lines, glog
-timestamps and "Finetuning from W" (``caffe train --weights W``).
+SolverParameter text, parsed as one: ``type: "Adam"`` or legacy ``solver_type:
+ADAM``; no type means Caffe's default SGD), the net parameters it prints (a
+NetParameter: layer ``type: "EuclideanLoss"``), "Iteration N (...), loss = L"
+lines, glog timestamps and "Finetuning from W" (``caffe train --weights W``).
 """
 from __future__ import annotations
 
@@ -24,16 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "CheckItem", "ConvInfo", "parse_prototxt", "layers_from_prototxt", "layers_from_net",
-    "check_architecture", "parse_caffe_log", "check_training_logs", "format_checklist",
-    "PAPER_PARAMS", "PAPER_RF",
-]
+from stem_restore import network
+from stem_restore.network import FILTERS, KERNEL, N_CONV, N_PARAMS, PAD, RECEPTIVE_FIELD
 
-#: Parameter count claimed for the paper's net (weights + biases).
-PAPER_PARAMS = 1_027_905
-#: Receptive field (px) of 12 stacked 5x5 convolutions.
-PAPER_RF = 49
+__all__ = [
+    "CheckItem", "ConvInfo", "layers_from_prototxt", "layers_from_net",
+    "check_architecture", "parse_caffe_log", "check_training_logs", "format_checklist",
+]
 
 
 @dataclass(frozen=True)
@@ -61,152 +60,72 @@ class ConvInfo:
 
 # --------------------------------------------------------------------- prototxt
 
-_TOKEN = re.compile(r'\s*(?:(#[^\n]*)|("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')|([{}:])|([^\s{}:"\'#]+))')
+def _input_blobs(net) -> dict[str, tuple[int, int, int]]:
+    """``{blob: (channels, H, W)}`` of the legacy ``input`` / ``input_shape`` / ``input_dim`` fields."""
+    blobs = {}
+    for i, name in enumerate(net.input):
+        if i < len(net.input_shape):
+            dims = list(net.input_shape[i].dim)
+        else:
+            dims = list(net.input_dim[4 * i:4 * i + 4])
+        if len(dims) == 4:
+            blobs[name] = (int(dims[1]), int(dims[2]), int(dims[3]))
+    return blobs
 
 
-def _tokens(text: str) -> list[str]:
-    """Split protobuf text format into tokens (comments dropped)."""
-    out, pos = [], 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            if text[pos:].strip() == "":
-                break
-            raise ValueError(f"cannot parse prototxt near: {text[pos:pos + 40]!r}")
-        pos = m.end()
-        if m.group(1):
-            continue
-        tok = m.group(2) or m.group(3) or m.group(4)
-        if tok:
-            out.append(tok)
-    return out
-
-
-def _value(tok: str) -> Any:
-    """Convert a scalar token: quoted string, int, float, or bare enum/bool word."""
-    if tok[0] in "\"'":
-        return tok[1:-1]
-    for conv in (int, float):
-        try:
-            return conv(tok)
-        except ValueError:
-            pass
-    return tok
-
-
-def parse_prototxt(text: str) -> dict[str, list]:
-    """Parse protobuf text format into ``{field: [values...]}`` (messages are nested dicts).
-
-    Every field maps to a list because any field may repeat.  Enough for
-    Caffe's NetParameter text; no type checking against a schema.
-    """
-    toks = _tokens(text)
-    pos = 0
-
-    def message(end: str | None) -> dict[str, list]:
-        nonlocal pos
-        msg: dict[str, list] = {}
-        while pos < len(toks):
-            tok = toks[pos]
-            if tok == "}":
-                if end != "}":
-                    raise ValueError("unbalanced '}' in prototxt")
-                pos += 1
-                return msg
-            name = tok
-            pos += 1
-            if pos < len(toks) and toks[pos] == ":":
-                pos += 1
-            if pos >= len(toks):
-                raise ValueError(f"field {name!r} has no value")
-            if toks[pos] == "{":
-                pos += 1
-                msg.setdefault(name, []).append(message("}"))
-            else:
-                msg.setdefault(name, []).append(_value(toks[pos]))
-                pos += 1
-        if end is not None:
-            raise ValueError("missing '}' at end of prototxt")
-        return msg
-
-    return message(None)
-
-
-def _first(msg: dict, key: str, default: Any = None) -> Any:
-    vals = msg.get(key)
-    return vals[0] if vals else default
-
-
-def _pair(conv: dict, key: str, key_h: str, key_w: str, default: int) -> tuple[int, int]:
-    """Caffe's repeated/explicit (h, w) convention for kernel_size, pad, stride."""
-    if key_h in conv or key_w in conv:
-        return int(_first(conv, key_h, default)), int(_first(conv, key_w, default))
-    vals = conv.get(key, [])
-    if not vals:
-        return default, default
-    return (int(vals[0]), int(vals[0])) if len(vals) == 1 else (int(vals[0]), int(vals[1]))
+def _conv_info(layer, blobs: dict[str, tuple[int, int, int]], relu_after: bool, path: Path) -> ConvInfo:
+    """:class:`ConvInfo` of a ``Convolution`` layer; records its top's (channels, H, W) in ``blobs``."""
+    cp = layer.convolution_param
+    geom = network.conv_geometry(cp)
+    if geom is None:
+        raise ValueError(f"{path}: convolution {layer.name!r} is not a 2-D convolution with a kernel size")
+    if len(layer.bottom) != 1 or len(layer.top) != 1 or layer.bottom[0] not in blobs:
+        raise ValueError(f"{path}: convolution {layer.name!r} has unknown input")
+    cin, h, w = blobs[layer.bottom[0]]
+    cout = int(cp.num_output)
+    out_size = geom.output_size(h, w)
+    blobs[layer.top[0]] = (cout, *out_size)
+    weights = cout * (cin // max(1, geom.group)) * geom.kernel[0] * geom.kernel[1]
+    n_params = weights + (cout if cp.bias_term else 0)
+    return ConvInfo(layer.name, cin, cout, geom.kernel, geom.stride, out_size == (h, w), n_params, relu_after)
 
 
 def layers_from_prototxt(path: str | Path) -> tuple[list[ConvInfo], str]:
-    """Describe the convolutions of a deploy prototxt without Caffe.
+    """Describe the convolutions of a deploy prototxt without loading the net.
 
     Returns the convolution layers in order and the name of the last top blob
     (the net's output).  Input channel counts come from the ``Input`` layer's
     shape and the ``num_output`` of the layer producing each bottom; spatial
-    size is followed with Caffe's formula ``(H + 2p - k) / s + 1``.
+    size (px) is followed with Caffe's formula ``(H + 2p - extent) / s + 1``.
+    ValueError naming the file if it cannot be read or parsed.
     """
     path = Path(path)
     try:
-        net = parse_prototxt(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read prototxt: {exc}") from exc
-    layers = net.get("layer", []) or net.get("layers", [])
-    chans: dict[str, int] = {}
-    sizes: dict[str, tuple[int, int]] = {}
-    for name in net.get("input", []):  # legacy input/input_shape fields
-        shape = _first(net, "input_shape", {})
-        dims = shape.get("dim", []) if shape else net.get("input_dim", [])
-        if len(dims) == 4:
-            chans[name], sizes[name] = int(dims[1]), (int(dims[2]), int(dims[3]))
-    convs: list[dict] = []
+        net = network.read_net(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read prototxt: {exc.strerror or exc}") from exc
+    layers = list(net.layer)
+    blobs = _input_blobs(net)
+    convs: list[ConvInfo] = []
     last_top = ""
     for i, layer in enumerate(layers):
-        ltype = _first(layer, "type", "")
-        bottoms, tops = layer.get("bottom", []), layer.get("top", [])
-        if ltype == "Input":
-            shape = _first(_first(layer, "input_param", {}), "shape", {})
-            dims = shape.get("dim", [])
+        if layer.type == "Input":
+            shape = layer.input_param.shape
+            dims = [int(d) for d in shape[0].dim] if shape else []
             if len(dims) != 4:
                 raise ValueError(f"{path}: Input layer needs a 4-D shape, got {dims}")
-            for t in tops:
-                chans[t], sizes[t] = int(dims[1]), (int(dims[2]), int(dims[3]))
-        elif ltype == "Convolution":
-            cp = _first(layer, "convolution_param", {})
-            if len(bottoms) != 1 or len(tops) != 1 or bottoms[0] not in chans:
-                raise ValueError(f"{path}: convolution {_first(layer, 'name')!r} has unknown input")
-            k = _pair(cp, "kernel_size", "kernel_h", "kernel_w", 0)
-            p = _pair(cp, "pad", "pad_h", "pad_w", 0)
-            s = _pair(cp, "stride", "stride_h", "stride_w", 1)
-            cin, (h, w) = chans[bottoms[0]], sizes[bottoms[0]]
-            cout = int(_first(cp, "num_output", 0))
-            group = int(_first(cp, "group", 1))
-            bias = str(_first(cp, "bias_term", "true")).lower() != "false"
-            oh, ow = (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1
-            chans[tops[0]], sizes[tops[0]] = cout, (oh, ow)
-            convs.append(dict(index=i, name=_first(layer, "name", f"layer{i}"), top=tops[0],
-                              cin=cin, cout=cout, k=k, s=s, keeps=(oh, ow) == (h, w),
-                              n=cout * (cin // group) * k[0] * k[1] + (cout if bias else 0)))
-        elif bottoms and tops and bottoms[0] in chans:  # element-wise layers keep the shape
-            for t in tops:
-                chans[t], sizes[t] = chans[bottoms[0]], sizes[bottoms[0]]
-        if tops:
-            last_top = tops[-1]
-    out = []
-    for c in convs:
-        nxt = layers[c["index"] + 1] if c["index"] + 1 < len(layers) else {}
-        relu = _first(nxt, "type", "") == "ReLU" and nxt.get("bottom", []) == [c["top"]]
-        out.append(ConvInfo(c["name"], c["cin"], c["cout"], c["k"], c["s"], c["keeps"], c["n"], relu))
-    return out, last_top
+            for top in layer.top:
+                blobs[top] = (dims[1], dims[2], dims[3])
+        elif layer.type == "Convolution":
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            relu = nxt is not None and nxt.type == "ReLU" and list(nxt.bottom) == list(layer.top[:1])
+            convs.append(_conv_info(layer, blobs, relu, path))
+        elif layer.bottom and layer.top and layer.bottom[0] in blobs:  # element-wise layers keep the shape
+            for top in layer.top:
+                blobs[top] = blobs[layer.bottom[0]]
+        if layer.top:
+            last_top = layer.top[-1]
+    return convs, last_top
 
 
 def layers_from_net(net: Any, size: int = 64) -> tuple[list[ConvInfo], str]:
@@ -250,26 +169,28 @@ def receptive_field(convs: list[ConvInfo]) -> int:
 
 
 def check_architecture(convs: list[ConvInfo], output: str = "") -> list[CheckItem]:
-    """Check the paper's architecture claims on a layer description."""
-    items = [CheckItem("12 convolution layers", f"{len(convs)}", len(convs) == 12)]
+    """Check the paper's architecture claims (:mod:`stem_restore.network`) on a layer description."""
+    items = [CheckItem(f"{N_CONV} convolution layers", f"{len(convs)}", len(convs) == N_CONV)]
     hidden, last = convs[:-1], convs[-1:] or []
     widths = sorted({c.out_channels for c in hidden})
-    items.append(CheckItem("64 filters in every layer but the last", f"{widths}", bool(hidden) and widths == [64]))
+    items.append(CheckItem(f"{FILTERS} filters in every layer but the last", f"{widths}",
+                           bool(hidden) and widths == [FILTERS]))
     items.append(CheckItem("1 filter in the last layer", f"{[c.out_channels for c in last]}",
                            [c.out_channels for c in last] == [1]))
     kernels = sorted({c.kernel for c in convs})
-    items.append(CheckItem("all kernels 5x5", ", ".join(f"{a}x{b}" for a, b in kernels),
-                           bool(convs) and kernels == [(5, 5)]))
+    items.append(CheckItem(f"all kernels {KERNEL}x{KERNEL}", ", ".join(f"{a}x{b}" for a, b in kernels),
+                           bool(convs) and kernels == [(KERNEL, KERNEL)]))
     keeps = sum(c.keeps_size and c.stride == (1, 1) for c in convs)
-    items.append(CheckItem("spatial size kept (pad 2, stride 1)", f"{keeps}/{len(convs)} layers",
+    items.append(CheckItem(f"spatial size kept (pad {PAD}, stride 1)", f"{keeps}/{len(convs)} layers",
                            bool(convs) and keeps == len(convs)))
     relus = sum(c.relu_after for c in convs)
     items.append(CheckItem("ReLU after every convolution (the last included)", f"{relus}/{len(convs)}",
                            bool(convs) and relus == len(convs)))
     total = sum(c.n_params for c in convs)
-    items.append(CheckItem(f"{PAPER_PARAMS:,} parameters (weights + biases)", f"{total:,}", total == PAPER_PARAMS))
+    items.append(CheckItem(f"{N_PARAMS:,} parameters (weights + biases)", f"{total:,}", total == N_PARAMS))
     rf = receptive_field(convs)
-    items.append(CheckItem(f"receptive field {PAPER_RF}x{PAPER_RF} px", f"{rf}x{rf}", rf == PAPER_RF))
+    items.append(CheckItem(f"receptive field {RECEPTIVE_FIELD}x{RECEPTIVE_FIELD} px", f"{rf}x{rf}",
+                           rf == RECEPTIVE_FIELD))
     if output:
         items.append(CheckItem("single-channel output blob", f"{output!r} from {last[0].name if last else '-'}",
                                bool(last) and last[0].out_channels == 1))
@@ -293,7 +214,7 @@ class CaffeLog:
 
     path: str
     solver_type: str | None = None
-    solver_params: dict | None = None
+    solver_params: Any = None  # caffe_pb2.SolverParameter, or None without a solver block
     loss_layer_types: tuple[str, ...] = ()
     train_losses: tuple[tuple[int, float], ...] = ()
     test_losses: tuple[tuple[int, float], ...] = ()  # (iteration, test-net loss)
@@ -319,8 +240,24 @@ def _blocks(lines: list[str], header: str) -> list[str]:
     return out
 
 
+def _solver_type(params) -> str:
+    """The solver type of a SolverParameter: ``type``, else the legacy ``solver_type`` enum,
+    else Caffe's default "SGD"."""
+    if params.HasField("type") and params.type:
+        return params.type
+    if params.HasField("solver_type"):
+        legacy = type(params).SolverType.Name(params.solver_type)
+        return _LEGACY_TYPES.get(legacy, legacy)
+    return "SGD"
+
+
 def parse_caffe_log(text: str, path: str = "<log>") -> CaffeLog:
-    """Extract solver type, loss layers, losses and timing facts from a Caffe glog log."""
+    """Extract solver type, loss layers, losses and timing facts from a Caffe glog log.
+
+    The solver and net blocks are parsed as ``caffe_pb2`` SolverParameter and
+    NetParameter (:mod:`stem_restore.network`); ValueError naming ``path`` if
+    one does not parse.
+    """
     lines = text.splitlines()
     log = CaffeLog(path=path)
     for line in lines:
@@ -344,22 +281,13 @@ def parse_caffe_log(text: str, path: str = "<log>") -> CaffeLog:
     log.test_losses = tuple(tests)
     solver = _blocks(lines, "Initializing solver from parameters")
     if solver:
-        params = parse_prototxt(solver[0])
-        log.solver_params = params
-        stype = _first(params, "type")
-        legacy = _first(params, "solver_type")
-        if stype:
-            log.solver_type = str(stype)
-        elif legacy:
-            log.solver_type = _LEGACY_TYPES.get(str(legacy).upper(), str(legacy))
-        else:
-            log.solver_type = "SGD"  # Caffe's default when no type is set
+        log.solver_params = network.parse_solver(solver[0], f"{path} (solver parameters)")
+        log.solver_type = _solver_type(log.solver_params)
     types = []
     for block in _blocks(lines, "Initializing net from parameters"):
-        for layer in parse_prototxt(block).get("layer", []):
-            t = str(_first(layer, "type", ""))
-            if t.endswith("Loss"):
-                types.append(t)
+        for layer in network.parse_net(block, f"{path} (net parameters)").layer:
+            if layer.type.endswith("Loss"):
+                types.append(layer.type)
     log.loss_layer_types = tuple(dict.fromkeys(types))
     return log
 
@@ -401,8 +329,8 @@ def check_training_logs(log_dir: str | Path) -> list[CheckItem]:
         items.append(CheckItem("SGD starts from the Adam stage's weights", src,
                                sgd.finetune_from is not None and "adam" in sgd.finetune_from.lower()))
     if adam is not None and adam.solver_params is not None:
-        beta1 = _first(adam.solver_params, "momentum", 0)
-        items.append(CheckItem("Adam beta1 (momentum) set", f"momentum: {beta1}", float(beta1) > 0))
+        beta1 = adam.solver_params.momentum
+        items.append(CheckItem("Adam beta1 (momentum) set", f"momentum: {beta1:.6g}", beta1 > 0))
     losses = sorted({t for lg in stages for t in lg.loss_layer_types})
     items.append(CheckItem("MSE loss (Caffe EuclideanLoss)", ", ".join(losses) or "no loss layer logged",
                            bool(stages) and all(lg.loss_layer_types == ("EuclideanLoss",) for lg in stages)))

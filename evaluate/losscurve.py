@@ -11,12 +11,12 @@ Training loss ("Iteration N (...), loss = L") as lines, test-net losses
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
+from stem_restore.figures import save_png
+
 from .checks import stage_order_key, parse_caffe_log
-from .report import atomic_write_bytes
 
 
 def last_per_iteration(points) -> tuple[list[int], list[float]]:
@@ -57,10 +57,7 @@ def plot_loss_curves(log_dir: str | Path, out: str | Path) -> int:
     else:
         ax.text(0.5, 0.5, f"no Caffe training logs in {log_dir}", ha="center", transform=ax.transAxes)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(out, buf.getvalue())
+    save_png(fig, out, dpi=100)
     return len(stages)
 
 

@@ -14,12 +14,13 @@ from typing import Sequence
 
 import numpy as np
 
-from datagen.writers.atomic import atomic_write_bytes
+from stem_restore.atomic import atomic_write_bytes
+from stem_restore.figures import save_png
 
 from .metrics import PSNR_CAP_DB
 from .run import ConditionResult, Score
 
-__all__ = ["atomic_write_bytes", "write_csv", "markdown_report", "write_figure", "cnn_verdict"]
+__all__ = ["write_csv", "markdown_report", "write_figure", "cnn_verdict"]
 
 
 def write_csv(path: str | Path, scores: Sequence[Score]) -> None:
@@ -110,23 +111,43 @@ def cnn_vs_raw(results: Sequence[ConditionResult]) -> list[tuple[str, float, flo
     return out
 
 
-def markdown_report(results: Sequence[ConditionResult], header: str, checklists: str) -> str:
-    """The whole results.md text."""
+def _metric_sections(results: Sequence[ConditionResult], level: str = "##") -> list[str]:
+    """PSNR, SSIM and column-position-error tables of ``results``, each under a ``level`` heading."""
     n = results[0].scores[0].n if results and results[0].scores else 0
+    return [f"{level} PSNR (dB, mean over {n} held-out test images; data_range = clean target's max - min; "
+            f"per-image cap {PSNR_CAP_DB:g} dB)", "",
+            _table(results, "psnr_mean", ".2f", True), "",
+            f"{level} SSIM (scikit-image, 7x7 window, same data_range)", "",
+            _table(results, "ssim_mean", ".3f", True), "",
+            f"{level} Atomic-column position error (RMS, px; lower is better; columns located in the clean "
+            "target, then in each image by the same sub-pixel peak search; × pixel size = pm)", "",
+            _table(results, "column_error_px", ".3f", False), ""]
+
+
+def heldout_section(heldout: Sequence[ConditionResult], preset: str) -> list[str]:
+    """Markdown lines of the held-out-specimens section: the full mix drawn from ``preset``."""
+    return [f"## Held-out specimens (preset {preset})", "",
+            f"The full mix drawn from preset `{preset}` (specimens never used in training) at every dose, "
+            "with the same seeds and counts as above; the baselines are tuned on this preset's own "
+            "validation images.", "",
+            *_metric_sections(heldout, "###"),
+            f"### Baseline parameters chosen on the validation split of `{preset}`", "",
+            _params_table(heldout), ""]
+
+
+def markdown_report(results: Sequence[ConditionResult], header: str, checklists: str,
+                    heldout: Sequence[ConditionResult] = (), heldout_preset: str = "heldout") -> str:
+    """The whole results.md text; ``heldout`` (full-mix results on the held-out specimens of
+    ``heldout_preset``) gets a section of its own."""
     parts = [header, "",
-             f"## PSNR (dB, mean over {n} held-out test images; data_range = clean target's max - min; "
-             f"per-image cap {PSNR_CAP_DB:g} dB)", "",
-             _table(results, "psnr_mean", ".2f", True), "",
-             "## SSIM (scikit-image, 7x7 window, same data_range)", "",
-             _table(results, "ssim_mean", ".3f", True), "",
-             "## Atomic-column position error (RMS, px; lower is better; columns located in the clean "
-             "target, then in each image by the same sub-pixel peak search; × pixel size = pm)", "",
-             _table(results, "column_error_px", ".3f", False), "",
+             *_metric_sections(results),
              "## Scan-distortion measure (std of line-to-line x shifts, px; no ground truth needed)", "",
              _spread_table(results), "",
              "## Baseline parameters chosen on the validation split (grid search, mean PSNR)", "",
              _params_table(results), ""]
-    verdict = cnn_verdict(results)
+    if heldout:
+        parts += heldout_section(heldout, heldout_preset)
+    verdict = cnn_verdict(list(results) + list(heldout))
     if verdict:
         parts += ["## CNN vs the best classical baseline on the full mix", ""]
         for label, c, best, b, margin in verdict:
@@ -178,7 +199,4 @@ def write_figure(path: str | Path, result: ConditionResult, method: str, n: int 
                 ax.set_title(title, fontsize=9)
     fig.suptitle(f"Held-out test images, {result.condition.label}", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=100)

@@ -17,6 +17,13 @@ Each distortion family alone (``family_preset``) at one dose
 frame always has Poisson noise, and a network trained on noisy frames is meant
 for those); then the full mix of the preset at every dose in ``doses``
 (``with_dose``; dose = expected counts at the brightest clean pixel).
+
+Held-out specimens
+------------------
+:func:`heldout_conditions` are the full mix at every dose again, drawn from a
+second preset (e.g. datagen's ``heldout``: specimens never used in training)
+with the same seeds and counts; the baselines are tuned on that preset's own
+validation split.  Their labels start with ``heldout``.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ from .baselines import BASELINES, Baseline, tune
 from .metrics import PSNR_CAP_DB, column_position_error, psnr, scan_shift_spread, ssim
 
 __all__ = ["MIN_EVAL_SEED", "VALIDATION_SEED_OFFSET", "Condition", "Score", "make_conditions",
-           "condition_preset", "score_images", "evaluate_condition"]
+           "heldout_conditions", "condition_preset", "score_images", "evaluate_condition"]
 
 #: Smallest seed allowed for evaluation (training uses seeds below it).
 MIN_EVAL_SEED = 1000
@@ -40,6 +47,8 @@ VALIDATION_SEED_OFFSET = 500_000
 MIX = "full mix"
 #: The family added to single families by ``with_noise``.
 NOISE_FAMILY = "shot_noise"
+#: Label prefix (``Condition.split``) of the full-mix conditions on held-out specimens.
+HELDOUT = "heldout"
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,11 @@ class Condition:
     family: str | None  # None = full mix
     dose: float
     with_noise: bool = False  # the family plus shot noise
+    split: str = ""  # "" = the evaluated preset; HELDOUT = the held-out specimens' preset
 
     @property
     def label(self) -> str:
-        name = self.family or MIX
+        name = f"{self.split} {self.family or MIX}" if self.split else (self.family or MIX)
         return f"{name} + {NOISE_FAMILY} @ {self.dose:g}" if self.with_noise else f"{name} @ {self.dose:g}"
 
 
@@ -97,6 +107,16 @@ def make_conditions(families: Sequence[str], doses: Sequence[float], family_dose
     fd = float(family_dose) if family_dose is not None else float(sorted(doses)[len(doses) // 2])
     noisy = [Condition(f, fd, True) for f in families if f != NOISE_FAMILY] if with_noise else []
     return [Condition(f, fd) for f in families] + noisy + [Condition(None, float(d)) for d in doses]
+
+
+def heldout_conditions(doses: Sequence[float]) -> list[Condition]:
+    """The full mix at every dose, labelled as held-out specimens (``heldout full mix @ D``);
+    simulate them from the held-out preset."""
+    if not doses:
+        raise ValueError("need at least one dose")
+    if any(d <= 0 for d in doses):
+        raise ValueError(f"doses must be positive, got {list(doses)}")
+    return [Condition(None, float(d), split=HELDOUT) for d in doses]
 
 
 def condition_preset(base: Any, cond: Condition) -> Any:

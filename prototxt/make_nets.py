@@ -11,31 +11,33 @@ each a 5x5 linear convolution followed by an element-wise ReLU; 64 filters in
 every layer except the last, which has 1.  ``pad: 2`` keeps the image size, so
 the network is fully convolutional and the deploy net can be reshaped to any
 image.  1,027,905 parameters with biases; receptive field 12*4+1 = 49 px.
+These numbers, the blob names and the layer names are
+:mod:`stem_restore.network`'s, the one statement of the network that
+datagen, restore.py and evaluate use too.
 """
 from __future__ import annotations
 
 import argparse
 import pathlib
-
-N_LAYERS = 12
-N_FILTERS = 64
-KERNEL = 5
-PAD = (KERNEL - 1) // 2
+import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run as a script: the repository's stem_restore
+
+from stem_restore.network import CONV_NAMES, INPUT_BLOB, LAYERS, OUTPUT_BLOB, PAD  # noqa: E402
 
 CONV = """\
 layer {{
-  name: "conv{i}"
+  name: "{name}"
   type: "Convolution"
   bottom: "{bottom}"
-  top: "conv{i}"
+  top: "{name}"
   param {{ lr_mult: 1 decay_mult: 1 }}  # weights
   param {{ lr_mult: 1 decay_mult: 0 }}  # bias: no weight decay
   convolution_param {{
     num_output: {n_out}
     kernel_size: {k}
-    pad: {pad}      # (5 - 1) / 2: output size = input size
+    pad: {pad}      # ({k} - 1) / 2: output size = input size
     stride: 1
     # Caffe's fillers default to constant 0: without these every filter would
     # stay identical.  msra = N(0, sqrt(2 / fan_in)), He et al. 2015, for ReLU.
@@ -49,8 +51,8 @@ RELU = """\
 layer {{
   name: "relu{i}"
   type: "ReLU"
-  bottom: "conv{i}"
-  top: "conv{i}"  # in place
+  bottom: "{conv}"
+  top: "{conv}"  # in place
 }}
 """
 
@@ -58,7 +60,7 @@ HDF5_DATA = """\
 layer {{
   name: "data"
   type: "HDF5Data"
-  top: "data"     # distorted input, normalised (datagen.normalize)
+  top: "{data}"     # distorted input, normalised (stem_restore.normalize)
   top: "label"    # clean target, normalised with the input's statistics
   include {{ phase: {phase} }}
   hdf5_data_param {{
@@ -88,22 +90,22 @@ layer {{
 """
 
 LOSS = """\
-layer {
+layer {{
   name: "loss"
   # Caffe's EuclideanLoss = sum((prediction - target)^2) / (2 * batch size):
   # the MSE of the paper, scaled by H*W/2.
   type: "EuclideanLoss"
-  bottom: "conv12"
+  bottom: "{output}"
   bottom: "label"
   top: "loss"
-}
+}}
 """
 
 DEPLOY_INPUT = """\
 layer {{
-  name: "data"
+  name: "{data}"
   type: "Input"
-  top: "data"
+  top: "{data}"
   # 1 image, 1 channel; restore.py reshapes the net to each image's size.
   input_param {{ shape {{ dim: 1 dim: 1 dim: {size} dim: {size} }} }}
 }}
@@ -113,20 +115,19 @@ layer {{
 def body(final_relu: bool = True) -> str:
     """The 12 convolution (+ReLU) blocks, from blob ``data`` to ``conv12``."""
     parts = []
-    for i in range(1, N_LAYERS + 1):
-        n_out = 1 if i == N_LAYERS else N_FILTERS
-        bottom = "data" if i == 1 else f"conv{i - 1}"
-        parts.append(CONV.format(i=i, bottom=bottom, n_out=n_out, k=KERNEL, pad=PAD))
-        if i < N_LAYERS or final_relu:
-            parts.append(RELU.format(i=i))
+    bottoms = (INPUT_BLOB,) + CONV_NAMES[:-1]
+    for i, (name, bottom, (_, n_out, k)) in enumerate(zip(CONV_NAMES, bottoms, LAYERS), start=1):
+        parts.append(CONV.format(name=name, bottom=bottom, n_out=n_out, k=k, pad=PAD))
+        if name != OUTPUT_BLOB or final_relu:
+            parts.append(RELU.format(i=i, conv=name))
     return "".join(parts)
 
 
 def train_hdf5(final_relu: bool = True, batch: int = 16) -> str:
     head = 'name: "StemRestore12"\n'
-    head += HDF5_DATA.format(phase="TRAIN", source="data/train/list.txt", batch=batch)
-    head += HDF5_DATA.format(phase="TEST", source="data/test/list.txt", batch=batch)
-    return head + body(final_relu) + LOSS
+    head += HDF5_DATA.format(data=INPUT_BLOB, phase="TRAIN", source="data/train/list.txt", batch=batch)
+    head += HDF5_DATA.format(data=INPUT_BLOB, phase="TEST", source="data/test/list.txt", batch=batch)
+    return head + body(final_relu) + LOSS.format(output=OUTPUT_BLOB)
 
 
 def train_lmdb(final_relu: bool = True, batch: int = 16) -> str:
@@ -134,15 +135,15 @@ def train_lmdb(final_relu: bool = True, batch: int = 16) -> str:
     # Two Data layers read two LMDBs with identical keys in the same order:
     # one holds the distorted inputs, the other the clean targets.
     for phase, split in (("TRAIN", "train"), ("TEST", "test")):
-        head += LMDB_DATA.format(name="data", top="data", phase=phase,
+        head += LMDB_DATA.format(name=INPUT_BLOB, top=INPUT_BLOB, phase=phase,
                                  source=f"data/{split}/input_lmdb", batch=batch)
         head += LMDB_DATA.format(name="label", top="label", phase=phase,
                                  source=f"data/{split}/target_lmdb", batch=batch)
-    return head + body(final_relu) + LOSS
+    return head + body(final_relu) + LOSS.format(output=OUTPUT_BLOB)
 
 
 def deploy(final_relu: bool = True, size: int = 256) -> str:
-    return 'name: "StemRestore12"\n' + DEPLOY_INPUT.format(size=size) + body(final_relu)
+    return 'name: "StemRestore12"\n' + DEPLOY_INPUT.format(data=INPUT_BLOB, size=size) + body(final_relu)
 
 
 def all_nets() -> dict[str, str]:

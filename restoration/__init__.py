@@ -20,9 +20,10 @@ io
     maintained libraries, returning 2-D frames plus the pixel size.
 tiling
     Pure arithmetic: how an image is cut into overlapping tiles whose
-    overlap covers the network's 49 px receptive field.
+    overlap covers the network's 49 px receptive field
+    (:data:`stem_restore.network.RECEPTIVE_FIELD`).
 engine
-    The pycaffe forward pass: normalise with :mod:`datagen.normalize`, cut
+    The pycaffe forward pass: normalise with :mod:`stem_restore.normalize`, cut
     into windows, run them (``layers`` or ``net`` engine), denormalise.
 stream
     The ``layers`` engine: Caffe's own Convolution/ReLU layers one layer at

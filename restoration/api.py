@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from stem_restore.network import CONTEXT, RECEPTIVE_FIELD
+
 from .engine import ENGINES, Restorer, conv_engine_info, file_sha256
 from .io import InputError, check_signal_array
-from .tiling import CONTEXT
 from .validate import ModelError, glog_reason, trial_load, validate_model
 
 # Caffe's INFO logs (every layer of every net it builds) off the terminal / notebook; set
@@ -50,7 +51,7 @@ LONG_FRAME_PX = 512 * 512
 #: Key of the provenance node added to a restored HyperSpy signal's metadata.
 METADATA_NODE = "stem_restore"
 #: The normalisation, as recorded in the provenance.
-NORMALIZATION = ("datagen.normalize: (x - 1st percentile) / std, whole image; "
+NORMALIZATION = ("stem_restore.normalize: (x - 1st percentile) / std, whole image; "
                  "output denormalised with the same statistics")
 
 
@@ -88,7 +89,7 @@ def check_tile(tile: int | None) -> None:
     """``tile`` (window edge, px) is None (automatic), 0 (whole image) or above 2 x 24 px.
 
     Raises :class:`ValueError` otherwise (windows overlap by the 24 px
-    receptive-field radius, :data:`restoration.tiling.CONTEXT`).
+    receptive-field radius, :data:`stem_restore.network.CONTEXT`).
     """
     if tile is None:
         return
@@ -326,7 +327,7 @@ class Model:
                 "conv_engine": self.conv_engine,
                 "device": "cpu" if self.gpu is None else f"gpu:{self.gpu}",
                 "normalization": NORMALIZATION,
-                "small_image_padding": "symmetric to 49 px, cropped back",
+                "small_image_padding": f"symmetric to {RECEPTIVE_FIELD} px, cropped back",
             },
         }
 

@@ -337,49 +337,70 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, summary: Summary, log) -> int:
-    """The body of :func:`main` (checks, model, one job per file, summary)."""
-    from tqdm import tqdm
+    """The body of :func:`main`: checks, model, one job per file, summary."""
+    files = preflight(args, log)
+    if files is None:
+        return 2
+    jobs = collect_jobs(args.inputs, args.outdir, args.recursive, summary)
+    for path, reason in summary.failed:
+        log(f"error: {path}: {reason}")
+    restorer = provenance = None
+    if jobs:  # no Caffe start-up when there is nothing to restore
+        try:
+            restorer, provenance = load_restorer(args, *files)
+        except ModelError as err:
+            log(f"error: {err}")
+            return 2
+    elapsed = restore_jobs(jobs, restorer, args, provenance, summary, log)
+    return report_summary(summary, args.outdir, elapsed, log)
 
-    try:  # the files exist and the options are sane, before the output folder is created
+
+def preflight(args, log) -> tuple[Path, Path] | None:
+    """Everything checked before any image is read: the model files and options exist and are
+    sane (before the output folder is created), the output folder, the model's validity
+    (before Caffe sees it) and the GPU.  Returns (model, weights), or None after logging why
+    the run cannot start."""
+    try:
         model, weights = model_files(args.model, args.weights)
         check_tile(args.tile)
         check_engine(args.engine)
     except (ModelError, ValueError) as err:
         log(f"error: {err}")
-        return 2
+        return None
     problem = check_outdir(args.outdir)
     if problem:
         log(f"error: {problem}")
-        return 2
+        return None
     try:
-        validate_model(model, weights)  # before any image is touched, and before Caffe sees it
+        validate_model(model, weights)
     except ModelError as err:
         log(f"error: {err}")
-        return 2
+        return None
     problem = check_gpu(args.gpu)
     if problem:
         log(f"error: {problem}")
-        return 2
+        return None
+    return model, weights
 
-    outdir = args.outdir
-    jobs = collect_jobs(args.inputs, outdir, args.recursive, summary)
-    for path, reason in summary.failed:
-        log(f"error: {path}: {reason}")
 
-    restorer = provenance = None
-    if jobs:
-        try:  # restoration.api.Model: Caffe's trial load in a child, then the net
-            net = Model(model, weights, gpu=args.gpu, tile=args.tile, engine=args.engine, checked=True)
-        except ModelError as err:
-            log(f"error: {err}")
-            return 2
-        restorer, provenance = net.restorer, net.provenance("stem-restore restore.py")
+def load_restorer(args, model: Path, weights: Path) -> tuple[Restorer, dict]:
+    """The restorer and the provenance written into every output (:class:`restoration.api.Model`:
+    Caffe's trial load in a child process, then the net); :class:`ModelError` if it fails."""
+    net = Model(model, weights, gpu=args.gpu, tile=args.tile, engine=args.engine, checked=True)
+    return net.restorer, net.provenance("stem-restore restore.py")
+
+
+def restore_jobs(jobs: list[Job], restorer: Restorer | None, args, provenance: dict | None,
+                 summary: Summary, log) -> float:
+    """Restore every job with a progress bar; a failing file is recorded in ``summary`` and
+    logged, and the others go on.  Returns the seconds taken."""
+    from tqdm import tqdm
 
     t0 = time.perf_counter()
     sweeper = StaleTemps(log)  # each output folder is listed once, not once per file
     for job in tqdm(jobs, unit="file", desc="restoring", file=sys.stderr, disable=None):
         try:
-            restore_file(job, restorer, outdir, args, provenance, summary, log, sweeper)
+            restore_file(job, restorer, args.outdir, args, provenance, summary, log, sweeper)
         except InputError as err:
             summary.failed.append((job.path, str(err)))
             log(f"error: {job.path}: {err}")
@@ -388,8 +409,11 @@ def run(args, summary: Summary, log) -> int:
             summary.failed.append((job.path, reason))
             log(f"error: {job.path}: {reason}")
         summary.in_progress, summary.writing = None, None  # between files
-    elapsed = time.perf_counter() - t0
+    return time.perf_counter() - t0
 
+
+def report_summary(summary: Summary, outdir: Path, elapsed: float, log) -> int:
+    """Log the skipped files, the counts and the failed files; the exit status (1 if any failed)."""
     for path, reason in summary.skipped:
         log(f"skipped: {path}: {reason} (use --overwrite to replace)")
     log(f"summary: {len(summary.restored)} restored, {len(summary.skipped)} skipped, "

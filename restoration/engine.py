@@ -23,11 +23,12 @@ that keeps the whole within :data:`MEMORY_BUDGET` (3.6 GB).
 
 Exactness
 ---------
-Statistics for :func:`datagen.normalize.normalize` come from the whole image
+Statistics for :func:`stem_restore.normalize.normalize` come from the whole image
 (never per window), and windows overlap by the 24 px receptive-field radius
-(:mod:`restoration.tiling`), so the windowed result equals the whole-image one.
-Images with an edge below 49 px are padded (``symmetric``) to 49 px, restored
-and cropped back.
+(:data:`stem_restore.network.CONTEXT`, :mod:`restoration.tiling`), so the
+windowed result equals the whole-image one.  Images with an edge below the
+49 px receptive field (:data:`stem_restore.network.RECEPTIVE_FIELD`) are
+padded (``symmetric``) to it, restored and cropped back.
 """
 from __future__ import annotations
 
@@ -38,10 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.normalize import NormStats, denormalize, norm_stats, normalize
+from stem_restore.network import (CONTEXT, FILTERS, INPUT_BLOB, KERNEL, N_CONV, OUTPUT_BLOB,
+                                  RECEPTIVE_FIELD)
+from stem_restore.normalize import NormStats, denormalize, norm_stats, normalize
 
 from .stream import LayerStream
-from .tiling import CONTEXT, RECEPTIVE_FIELD, pad_widths_to_min, plan_tiles
+from .tiling import pad_widths_to_min, plan_tiles
 
 #: Largest window edge of the ``net`` engine (px); 192^2 px x ~73 kB/px = 2.7 GB.
 DEFAULT_TILE = 192
@@ -58,13 +61,13 @@ MIN_AUTO_TILE = 112
 MEMORY_BUDGET = 3.6e9
 #: Image-sized memory per pixel during restoration (bytes, measured with
 #: benchmarks/bench_restore.py: the input, the float32 result and the float64
-#: temporaries of datagen.normalize.norm_stats).
+#: temporaries of stem_restore.normalize.norm_stats).
 IMAGE_BYTES_PER_PIXEL = 28
-#: Input and output blob names of deploy.prototxt.
-INPUT_BLOB = "data"
-OUTPUT_BLOB = "conv12"
-#: Approximate Caffe memory per pixel of the reshaped net (bytes), see above.
-CAFFE_BYTES_PER_PIXEL = 11 * (64 * 25 * 4 + 64 * 4) + (25 + 64) * 4 + 2 * 4
+#: Approximate Caffe memory per pixel of the reshaped net (bytes), see above: the
+#: im2col buffer and output blob of each layer with a 64-channel input, those of
+#: the first (1-channel input) layer, and the input and output blobs.
+CAFFE_BYTES_PER_PIXEL = ((N_CONV - 1) * (FILTERS * KERNEL**2 * 4 + FILTERS * 4)
+                         + (KERNEL**2 + FILTERS) * 4 + 2 * 4)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -183,7 +186,8 @@ class Restorer:
     Parameters
     ----------
     net : caffe.Net
-        Deploy net (input blob ``data``, output blob ``conv12``).
+        Deploy net (input blob :data:`~stem_restore.network.INPUT_BLOB`, output blob
+        :data:`~stem_restore.network.OUTPUT_BLOB`).
     tile : int, (int, int) or None
         Window edge (px) fed to the net, or (rows, columns); 0 = whole image
         in one pass; None = :func:`auto_window` / :func:`auto_tile` per image
@@ -256,7 +260,7 @@ class Restorer:
         """Restore one 2-D frame; the result is in the input's intensity units.
 
         The image is normalised with its own whole-image statistics, padded to
-        49 px if smaller, split into overlapping windows if larger than the
+        the receptive field (:data:`RECEPTIVE_FIELD` px) if smaller, split into overlapping windows if larger than the
         tile, run through the net, and denormalised with the same statistics.
 
         Parameters

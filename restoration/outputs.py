@@ -43,7 +43,7 @@ from typing import Callable
 
 import numpy as np
 
-from datagen.writers.atomic import atomic_path as _atomic_path
+from stem_restore.atomic import atomic_path
 
 from .io import PixelSize
 
@@ -84,23 +84,11 @@ def start_token(pid: int) -> str | None:
 
 
 def temp_suffix(final: Path) -> str:
-    """Suffix of this process's temporary files for ``final`` (keeps the final suffix:
-    libraries pick formats by it; names the writer: pid, host, start token)."""
+    """Suffix of this process's temporary files for ``final``, passed to
+    :func:`stem_restore.atomic.atomic_path` (keeps the final suffix: libraries pick
+    formats by it; names the writer: pid, host, start token; see :func:`is_temp_output`)."""
     pid = os.getpid()
     return f".rs{pid}.{host_tag()}.{start_token(pid) or '0'}.tmp{Path(final).suffix}"
-
-
-@contextmanager
-def atomic_path(final: Path):
-    """Yield a temporary path in ``final``'s folder; rename it over ``final`` on success.
-
-    The temporary file keeps the final suffix (libraries pick formats by it)
-    and starts with a dot; on error it is removed and ``final`` is untouched.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic_path(final, suffix=temp_suffix(final)) as tmp:
-        yield Path(tmp)
 
 
 def is_temp_output(path: str | Path) -> bool:
@@ -218,7 +206,8 @@ def output_set(finals: list[Path]):
     """
     with ExitStack() as stack:
         # ExitStack exits last-in first-out: enter in reverse so the renames run in order.
-        temps = {f: stack.enter_context(atomic_path(f)) for f in reversed(list(finals))}
+        temps = {f: stack.enter_context(atomic_path(f, suffix=temp_suffix(f), parents=True))
+                 for f in reversed(list(finals))}
         yield temps
         for final in finals:
             if final.is_dir():
@@ -312,7 +301,7 @@ def write_tiff(path: Path, frames: np.ndarray, stack_shape: tuple[int, ...],
     if not atomic:
         tifffile.imwrite(path, data, imagej=True, metadata=metadata, **kwargs)
         return
-    with atomic_path(path) as tmp:
+    with atomic_path(path, suffix=temp_suffix(path), parents=True) as tmp:
         tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **kwargs)
 
 
@@ -386,6 +375,8 @@ def write_figure(path: Path, raw: np.ndarray, restored: np.ndarray, title: str =
     """
     from matplotlib.figure import Figure
 
+    from stem_restore.figures import save_png
+
     shape = raw.shape
     fy, fx, height, stretched = figure_layout(shape)
     raw, restored = _binned(raw, fy, fx), _binned(restored, fy, fx)
@@ -412,8 +403,6 @@ def write_figure(path: Path, raw: np.ndarray, restored: np.ndarray, title: str =
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     metadata = {PNG_SET_KEY: set_id} if set_id else None
-    if not atomic:
-        fig.savefig(path, format="png", metadata=metadata)
-        return
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata=metadata)
+    if atomic:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_png(fig, path, dpi=100, metadata=metadata, suffix=temp_suffix(path), atomic=atomic)

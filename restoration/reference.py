@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from stem_restore.network import LAYERS, PAD
+
 
 def conv2d_caffe(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, pad: int) -> np.ndarray:
     """One Caffe convolution layer, stride 1.
@@ -43,7 +45,7 @@ def conv2d_caffe(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, pad: int) 
 def forward_reference(
     image: np.ndarray,
     layers: Sequence[tuple[np.ndarray, np.ndarray]],
-    pad: int = 2,
+    pad: int = PAD,
     final_relu: bool = True,
 ) -> np.ndarray:
     """Run the conv+ReLU stack on one normalised 2-D image.
@@ -55,7 +57,7 @@ def forward_reference(
     layers : sequence of (weight, bias)
         Per convolution, as in ``net.params[name][0].data`` / ``[1].data``.
     pad : int
-        Zero padding of every convolution.
+        Zero padding of every convolution (px; the paper's net: 2).
     final_relu : bool
         True for ``deploy.prototxt`` (ReLU after the last layer too, as the
         paper states), False for ``deploy_linear_output.prototxt``.
@@ -78,5 +80,5 @@ def macs_per_pixel(layers: Sequence[tuple[int, int, int]]) -> int:
     return int(sum(ci * co * k * k for ci, co, k in layers))
 
 
-#: (c_in, c_out, k) of the paper's 12 layers.
-PAPER_LAYERS = [(1, 64, 5)] + [(64, 64, 5)] * 10 + [(64, 1, 5)]
+#: (c_in, c_out, k) of the paper's 12 layers (:data:`stem_restore.network.LAYERS`).
+PAPER_LAYERS = list(LAYERS)

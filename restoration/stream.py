@@ -49,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stem_restore.network import INPUT_BLOB, OUTPUT_BLOB, conv_geometry, in_test_phase, read_net
+
 #: Output pixels per block (rows x cols) fed to a one-layer net.  Its im2col
 #: buffer is ``C_in * k * k * 4`` bytes per pixel: 6.4 MB for 64 x 5 x 5, in
 #: cache.  Measured (2-core EPYC, OpenBLAS 0.3.21; one 64-channel 5x5 layer
@@ -121,48 +123,31 @@ class ConvStep:
         return (self.c_in, self.c_out, self.kernel, self.bias, self.relu_slope)
 
 
-def _one(values, default: int) -> int | None:
-    """The single value of a repeated field (``kernel_size: 5``), its default, or None."""
-    values = list(values)
-    if not values:
-        return default
-    return values[0] if all(v == values[0] for v in values) else None
+def _same_size_kernel(cp) -> int | None:
+    """Kernel edge (px) of a ``ConvolutionParameter`` that keeps the image size, or None.
 
-
-def _conv_geometry(cp) -> tuple[int, int] | None:
-    """(kernel, pad) of a 2-D ConvolutionParameter if square, or None."""
-    if cp.HasField("kernel_h") or cp.HasField("kernel_w"):
-        k = cp.kernel_h if cp.kernel_h == cp.kernel_w else None
-    else:
-        k = _one(cp.kernel_size, 0)
-    if cp.HasField("pad_h") or cp.HasField("pad_w"):
-        pad = cp.pad_h if cp.pad_h == cp.pad_w else None
-    else:
-        pad = _one(cp.pad, 0)
-    if cp.HasField("stride_h") or cp.HasField("stride_w"):
-        stride = 1 if cp.stride_h == cp.stride_w == 1 else None
-    else:
-        stride = _one(cp.stride, 1)
-    if not k or pad is None or stride != 1 or _one(cp.dilation, 1) != 1 or cp.group != 1:
+    Such a convolution is 2-D and square with an odd kernel, ``pad = (k - 1) / 2``,
+    stride 1, dilation 1 and one group.
+    """
+    geom = conv_geometry(cp)
+    if geom is None or geom.group != 1 or geom.dilation != (1, 1) or not geom.keeps_size:
         return None
-    return k, pad
+    k_h, k_w = geom.kernel
+    return k_h if k_h == k_w else None
 
 
-def chain_steps(model: str | Path, input_blob: str = "data", output_blob: str = "conv12") -> list[ConvStep] | None:
+def chain_steps(model: str | Path, input_blob: str = INPUT_BLOB,
+                output_blob: str = OUTPUT_BLOB) -> list[ConvStep] | None:
     """Parse a deploy prototxt into :class:`ConvStep` s, or None if it is not a same-size chain.
 
-    A chain is: one ``Input`` (1 channel), then ``Convolution`` layers each
-    reading the previous top, with stride 1, dilation 1, one group, a square
-    odd kernel and ``pad = (k - 1) / 2`` (output size = input size), each
-    optionally followed by a ``ReLU``; the last top is ``output_blob``.
+    A chain is, among the layers of the TEST-phase net: one ``Input`` (1
+    channel), then ``Convolution`` layers each reading the previous top, with
+    stride 1, dilation 1, one group, a square odd kernel and ``pad = (k - 1) /
+    2`` (output size = input size), each optionally followed by a ``ReLU``;
+    the last top is ``output_blob``.  ValueError naming the file if it does
+    not parse (:func:`stem_restore.network.read_net`).
     """
-    from caffe.proto import caffe_pb2  # lazy, like engine.load_net
-    from google.protobuf import text_format
-
-    net = caffe_pb2.NetParameter()
-    text_format.Merge(Path(model).read_text(), net)
-    layers = [l for l in net.layer if not any(r.HasField("phase") and r.phase == caffe_pb2.TRAIN
-                                              for r in l.include)]
+    layers = [layer for layer in read_net(model).layer if in_test_phase(layer)]
     if not layers or layers[0].type != "Input" or list(layers[0].top) != [input_blob]:
         return None
     shapes = layers[0].input_param.shape
@@ -174,11 +159,11 @@ def chain_steps(model: str | Path, input_blob: str = "data", output_blob: str = 
         if len(layer.bottom) != 1 or len(layer.top) != 1 or layer.bottom[0] != current:
             return None
         if layer.type == "Convolution":
-            geom = _conv_geometry(layer.convolution_param)
-            if geom is None or geom[0] % 2 == 0 or geom[1] != (geom[0] - 1) // 2:
+            kernel = _same_size_kernel(layer.convolution_param)
+            if kernel is None:
                 return None
             cp = layer.convolution_param
-            steps.append(ConvStep(layer.name, channels, cp.num_output, geom[0], cp.bias_term, None))
+            steps.append(ConvStep(layer.name, channels, cp.num_output, kernel, cp.bias_term, None))
             channels = cp.num_output
         elif layer.type == "ReLU" and steps and steps[-1].relu_slope is None:
             last = steps[-1]

@@ -1,7 +1,8 @@
 """Tile arithmetic for restoring images larger than memory allows.
 
 The network is 12 convolutions of 5 x 5 with ``pad: 2``: each output pixel
-depends on a 49 x 49 neighbourhood (radius :data:`CONTEXT` = 12 x 2 = 24 px).
+depends on a 49 x 49 px neighbourhood (:data:`stem_restore.network.RECEPTIVE_FIELD`,
+radius :data:`stem_restore.network.CONTEXT` = 12 x 2 = 24 px).
 Caffe pads every layer with zeros, so a tile's output is exact (equal to the
 whole-image output, up to float rounding) wherever the pixel is at least
 24 px from every tile edge that is *not* also an image edge.
@@ -16,10 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Receptive field of the 12-layer 5x5 network (px).
-RECEPTIVE_FIELD = 49
-#: Context needed on each side of a tile core (px): (49 - 1) / 2.
-CONTEXT = (RECEPTIVE_FIELD - 1) // 2
+from stem_restore.network import CONTEXT, RECEPTIVE_FIELD
 
 
 @dataclass(frozen=True)

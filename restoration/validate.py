@@ -26,7 +26,6 @@ in a child process, whose abort becomes a :class:`ModelError`.
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import subprocess
@@ -36,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: Input and output blobs restore.py needs (as in restoration.engine).
-INPUT_BLOB = "data"
-OUTPUT_BLOB = "conv12"
+from stem_restore import network
+from stem_restore.network import INPUT_BLOB, OUTPUT_BLOB, in_test_phase
 
 #: Layer types of BVLC Caffe 1.0 (Debian's source), as registered in its layer factory.
 KNOWN_LAYER_TYPES = frozenset("""
@@ -69,31 +67,12 @@ class ModelError(Exception):
 
 
 def caffe_pb2():
-    """The ``caffe_pb2`` protobuf module, without starting Caffe if possible.
-
-    Uses the already imported module, else ``caffe.proto.caffe_pb2`` (imports
-    pycaffe), else the generated file inside the ``caffe`` package found on
-    ``sys.path``, registered under its canonical name so that a later
-    ``import caffe`` reuses it (protobuf refuses to register caffe.proto twice).
-    """
-    name = "caffe.proto.caffe_pb2"
-    if name in sys.modules:
-        return sys.modules[name]
+    """The ``caffe_pb2`` protobuf module (:func:`stem_restore.network.caffe_pb2`: without
+    starting Caffe if possible); :class:`ModelError` if pycaffe is not installed."""
     try:
-        from caffe.proto import caffe_pb2 as module
-        return module
+        return network.caffe_pb2()
     except ImportError as err:
-        spec = importlib.util.find_spec("caffe")
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelError(f"cannot check the model: pycaffe is not installed ({err})") from None
-        path = Path(list(spec.submodule_search_locations)[0]) / "proto" / "caffe_pb2.py"
-        if not path.is_file():
-            raise ModelError(f"cannot check the model: {path} is missing ({err})") from None
-        file_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(file_spec)
-        sys.modules[name] = module
-        file_spec.loader.exec_module(module)
-        return module
+        raise ModelError(f"cannot check the model: {err}") from None
 
 
 @dataclass
@@ -109,46 +88,25 @@ class ParamLayer:
 # prototxt
 # --------------------------------------------------------------------------
 def parse_prototxt(path: Path):
-    """Parse a text-format ``NetParameter``; :class:`ModelError` on any problem."""
-    from google.protobuf import text_format
-
-    pb2 = caffe_pb2()
+    """Parse a text-format ``NetParameter`` (:func:`stem_restore.network.parse_net`);
+    :class:`ModelError` on any problem."""
+    caffe_pb2()  # ModelError without pycaffe
     data = _read_bytes(path, "model")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ModelError(f"model {path}: not a text file (is it a .caffemodel? --model takes the "
                          f"deploy .prototxt, --weights the .caffemodel)") from None
-    net = pb2.NetParameter()
     try:
-        text_format.Merge(text, net)
-    except text_format.ParseError as err:
-        raise ModelError(f"model {path}: not a Caffe net definition: {_one_line(err)}") from None
+        net = network.parse_net(text, path)
+    except network.PrototxtError as err:
+        raise ModelError(f"model {path}: not a Caffe net definition: {_one_line(err.detail)}") from None
     if len(net.layers) and not len(net.layer):
         raise ModelError(f"model {path}: uses Caffe's old V1 'layers' syntax; convert it with "
                          f"caffe's upgrade_net_proto_text")
     if not len(net.layer):
         raise ModelError(f"model {path}: has no layers: not a Caffe net definition")
     return net
-
-
-def _state_meets_rule(rule) -> bool:
-    """Caffe's ``Net::StateMeetsRule`` for the TEST phase, level 0, no stages."""
-    pb2 = caffe_pb2()
-    if rule.HasField("phase") and rule.phase != pb2.TEST:
-        return False
-    if rule.HasField("min_level") and 0 < rule.min_level:
-        return False
-    if rule.HasField("max_level") and 0 > rule.max_level:
-        return False
-    return not len(rule.stage)
-
-
-def _in_test_phase(layer) -> bool:
-    """Caffe's ``Net::FilterNet``: is ``layer`` part of the TEST-phase net?"""
-    if len(layer.include):
-        return any(_state_meets_rule(r) for r in layer.include)
-    return not any(_state_meets_rule(r) for r in layer.exclude)
 
 
 def _spatial(values, single_h, single_w, n_spatial: int, default: int | None, what: str,
@@ -282,7 +240,7 @@ def net_layers(net, path: Path) -> list[ParamLayer]:
     if blobs:
         found.append(ParamLayer("input", "Input", []))
     for i, layer in enumerate(net.layer):
-        if not _in_test_phase(layer):
+        if not in_test_phase(layer):
             continue
         where = f"model {path}: layer {layer.name or i!r} ({layer.type or 'no type'})"
         if layer.type not in KNOWN_LAYER_TYPES:
@@ -336,7 +294,7 @@ def net_layers(net, path: Path) -> list[ParamLayer]:
 
 
 def _check_io_blobs(blobs: dict, path: Path) -> None:
-    """restore.py feeds ``data`` as (1, 1, H, W) and reads ``conv12``."""
+    """restore.py feeds :data:`INPUT_BLOB` as (1, 1, H, W) and reads :data:`OUTPUT_BLOB`."""
     if INPUT_BLOB not in blobs:
         raise ModelError(f"model {path}: the net has no input blob {INPUT_BLOB!r}")
     shape = blobs[INPUT_BLOB]
@@ -513,7 +471,7 @@ def _read_bytes(path: Path, what: str) -> bytes:
         raise ModelError(f"{what} {path}: cannot read it: {err.strerror or err}") from None
 
 
-def _one_line(err: Exception) -> str:
+def _one_line(err: Exception | str) -> str:
     """An exception message on one line, at most 200 characters."""
     msg = " ".join(str(err).split())
     return msg if len(msg) <= 200 else msg[:197] + "..."

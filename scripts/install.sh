@@ -435,7 +435,7 @@ s = u.find_spec("restoration"); sys.exit(s is None or s.origin != sys.argv[1])' 
       "$ROOT/restoration/__init__.py"); then
     say "package: up to date"; return
   fi
-  say "package: pip install -e . (restoration, datagen; stem-restore command)"
+  say "package: pip install -e . (stem_restore, restoration, datagen; stem-restore command)"
   "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT" >/dev/null 2>&1 ||
     die "pip install -e $ROOT failed (rerun it by hand to see why)"
   echo "$want" > "$VENV/.package.sha256"

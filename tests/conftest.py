@@ -29,3 +29,21 @@ def caffe():
 def caffe_bin() -> pathlib.Path:
     assert CAFFE_BIN.exists(), f"{CAFFE_BIN} missing: run bash scripts/install.sh"
     return CAFFE_BIN
+
+
+@pytest.fixture(scope="session")
+def weights(caffe, tmp_path_factory) -> pathlib.Path:
+    """A .caffemodel of prototxt/deploy.prototxt with random weights (helpers.make_weights,
+    seed 11), built once for the whole test session."""
+    from helpers import make_weights
+
+    return make_weights(caffe, tmp_path_factory.mktemp("weights") / "random.caffemodel", seed=11)
+
+
+@pytest.fixture(scope="session")
+def net(weights):
+    """The deploy net with the random :func:`weights`, loaded once by restoration.engine.load_net."""
+    from helpers import DEPLOY
+    from restoration.engine import load_net
+
+    return load_net(DEPLOY, weights)

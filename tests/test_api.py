@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from conftest_restore import PYTHON, RESTORE_PY, micrograph
+from helpers import PYTHON, RESTORE_PY, micrograph
 
 import restoration
 from restoration import InputError, ModelError, api

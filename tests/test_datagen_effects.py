@@ -189,3 +189,136 @@ def test_zero_strength_detector_effects_are_identity():
                    det.DetectorLag(0.0, timing), det.Zingers(0.0, 50.0), det.Zingers(0.01, 0.0),
                    det.DeadPixels(0.0)):
         assert effect(x, rng()).tobytes() == x.tobytes(), type(effect).__name__
+
+
+# --- the detector chain as data -------------------------------------------------
+
+DETECTOR_FAMILIES = ("shot_noise", "pmt_readout", "row_offsets", "detector_lag", "outliers", "quantisation")
+
+
+def _acquisition():
+    response = det.DetectorResponse.from_settings(dose_counts=200, adc_bits=12, peak_fraction=0.5,
+                                                  dark_fraction=0.1)
+    return det.Acquisition(response, scan.ScanTiming(2e-6, 30e-6), adc_bits=12)
+
+
+def test_chain_order_and_signal_domains():
+    assert [(f, cls.__name__, cls.acts_on) for f, cls in det.CHAIN] == [
+        ("shot_noise", "ShotNoise", "counts"),
+        ("pmt_readout", "PMTGainNoise", "counts"),
+        ("detector_lag", "DetectorLag", "counts"),
+        ("pmt_readout", "ReadoutNoise", "adc"),
+        ("row_offsets", "RowOffsets", "adc"),
+        ("outliers", "Zingers", "adc"),
+        ("outliers", "DeadPixels", "adc"),
+        ("quantisation", "Quantiser", "adc")]
+    assert det.DOMAINS == (det.COUNTS, det.ADC) == ("counts", "adc")
+    assert {f for f, _ in det.CHAIN} == set(DETECTOR_FAMILIES)
+
+
+def test_check_chain_rejects_counts_after_adc_and_unknown_domains():
+    det.check_chain(det.CHAIN)
+    with pytest.raises(ValueError, match="follows one on ADC"):
+        det.check_chain([("quantisation", det.Quantiser), ("shot_noise", det.ShotNoise)])
+
+    class Photons:
+        acts_on = "photons"
+
+    with pytest.raises(ValueError, match="Photons.*photons"):
+        det.check_chain([("shot_noise", Photons)])
+
+
+def test_effects_build_from_preset_sections_in_physical_units():
+    acq = _acquisition()
+    r = acq.response
+    sec = {"gain_cv": 0.4, "readout_std_counts": 2.0, "offset_std_of_peak": 0.01, "gain_std": 0.02,
+           "time_constant_us": 3.0, "zinger_fraction": 1e-3, "zinger_amplitude_of_peak": 0.5,
+           "dead_pixel_fraction": 2e-3}
+    assert det.PMTGainNoise.from_preset(sec, rng(), acq).gain_cv == 0.4
+    assert det.ReadoutNoise.from_preset(sec, rng(), acq).std_adc == 2.0 * r.gain_adc_per_count
+    rows = det.RowOffsets.from_preset(sec, rng(), acq)
+    assert (rows.offset_std_adc, rows.gain_std, rows.dark_offset_adc) == (0.01 * r.peak_adc, 0.02,
+                                                                          r.dark_offset_adc)
+    lag = det.DetectorLag.from_preset(sec, rng(), acq)
+    assert lag.time_constant_s == pytest.approx(3e-6) and lag.timing is acq.timing
+    z = det.Zingers.from_preset(sec, rng(), acq)
+    assert (z.fraction, z.amplitude_adc) == (1e-3, 0.5 * r.peak_adc)
+    assert det.DeadPixels.from_preset(sec, rng(), acq).fraction == 2e-3
+    assert det.Quantiser.from_preset({}, rng(), acq).full_scale_adc == r.full_scale_adc == 4095
+    assert isinstance(det.ShotNoise.from_preset({}, rng(), acq), det.ShotNoise)
+    with pytest.raises(KeyError, match="gain_cv"):
+        det.PMTGainNoise.from_preset({}, rng(), acq)
+
+
+def test_acquisition_from_preset_units_and_draw_order():
+    detector = {"adc_bits": {"choice": [12, 14, 16]}, "dose_counts": {"log": [50.0, 2000.0]},
+                "peak_fraction_of_full_scale": [0.3, 1.0], "dark_offset_fraction_of_full_scale": [0.0, 0.1]}
+    acq = det.Acquisition.from_preset(detector, {"dwell_time_us": 4.0, "flyback_time_us": [20.0, 500.0]},
+                                      rng(1), rng(2))
+    g = rng(1)  # the same draws by hand, in the documented order
+    bits = [12, 14, 16][int(g.choice(3))]
+    dose = float(np.exp(g.uniform(np.log(50.0), np.log(2000.0))))
+    peak, dark = g.uniform(0.3, 1.0), g.uniform(0.0, 0.1)
+    assert acq.adc_bits == bits and acq.response == det.DetectorResponse.from_settings(dose, bits, peak, dark)
+    assert acq.timing.dwell_time_s == pytest.approx(4e-6)
+    assert acq.timing.flyback_time_s == pytest.approx(rng(2).uniform(20.0, 500.0) * 1e-6)
+
+
+def test_build_chain_draws_each_family_stream_in_chain_order():
+    from datagen.presets import load_preset
+    preset = load_preset("paper")
+    acq = _acquisition()
+    streams = {f: rng(i) for i, f in enumerate(DETECTOR_FAMILIES)}
+    effects = det.build_chain(preset, streams, acq)
+    assert [(f, type(e)) for f, e in effects] == list(det.CHAIN)
+    built = dict((type(e).__name__, e) for _, e in effects)
+    g = rng(DETECTOR_FAMILIES.index("pmt_readout"))  # gain_cv, then readout_std_counts
+    assert built["PMTGainNoise"].gain_cv == g.uniform(0.0, 0.6)
+    assert built["ReadoutNoise"].std_adc == g.uniform(0.0, 3.0) * acq.response.gain_adc_per_count
+    g = rng(DETECTOR_FAMILIES.index("outliers"))  # zingers (fraction, amplitude), then dead pixels
+    assert built["Zingers"].fraction == pytest.approx(np.exp(g.uniform(np.log(1e-4), np.log(2e-3))))
+    assert built["Zingers"].amplitude_adc == pytest.approx(g.uniform(0.3, 3.0) * acq.response.peak_adc)
+    assert built["DeadPixels"].fraction == pytest.approx(np.exp(g.uniform(np.log(5e-5), np.log(1e-3))))
+
+
+def _chain_alone(family):
+    """The chain with only ``family`` active, and the same result composed by hand."""
+    from datagen.presets import load_preset
+    acq = _acquisition()
+    r = acq.response
+    image = rng(20).random((48, 64))
+    preset = load_preset("paper")
+    preset["outliers"].update(zinger_fraction=0.01, dead_pixel_fraction=0.01)  # hits in 48 x 64
+    effects = det.build_chain(preset, {f: rng(30) for f in DETECTOR_FAMILIES}, acq)
+    active = {f: f == family for f in DETECTOR_FAMILIES}
+    out = det.apply_chain(effects, image, r, active, {f: rng(40) for f in DETECTOR_FAMILIES})
+    e = {type(x).__name__: x for _, x in effects}
+    g = rng(40)
+    counts = r.expected_counts(image)
+    by_hand = {
+        "shot_noise": lambda: r.to_adc(e["ShotNoise"](counts, g)),
+        "pmt_readout": lambda: e["ReadoutNoise"](r.to_adc(e["PMTGainNoise"](counts, g)), g),
+        "detector_lag": lambda: r.to_adc(e["DetectorLag"](counts, g)),
+        "row_offsets": lambda: e["RowOffsets"](r.mean(image), g),
+        "outliers": lambda: e["DeadPixels"](e["Zingers"](r.mean(image), g), g),
+        "quantisation": lambda: e["Quantiser"](r.mean(image), g),
+    }[family]()
+    return out, by_hand, r.mean(image)
+
+
+@pytest.mark.parametrize("family", DETECTOR_FAMILIES)
+def test_one_active_family_acts_in_its_domain_and_the_others_are_identity(family):
+    out, by_hand, mean = _chain_alone(family)
+    assert out.tobytes() == by_hand.tobytes()
+    assert not np.array_equal(out, mean)
+
+
+def test_chain_with_every_family_off_is_the_mean_response_without_draws():
+    from datagen.presets import load_preset
+    acq = _acquisition()
+    image = rng(21).random((20, 20))
+    effects = det.build_chain(load_preset("paper"), {f: rng() for f in DETECTOR_FAMILIES}, acq)
+    streams = {f: rng(5) for f in DETECTOR_FAMILIES}
+    out = det.apply_chain(effects, image, acq.response, dict.fromkeys(DETECTOR_FAMILIES, False), streams)
+    assert out.tobytes() == acq.response.mean(image).tobytes()
+    assert all(s.random() == rng(5).random() for s in streams.values())  # no stream consumed

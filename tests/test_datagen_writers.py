@@ -182,10 +182,57 @@ def test_refuses_nonempty_folder_without_manifest(tmp_path):
     assert r.returncode == 2 and "not empty" in r.stderr
 
 
+def _preview_panel_crops(png: Path) -> list[np.ndarray]:
+    """The image panels of a one-row preview PNG, left to right, as grey arrays: the columns that
+    are mostly not white within the rows that are mostly not white (titles are thin text)."""
+    from PIL import Image
+
+    grey = np.asarray(Image.open(png).convert("L")).astype(np.float64)
+    dark = grey < 250
+    rows = np.flatnonzero(dark.mean(axis=1) > 0.4)
+    cols = dark[rows].mean(axis=0) > 0.5
+    edges = np.flatnonzero(np.diff(np.r_[0, cols.astype(int), 0]))
+    return [grey[rows.min() + 2: rows.max() - 1, c0 + 2: c1 - 2] for c0, c1 in zip(edges[::2], edges[1::2])]
+
+
+def _shown_vs(panel: np.ndarray, image: np.ndarray, lo: float, hi: float) -> float:
+    """Correlation of a panel (sampled at the image's pixel centres) with ``image`` in the grey scale lo..hi."""
+    h, w = panel.shape
+    ys = ((np.arange(image.shape[0]) + 0.5) * h / image.shape[0]).astype(int)
+    xs = ((np.arange(image.shape[1]) + 0.5) * w / image.shape[1]).astype(int)
+    expected = np.clip((image - lo) / (hi - lo), 0.0, 1.0)
+    return float(np.corrcoef(panel[np.ix_(ys, xs)].ravel(), expected.ravel())[0, 1])
+
+
 def test_preview_png(tmp_path):
+    """The preview PNG decodes, has the figure's size, and shows clean target, every family and
+    all families, in that order, each panel the simulated image of its title."""
+    from PIL import Image
+
+    from datagen import FAMILIES
+    from datagen.preview import preview_panels
+
     out = tmp_path / "preview.png"
     r = run_cli("preview", "--preset", "paper", "--out", out, "--seed", 3, "--size", 64, "--samples", 1)
     assert r.returncode == 0, r.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ncol = len(FAMILIES) + 2
+    with Image.open(out) as im:
+        im.load()  # decodes the whole image
+        assert im.format == "PNG"
+        assert im.size == (int(1.6 * ncol * 110), int(1.75 * 1 * 110))  # figsize x dpi 110
+    panels = preview_panels("paper", 64, 3, 0)
+    assert [t for t, _ in panels] == ["clean target", *FAMILIES, "all families"]
+    crops = _preview_panel_crops(out)
+    assert len(crops) == ncol
+    assert all(abs(c.shape[0] - crops[0].shape[0]) <= 1 and abs(c.shape[1] - crops[0].shape[1]) <= 1 for c in crops)
+    lo, hi = np.percentile(panels[0][1], [0.5, 99.5])  # one grey scale per row: the clean image's
+    for crop, (title, image) in zip(crops, panels):
+        assert crop.std() > 10, f"panel {title!r} is blank"
+        assert _shown_vs(crop, image, lo, hi) > 0.9, f"panel {title!r} does not show its image"
+    # The panels differ: the all-families panel shows its distorted image, not the clean target.
+    clean, everything = panels[0][1], panels[-1][1]
+    assert np.abs(crops[-1] - crops[0]).mean() > 5
+    assert _shown_vs(crops[-1], everything, lo, hi) > _shown_vs(crops[-1], clean, lo, hi) + 0.03
     r = run_cli("preview", "--preset", "nope", "--out", out)
     assert r.returncode == 2 and "unknown preset" in r.stderr

@@ -4,7 +4,7 @@ import pytest
 
 from evaluate import baselines as bl
 from evaluate.metrics import psnr, scan_shift_spread
-from tests.conftest_evaluate import lattice
+from helpers import lattice
 
 
 def test_align_rows_removes_pure_integer_row_shift():

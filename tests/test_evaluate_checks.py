@@ -43,13 +43,24 @@ def test_architecture_fails_on_missing_pad_and_last_relu(tmp_path):
         assert failed == ["ReLU after every convolution (the last included)"]
 
 
-def test_prototxt_parser_handles_comments_and_repeats():
-    msg = checks.parse_prototxt('name: "n" # comment\nlayer { name: "a" bottom: "x" bottom: "y" p { v: 1.5 } }\n')
-    assert msg["name"] == ["n"]
-    assert msg["layer"][0]["bottom"] == ["x", "y"]
-    assert msg["layer"][0]["p"][0]["v"] == [1.5]
-    with pytest.raises(ValueError):
-        checks.parse_prototxt("layer { name: 'a' ")
+def test_unreadable_prototxt_is_a_value_error_naming_the_file(tmp_path):
+    broken = tmp_path / "broken.prototxt"
+    broken.write_text("layer { name: 'a' ")
+    with pytest.raises(ValueError, match="broken.prototxt"):
+        checks.layers_from_prototxt(broken)
+    with pytest.raises(ValueError, match="missing.prototxt"):
+        checks.layers_from_prototxt(tmp_path / "missing.prototxt")
+
+
+def test_architecture_fails_on_stride_2(tmp_path):
+    """Stride and output size come from the parsed ConvolutionParameter (Caffe's defaults included)."""
+    bad = tmp_path / "deploy_stride.prototxt"
+    bad.write_text(DEPLOY.read_text().replace("stride: 1", "stride: 2", 1))
+    convs, _ = checks.layers_from_prototxt(bad)
+    assert convs[0].stride == (2, 2) and not convs[0].keeps_size and convs[1].keeps_size
+    failed = _failed(checks.check_architecture(*checks.layers_from_prototxt(bad)))
+    assert "spatial size kept (pad 2, stride 1)" in failed
+    assert any("receptive field" in f for f in failed)  # 1 + 4 + 11 * 4 * 2 = 93 px
 
 
 def test_architecture_from_loaded_caffe_net():

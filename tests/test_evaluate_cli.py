@@ -1,15 +1,20 @@
-"""The `python -m evaluate` command line: scan measure and an end-to-end smoke run."""
+"""The `python -m evaluate` command line: scan measure, an end-to-end smoke run and the
+held-out-specimens section."""
 import csv
+import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
+from PIL import Image
 
 from evaluate.__main__ import main
 from evaluate.baselines import shift_rows
-from tests.conftest_evaluate import lattice
+from helpers import RSCIIO_DATA, lattice
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "prototxt" / "deploy.prototxt"
@@ -21,13 +26,21 @@ def test_measure_subcommand(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "clean.tif", clean.astype(np.float32))
     np.save(tmp_path / "jittered.npy", jittered)
     (tmp_path / "broken.tif").write_bytes(b"not a tiff")
-    status = main(["measure", str(tmp_path / "clean.tif"), str(tmp_path / "broken.tif"), str(tmp_path / "jittered.npy")])
+    grey = np.round(255 * (jittered - jittered.min()) / np.ptp(jittered)).astype(np.uint8)
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "rgb.png")  # restoration.io: luminance
+    shutil.copy(RSCIIO_DATA / "digitalmicrograph" / "2D" / "test_STEM_image.dm3", tmp_path / "stem.dm3")
+    names = ["clean.tif", "broken.tif", "jittered.npy", "rgb.png", "stem.dm3"]
+    status = main(["measure", *(str(tmp_path / n) for n in names)])
     captured = capsys.readouterr()
     assert status == 1  # the broken file is reported, the others are still measured
     assert "broken.tif" in captured.err
+    assert "rgb.png: RGB image converted to luminance" in captured.err  # restoration.io's warning
     rows = {Path(line.split()[0]).name: float(line.split()[1]) for line in captured.out.splitlines()[1:]}
+    assert set(rows) == {"clean.tif", "jittered.npy", "rgb.png", "stem.dm3"}
     assert rows["clean.tif"] < 0.1
     assert rows["jittered.npy"] > 1.0
+    assert rows["rgb.png"] > 1.0
+    assert math.isfinite(rows["stem.dm3"])  # Gatan DM, read by restore.py's reader
 
 
 def test_run_rejects_training_seed(tmp_path, capsys):
@@ -35,24 +48,17 @@ def test_run_rejects_training_seed(tmp_path, capsys):
     assert "1000" in capsys.readouterr().err
 
 
-def _random_caffemodel(path: Path) -> None:
-    """A deploy net with He-normal random weights, saved by pycaffe."""
-    import caffe
+def _has_columns(preset, cond, count: int, size: int, seed: int) -> bool:
+    """Whether any clean test image of ``cond`` has atomic columns (then its column error must exist)."""
+    import datagen
+    from evaluate import run
+    from evaluate.metrics import column_peaks
 
-    caffe.set_mode_cpu()
-    net = caffe.Net(str(DEPLOY), caffe.TEST)
-    rng = np.random.default_rng(0)
-    for name, params in net.params.items():
-        w = params[0].data
-        fan_in = w.shape[1] * w.shape[2] * w.shape[3]
-        w[...] = rng.normal(0, np.sqrt(2.0 / fan_in), w.shape)
-        params[1].data[...] = 0.01
-    net.save(str(path))
+    pairs = datagen.simulate_pairs(run.condition_preset(datagen.load_preset(preset), cond), count, size, seed)
+    return any(len(column_peaks(clean)) > 0 for _, clean in pairs)
 
 
-def test_end_to_end_smoke(tmp_path):
-    weights = tmp_path / "random.caffemodel"
-    _random_caffemodel(weights)
+def test_end_to_end_smoke(tmp_path, weights):
     out = tmp_path / "eval"
     cmd = [sys.executable, "-m", "evaluate", "--model", str(DEPLOY), "--weights", str(weights),
            "--preset", "quick", "--size", "64", "--count", "2", "--val-count", "1", "--seed", "1000",
@@ -69,12 +75,22 @@ def test_end_to_end_smoke(tmp_path):
                           "full mix @ 300"}
     methods = {r["method"] for r in rows if r["condition"] == "full mix @ 300"}
     assert methods == {"raw", "gaussian", "median", "align_rows", "align+gaussian", "anscombe_wiener", "bm3d", "cnn"}
-    assert all(np.isfinite(float(r["ssim_mean"])) for r in rows)
+    assert all(np.isfinite(float(r["psnr_mean"])) and np.isfinite(float(r["ssim_mean"])) for r in rows)
     md = (out / "results.md").read_text()
     assert "| full mix @ 300 |" in md and "Regenerate with" in md
     assert "## CNN vs the raw input, single families" in md
     assert "## Atomic-column position error" in md
-    assert all(r["column_error_px"] for r in rows)  # a number or nan for every row
+    # A column error exists exactly where a clean test image has atomic columns (NaN otherwise).
+    from evaluate import run
+
+    conds = {c.label: c for c in run.make_conditions(["scan_jitter", "shot_noise"], [300.0], with_noise=True)}
+    has = {label: _has_columns("quick", c, 2, 64, 1000) for label, c in conds.items()}
+    assert any(has.values())  # not vacuous: some condition must report real numbers
+    for r in rows:
+        value = float(r["column_error_px"])
+        assert math.isfinite(value) == has[r["condition"]], (r["condition"], r["method"], value)
+        if has[r["condition"]]:
+            assert 0 <= value < 64, (r["condition"], r["method"], value)
     assert "- scan_jitter + shot_noise @ 300: CNN " in md
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -91,3 +107,80 @@ def test_conditions_with_noise():
     assert on == {"scan_jitter", "shot_noise"} and preset["detector"]["dose_counts"] == 300
     alone = run.condition_preset("quick", conds[0])
     assert {f for f in FAMILIES if alone[f]["probability"] > 0} == {"scan_jitter"}
+
+
+def test_heldout_conditions():
+    from evaluate import run
+
+    conds = run.heldout_conditions([100, 1000])
+    assert [c.label for c in conds] == ["heldout full mix @ 100", "heldout full mix @ 1000"]
+    assert all(c.family is None and not c.with_noise for c in conds)
+    assert run.Condition(None, 300.0).label == "full mix @ 300"  # in-distribution labels unchanged
+
+
+def _raw_psnr(preset: str, dose: float, count: int, size: int, seed: int) -> float:
+    """Mean PSNR of the distorted images of the full mix of ``preset`` at ``dose`` (the 'raw' row)."""
+    import datagen
+    from evaluate import run
+
+    pairs = datagen.simulate_pairs(run.condition_preset(datagen.load_preset(preset), run.Condition(None, dose)),
+                                   count, size, seed)
+    return run.score_images([d for d, _ in pairs], [c for _, c in pairs])["psnr_mean"]
+
+
+def test_heldout_preset_section(tmp_path, capsys):
+    """--heldout-preset: the full mix at every dose on the held-out preset's images, as its own
+    section of results.md (PSNR, SSIM, column error) and as `heldout full mix @ D` CSV rows."""
+    import datagen
+    from evaluate import run
+    from evaluate.baselines import BASELINES, tune
+
+    out = tmp_path / "eval"
+    doses = [100.0, 1000.0]
+    argv = ["--preset", "training", "--heldout-preset", "heldout", "--size", "64", "--count", "2",
+            "--val-count", "1", "--seed", "1000", "--doses", "100,1000", "--families", "shot_noise",
+            "--no-family-noise", "--baselines", "gaussian,median", "--bm3d", "off", "--examples", "1",
+            "--out", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    held = [r for r in rows if r["condition"].startswith("heldout ")]
+    assert {r["condition"] for r in held} == {"heldout full mix @ 100", "heldout full mix @ 1000"}
+    assert {r["method"] for r in held} == {"raw", "gaussian", "median"}
+    assert {r["condition"] for r in rows if r not in held} == {"shot_noise @ 1000", "full mix @ 100",
+                                                                 "full mix @ 1000"}
+    for r in held:  # held-out scenes all have a lattice: every value is a real number
+        for key in ("psnr_mean", "ssim_mean", "column_error_px"):
+            assert math.isfinite(float(r[key])), (r["condition"], r["method"], key, r[key])
+        assert r["n"] == "2"
+
+    # The held-out rows score images of the held-out preset, the others those of --preset (same seed).
+    def raw_row(condition):
+        return next(float(r["psnr_mean"]) for r in rows if r["condition"] == condition and r["method"] == "raw")
+
+    for dose in doses:
+        held_psnr, in_psnr = _raw_psnr("heldout", dose, 2, 64, 1000), _raw_psnr("training", dose, 2, 64, 1000)
+        assert abs(held_psnr - in_psnr) > 0.01  # the two presets' images differ at this seed
+        assert raw_row(f"heldout full mix @ {dose:g}") == pytest.approx(held_psnr, rel=1e-5)
+        assert raw_row(f"full mix @ {dose:g}") == pytest.approx(in_psnr, rel=1e-5)
+    # ... and the baselines are tuned on the held-out preset's own validation images.
+    val = datagen.simulate_pairs(run.condition_preset(datagen.load_preset("heldout"), run.Condition(None, 100.0)),
+                                 1, 64, 1000 + run.VALIDATION_SEED_OFFSET)
+    best, _ = tune(BASELINES["gaussian"].apply, BASELINES["gaussian"].grid, val)
+    row = next(r for r in held if r["condition"] == "heldout full mix @ 100" and r["method"] == "gaussian")
+    assert row["params"] == " ".join(f"{k}={v:g}" for k, v in best.items())
+
+    md = (out / "results.md").read_text()
+    main_part, _, section = md.partition("## Held-out specimens (preset heldout)")
+    assert section, "no held-out section in results.md"
+    section = section.split("\n## ")[0]  # up to the next top-level section
+    assert "| heldout full mix" not in main_part  # not in the in-distribution tables
+    for heading in ("### PSNR", "### SSIM", "### Atomic-column position error"):
+        assert heading in section
+    tables = section.split("### ")[1:4]
+    for dose in doses:
+        for table in tables:  # one row per dose in each metric's table, with numbers in every cell
+            row = next(line for line in table.splitlines() if line.startswith(f"| heldout full mix @ {dose:g} |"))
+            cells = [c.strip().strip("*") for c in row.strip("|").split("|")[1:]]
+            assert len(cells) == 3 and all(math.isfinite(float(c)) for c in cells), row

@@ -4,7 +4,7 @@ import pytest
 
 from evaluate.baselines import shift_rows
 from evaluate.metrics import clean_range, line_shifts, psnr, scan_shift_spread, ssim
-from tests.conftest_evaluate import lattice
+from helpers import lattice
 
 
 def test_psnr_of_known_gaussian_noise():

@@ -1,10 +1,10 @@
-"""datagen.normalize: the one normalisation of datagen, training and restore.py."""
+"""stem_restore.normalize: the one normalisation of datagen, training and restore.py."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from datagen.normalize import denormalize, norm_stats, normalize
+from stem_restore.normalize import denormalize, norm_stats, normalize
 
 
 def test_stats_are_first_percentile_and_std():

@@ -8,8 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest_restore import (PYTHON, RESTORE_PY, RSCIIO_DATA, make_weights, micrograph,
-                              write_mrc, write_png, write_tiff)
+from helpers import PYTHON, RESTORE_PY, RSCIIO_DATA, micrograph, write_mrc, write_png, write_tiff
 from restoration.io import InputError, read_image
 
 
@@ -191,7 +190,7 @@ def test_reader_gives_one_line_reason(tmp_path, maker):
     assert "\n" not in msg and 0 < len(msg) < 300
 
 
-def test_run_goes_on_names_each_bad_file_and_fails(tmp_path, caffe):
+def test_run_goes_on_names_each_bad_file_and_fails(tmp_path, weights):
     """One run over all bad files plus two good ones: the good ones are restored,
     every bad one is reported by name, the exit status is 1, with a summary."""
     inputs = tmp_path / "in"
@@ -203,7 +202,6 @@ def test_run_goes_on_names_each_bad_file_and_fails(tmp_path, caffe):
         path, _ = maker(sub)
         bad.append(path)
     good = [_good_tiff(inputs / "good1.tif"), write_png(inputs / "good2.png", micrograph((50, 40), dtype=np.uint8))]
-    weights = make_weights(caffe, tmp_path / "w.caffemodel")
     out = tmp_path / "out"
     r = subprocess.run([str(PYTHON), str(RESTORE_PY), *map(str, good + bad), "-o", str(out),
                         "--weights", str(weights)], capture_output=True, text=True, timeout=600)

@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest_restore import (PYTHON, RESTORE_PY, RSCIIO_DATA, make_weights, micrograph,
-                              write_mrc, write_png, write_tiff)
+from helpers import PYTHON, RESTORE_PY, RSCIIO_DATA, micrograph, write_mrc, write_png, write_tiff
 from restoration.cli import default_model, main
 from restoration.engine import Restorer
 from restoration.io import read_image
 from restoration.outputs import read_info
-
-
-@pytest.fixture(scope="module")
-def weights(caffe, tmp_path_factory):
-    return make_weights(caffe, tmp_path_factory.mktemp("w") / "random.caffemodel", seed=11)
 
 
 def sha(p):

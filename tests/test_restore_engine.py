@@ -5,29 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest_restore import DEPLOY, DEPLOY_LINEAR, make_weights, micrograph, net_layers
-from datagen.normalize import denormalize, normalize
+from helpers import DEPLOY_LINEAR, make_weights, micrograph, net_layers, rel_err
 from restoration.engine import DEFAULT_TILE, MIN_AUTO_TILE, Restorer, auto_tile, load_net
 from restoration.reference import PAPER_LAYERS, forward_reference, macs_per_pixel
-
-
-@pytest.fixture(scope="module")
-def weights(caffe, tmp_path_factory):
-    return make_weights(caffe, tmp_path_factory.mktemp("w") / "random.caffemodel", seed=3)
-
-
-@pytest.fixture(scope="module")
-def net(weights):
-    return load_net(DEPLOY, weights)
+from stem_restore.normalize import denormalize, normalize
 
 
 def reference_restore(net, image, final_relu=True):
     xn, stats = normalize(image)
     return denormalize(forward_reference(xn, net_layers(net), final_relu=final_relu), stats)
-
-
-def rel_err(a, b):
-    return float(np.abs(a - b).max() / np.abs(b).max())
 
 
 def test_deploy_net_is_the_papers(net):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest_restore import (RSCIIO_DATA, micrograph, write_emd_h5py, write_emd_rsciio,
+from helpers import (RSCIIO_DATA, micrograph, write_emd_h5py, write_emd_rsciio,
                               write_mrc, write_png, write_tiff)
 from restoration.io import InputError, PixelSize, normalize_length_unit, read_image
 from restoration.tiling import CONTEXT, plan_axis, plan_tiles, pad_widths_to_min, tiling_overhead

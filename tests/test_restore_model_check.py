@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest_restore import PYTHON, RESTORE_PY, REPO, micrograph, write_tiff
+from helpers import PYTHON, RESTORE_PY, REPO, micrograph, write_tiff
 from restoration.validate import (ModelError, caffe_pb2, net_layers, parse_prototxt,
                                  trial_load, validate_model)
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest_restore import PYTHON, REPO, RESTORE_PY, RSCIIO_DATA, micrograph, write_tiff
+from helpers import PYTHON, REPO, RESTORE_PY, RSCIIO_DATA, micrograph, write_tiff
 from restoration import cli
 from restoration.io import InputError, read_image
 from restoration.outputs import (FIGURE_MAX_PX, STALE_TEMP_AGE_S, StaleTemps, _binned, figure_layout,

@@ -5,28 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest_restore import DEPLOY, DEPLOY_LINEAR, make_weights, micrograph, net_layers
-from datagen.normalize import denormalize, normalize
+from helpers import DEPLOY, DEPLOY_LINEAR, make_weights, micrograph, net_layers, rel_err
 from restoration.engine import (
     IMAGE_BYTES_PER_PIXEL, MEMORY_BUDGET, MIN_STREAM_WINDOW, STREAM_WINDOW, Restorer, auto_window, load_net,
 )
 from restoration.reference import PAPER_LAYERS, forward_reference
 from restoration.stream import MIN_BLOCK_ROWS, LayerStream, block_grid, block_net_text, chain_steps
 from restoration.tiling import CONTEXT, plan_tiles, tiling_overhead
-
-
-@pytest.fixture(scope="module")
-def weights(caffe, tmp_path_factory):
-    return make_weights(caffe, tmp_path_factory.mktemp("w") / "random.caffemodel", seed=11)
-
-
-@pytest.fixture(scope="module")
-def net(weights):
-    return load_net(DEPLOY, weights)
-
-
-def rel_err(a, b):
-    return float(np.abs(a - b).max() / np.abs(b).max())
+from stem_restore.normalize import denormalize, normalize
 
 
 def test_deploy_net_is_a_chain():

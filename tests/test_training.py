@@ -1,4 +1,4 @@
-"""run_training.sh end to end with real Caffe on a tiny preset: Adam -> SGD handoff,
+"""run_training.sh end to end with real Caffe on a tiny schedule: Adam -> SGD handoff,
 falling test loss, and a killed-and-resumed run ending with the same weights."""
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from conftest import REPO
 from evaluate.checks import parse_caffe_log
 
 SCRIPT = REPO / "run_training.sh"
+#: A run's frozen set-up (run_training.sh's FROZEN), written at its first start.
+FROZEN = ("config.env", "adam.prototxt", "sgd.prototxt", "train.prototxt", "deploy.prototxt", "datagen.toml")
 
-# A tiny preset in the shape of solvers/quick: 52x52 patches, batch 2, an
+# A tiny schedule in the shape of solvers/quick: 52x52 patches, batch 2, an
 # epoch of 4 iterations in two shards of 2 iterations, Adam 8 iterations
 # (snapshots every shard: 2, 4, 6, 8), SGD 4.
 RUN_ENV = """\
@@ -29,8 +31,6 @@ SHARD_SIZE=4
 TRAIN_SEED=1
 TEST_COUNT=4
 TEST_SEED=2
-ADAM_MAX_ITER=8
-SGD_MAX_ITER=4
 EVAL_SIZE=64
 EVAL_COUNT=1
 EVAL_SEED=1000
@@ -49,16 +49,16 @@ def solver(kind: str, max_iter: int, lr: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def preset(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_preset")
+def schedule(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny_schedule")
     (d / "run.env").write_text(RUN_ENV)
     (d / "adam.prototxt").write_text(solver("adam", 8, "0.0003"))
     (d / "sgd.prototxt").write_text(solver("sgd", 4, "1e-7"))
     return d
 
 
-def run_training(preset, run, **kw):
-    return subprocess.run(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(run), "--workers", "1"],
+def run_training(schedule, run, **kw):
+    return subprocess.run(["bash", str(SCRIPT), "--schedule", str(schedule), "--run", str(run), "--workers", "1"],
                           capture_output=True, text=True, timeout=900, **kw)
 
 
@@ -68,16 +68,16 @@ def weights(caffe, run):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(preset, tmp_path_factory):
+def uninterrupted(schedule, tmp_path_factory):
     run = tmp_path_factory.mktemp("run_a")
-    result = run_training(preset, run)
+    result = run_training(schedule, run)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run, result
 
 
 def test_pipeline_writes_everything_of_a_run(uninterrupted):
     run, result = uninterrupted
-    for name in ("config.env", "train.prototxt", "deploy.prototxt", "adam.prototxt", "sgd.prototxt",
+    for name in ("config.env", "train.prototxt", "deploy.prototxt", "adam.prototxt", "sgd.prototxt", "datagen.toml",
                  "logs/adam.log", "logs/sgd.log", "snapshots/adam_iter_8.caffemodel",
                  "snapshots/sgd_iter_4.caffemodel", "final.caffemodel", "loss.png",
                  "eval/results.md", "eval/results.csv", "eval/figure.png", "eval/checklist.md"):
@@ -101,18 +101,18 @@ def test_adam_hands_its_weights_to_sgd_and_test_loss_falls(uninterrupted):
     assert sgd_tests[4] < adam_tests[0]
 
 
-def test_a_finished_run_is_not_retrained(preset, uninterrupted):
+def test_a_finished_run_is_not_retrained(schedule, uninterrupted):
     run, _ = uninterrupted
     before = (run / "final.caffemodel").stat().st_mtime_ns
-    again = run_training(preset, run)
+    again = run_training(schedule, run)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "adam: finished earlier" in again.stdout and "sgd: finished earlier" in again.stdout
     assert (run / "snapshots" / "sgd_iter_4.caffemodel").stat().st_mtime_ns <= before
 
 
-def test_killed_run_resumes_to_the_same_weights(caffe, preset, uninterrupted, tmp_path):
+def test_killed_run_resumes_to_the_same_weights(caffe, schedule, uninterrupted, tmp_path):
     run = tmp_path / "run_b"
-    proc = subprocess.Popen(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(run), "--workers", "1"],
+    proc = subprocess.Popen(["bash", str(SCRIPT), "--schedule", str(schedule), "--run", str(run), "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     log = run / "logs" / "adam.log"
     deadline = time.time() + 600
@@ -133,7 +133,7 @@ def test_killed_run_resumes_to_the_same_weights(caffe, preset, uninterrupted, tm
             os.killpg(proc.pid, signal.SIGKILL)
     assert not (run / "final.caffemodel").exists()
 
-    resumed = run_training(preset, run)
+    resumed = run_training(schedule, run)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     # The newest whole snapshot: 4 (an epoch end), or 6 if the kill came late (mid-epoch).
     assert re.search(r"adam: resuming from adam_iter_[46]\.solverstate", resumed.stdout), resumed.stdout
@@ -143,17 +143,17 @@ def test_killed_run_resumes_to_the_same_weights(caffe, preset, uninterrupted, tm
             np.testing.assert_array_equal(wa, wb, err_msg=name)
 
 
-def test_another_config_in_the_same_run_folder_is_refused(preset, uninterrupted, tmp_path):
-    other = tmp_path / "other_preset"
+def test_another_config_in_the_same_run_folder_is_refused(schedule, uninterrupted, tmp_path):
+    other = tmp_path / "other_schedule"
     other.mkdir()
     for f in ("adam.prototxt", "sgd.prototxt"):
-        (other / f).write_text((preset / f).read_text())
+        (other / f).write_text((schedule / f).read_text())
     (other / "run.env").write_text(RUN_ENV.replace("TRAIN_SEED=1", "TRAIN_SEED=3"))
     result = run_training(other, uninterrupted[0])
-    assert result.returncode != 0 and "started with other settings" in result.stderr
+    assert result.returncode != 0 and "set up with other settings" in result.stderr
 
 
-def test_checkpoint_saved_then_resumed_on_a_fresh_run_gives_the_same_weights(caffe, preset, uninterrupted,
+def test_checkpoint_saved_then_resumed_on_a_fresh_run_gives_the_same_weights(caffe, schedule, uninterrupted,
                                                                               tmp_path):
     """--save-checkpoint keeps the newest whole pair (what a fresh machine needs); --resume-from
     continues from it exactly, data regenerated from the run's seeds.  Iteration 2 is mid-epoch
@@ -163,21 +163,22 @@ def test_checkpoint_saved_then_resumed_on_a_fresh_run_gives_the_same_weights(caf
     (partial / "snapshots").mkdir(parents=True)
     (partial / "logs").mkdir()
     (partial / "config.env").write_text((done / "config.env").read_text())
-    for f in ("adam.prototxt", "sgd.prototxt", "deploy.prototxt"):
+    for f in FROZEN:
         (partial / f).write_text((done / f).read_text())
     for ext in ("caffemodel", "solverstate"):
         (partial / "snapshots" / f"adam_iter_2.{ext}").write_bytes((done / "snapshots" / f"adam_iter_2.{ext}").read_bytes())
     (partial / "logs" / "adam.log").write_text((done / "logs" / "adam.log").read_text())
     ckpt = tmp_path / "checkpoint"
-    saved = subprocess.run(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(partial),
+    saved = subprocess.run(["bash", str(SCRIPT), "--schedule", str(schedule), "--run", str(partial),
                             "--save-checkpoint", str(ckpt)], capture_output=True, text=True, timeout=300)
     assert saved.returncode == 0, saved.stderr[-2000:]
-    assert sorted(p.name for p in ckpt.iterdir()) == ["adam_iter_2.caffemodel", "adam_iter_2.solverstate",
-                                                      "config.env", "logs", "loss.png"]
+    assert sorted(p.name for p in ckpt.iterdir()) == sorted(["adam_iter_2.caffemodel", "adam_iter_2.solverstate",
+                                                             "logs", "loss.png", *FROZEN])
     assert not (partial / "data").exists() or not any((partial / "data").iterdir())  # no training ran
 
     fresh = tmp_path / "fresh"
-    resumed = subprocess.run(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(fresh), "--workers", "1",
+    # No --schedule: the checkpoint carries the run's set-up.
+    resumed = subprocess.run(["bash", str(SCRIPT), "--run", str(fresh), "--workers", "1",
                               "--resume-from", str(ckpt), "--train-only"],
                              capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
@@ -189,12 +190,12 @@ def test_checkpoint_saved_then_resumed_on_a_fresh_run_gives_the_same_weights(caf
             np.testing.assert_array_equal(wa, wb, err_msg=name)
 
 
-def test_weights_fine_tunes_from_a_trained_model(preset, uninterrupted, tmp_path):
+def test_weights_fine_tunes_from_a_trained_model(schedule, uninterrupted, tmp_path):
     """--weights: Adam starts from the given model (Caffe logs "Finetuning from"), so the
     held-out loss before the first step is the trained model's final one (same test data)."""
     done = uninterrupted[0]
     run = tmp_path / "finetune"
-    result = subprocess.run(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(run), "--workers", "1",
+    result = subprocess.run(["bash", str(SCRIPT), "--schedule", str(schedule), "--run", str(run), "--workers", "1",
                              "--weights", str(done / "final.caffemodel"), "--train-only"],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -203,6 +204,33 @@ def test_weights_fine_tunes_from_a_trained_model(preset, uninterrupted, tmp_path
     assert tuned.finetune_from and tuned.finetune_from.endswith("final.caffemodel")
     assert tuned.test_losses[0][0] == 0
     assert tuned.test_losses[0][1] == pytest.approx(trained.test_losses[-1][1], rel=1e-4)
-    bad = subprocess.run(["bash", str(SCRIPT), "--preset", str(preset), "--run", str(tmp_path / "x"),
+    bad = subprocess.run(["bash", str(SCRIPT), "--schedule", str(schedule), "--run", str(tmp_path / "x"),
                           "--weights", str(tmp_path / "missing.caffemodel")], capture_output=True, text=True)
     assert bad.returncode != 0 and "missing.caffemodel: no such file" in bad.stderr
+
+
+def test_the_run_folder_is_the_source_of_truth(caffe, uninterrupted, tmp_path):
+    """A run reads only its own frozen set-up: here its datagen.toml (fixed dose, no shot
+    noise) and its adam.prototxt (max_iter 2), edited after set-up, decide the data and the
+    stage lengths; no schedule is given."""
+    done = uninterrupted[0]
+    run = tmp_path / "edited"
+    run.mkdir()
+    for f in FROZEN:
+        (run / f).write_text((done / f).read_text())
+    toml = (run / "datagen.toml").read_text()
+    toml = re.sub(r"(?m)^dose_counts = .*$", "dose_counts = 1000000.0", toml)
+    toml = re.sub(r"(?ms)^(\[shot_noise\]\nprobability = ).*?$", r"\g<1>0.0", toml)
+    (run / "datagen.toml").write_text(toml)
+    adam = (run / "adam.prototxt").read_text()
+    (run / "adam.prototxt").write_text(re.sub(r"(?m)^max_iter: \d+", "max_iter: 2", adam))
+    result = subprocess.run(["bash", str(SCRIPT), "--run", str(run), "--workers", "1", "--train-only"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (run / "snapshots" / "adam_iter_2.caffemodel").exists()
+    assert not (run / "snapshots" / "adam_iter_4.caffemodel").exists()
+    assert parse_caffe_log((run / "logs" / "sgd.log").read_text()).finetune_from.endswith("adam_iter_2.caffemodel")
+    import h5py
+    with h5py.File(run / "data" / "train" / "shard-00000.h5") as f, \
+            h5py.File(done / "data" / "train" / "shard-00000.h5") as g:
+        assert not np.array_equal(f["data"][:], g["data"][:])  # same seed, other physics

@@ -12,10 +12,17 @@ a uniform image is unchanged.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy.signal import lfilter
 
+from ..params import draw
 from ..scan.timing import ScanTiming
+from .response import COUNTS
+
+if TYPE_CHECKING:
+    from .chain import Acquisition
 
 
 class DetectorLag:
@@ -29,9 +36,16 @@ class DetectorLag:
         Dwell and flyback times of the scan.
     """
 
+    acts_on = COUNTS
+
     def __init__(self, time_constant_s: float, timing: ScanTiming):
         self.time_constant_s = float(time_constant_s)
         self.timing = timing
+
+    @classmethod
+    def from_preset(cls, section: dict, rng: np.random.Generator, acq: Acquisition) -> DetectorLag:
+        """From ``[detector_lag]``: ``time_constant_us`` (microseconds), on ``acq.timing``."""
+        return cls(draw(section, "time_constant_us", rng) * 1e-6, acq.timing)
 
     def __call__(self, signal: np.ndarray, rng=None) -> np.ndarray:
         if self.time_constant_s <= 0.0:

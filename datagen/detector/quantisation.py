@@ -1,7 +1,14 @@
 """Clipping and quantisation by the analogue-to-digital converter."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from .response import ADC
+
+if TYPE_CHECKING:
+    from .chain import Acquisition
 
 
 class Quantiser:
@@ -13,10 +20,18 @@ class Quantiser:
         ADC bit depth (8-16 typical).
     """
 
+    acts_on = ADC
+
     def __init__(self, adc_bits: int):
         if not 1 <= int(adc_bits) <= 32:
             raise ValueError(f"adc_bits must be 1..32, got {adc_bits}")
         self.adc_bits = int(adc_bits)
+
+    @classmethod
+    def from_preset(cls, section: dict, rng: np.random.Generator, acq: Acquisition) -> Quantiser:
+        """From ``[quantisation]``: nothing to draw; the bit depth is the acquisition's
+        (``[detector] adc_bits``)."""
+        return cls(acq.adc_bits)
 
     @property
     def full_scale_adc(self) -> float:

@@ -8,12 +8,21 @@ with ``image`` normalised to 1 at its brightest pixel, so ``dose`` is the
 expected number of detected electrons there (MULTEM's augmenter draws
 100-1000).  The gain is set like an operator sets the detector contrast: the
 brightest mean signal sits at ``peak_fraction`` of the ADC full scale.
+
+:meth:`DetectorResponse.to_adc` is also the one boundary of the detector
+chain (:mod:`datagen.detector.chain`): every effect acts either on electrons
+before it (:data:`COUNTS`) or on ADC levels after it (:data:`ADC`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+#: Signal domain of effects acting on expected or counted detected electrons.
+COUNTS = "counts"
+#: Signal domain of effects acting on ADC levels (after ``gain * counts + dark``).
+ADC = "adc"
 
 
 @dataclass(frozen=True)

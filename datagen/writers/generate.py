@@ -9,7 +9,9 @@ different settings is refused (``manifest.json``).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -21,8 +23,9 @@ import tempfile
 
 import numpy as np
 
+from stem_restore.atomic import atomic_write_text
+
 from ..pipeline import MIN_SIZE, make_training_pair, resolve_preset, sample_rng, simulate_pair
-from .atomic import atomic_write_text
 from .hdf5 import HDF5_MAX_ELEMENTS, read_hdf5_shard, write_hdf5_shard
 
 FORMATS = ("hdf5", "lmdb")
@@ -122,87 +125,148 @@ def _shard_name(k: int) -> str:
     return f"shard-{k:05d}.h5"
 
 
+class _Hdf5Sink:
+    """HDF5 shards ``out/shard-%05d.h5`` (``data``/``label``, N x 1 x H x W) + ``list.txt``."""
+
+    def __init__(self, out: pathlib.Path, size: int):
+        self.out = out
+        self.size = size
+
+    def done(self, k: int, a: int, b: int) -> bool:
+        """Whether shard ``k`` (samples a..b-1) exists, reads back, and has the right shape."""
+        path = self.out / _shard_name(k)
+        if not path.exists():
+            return False
+        try:
+            data, _ = read_hdf5_shard(path)
+            return data.shape == (b - a, 1, self.size, self.size)
+        except ValueError as exc:
+            print(f"datagen: rewriting bad shard: {exc}", file=sys.stderr)
+            return False
+
+    def write(self, k: int, a: int, data: np.ndarray, label: np.ndarray) -> None:
+        """Write shard ``k`` atomically."""
+        write_hdf5_shard(self.out / _shard_name(k), data, label)
+
+    def finish(self, bounds: list[tuple[int, int, int]]) -> None:
+        """Write ``list.txt``: the absolute path of every shard, for Caffe's HDF5Data layer."""
+        lines = "".join(f"{self.out / _shard_name(k)}\n" for k, _, _ in bounds)
+        atomic_write_text(self.out / LIST_FILE, lines)
+
+    def close(self) -> None:
+        """Nothing stays open between shards."""
+
+
+class _LmdbSink:
+    """``out/input_lmdb`` + ``out/target_lmdb``, one transaction per shard and database."""
+
+    def __init__(self, out: pathlib.Path, count: int, size: int):
+        from .lmdb_writer import LmdbPair
+        self.pair = LmdbPair(out, count, (size, size))
+
+    def done(self, k: int, a: int, b: int) -> bool:
+        """Whether both databases hold every sample a..b-1."""
+        return self.pair.has_all(range(a, b))
+
+    def write(self, k: int, a: int, data: np.ndarray, label: np.ndarray) -> None:
+        """Write samples a.. of ``data``/``label`` (N x 1 x H x W)."""
+        self.pair.write_shard(a, data, label)
+
+    def finish(self, bounds: list[tuple[int, int, int]]) -> None:
+        """Nothing to add: the keys are the sample indices."""
+
+    def close(self) -> None:
+        """Close both databases."""
+        self.pair.close()
+
+
+def _resolve_shard_size(size, shard_size: int | None) -> int:
+    """``shard_size``, or the default for ``size``.  The default never exceeds the HDF5
+    limit, so a too-large ``size`` is the one blamed by :func:`_check_args`."""
+    if shard_size is not None:
+        return shard_size
+    if not (isinstance(size, int) and size > 0):
+        return 1
+    return max(1, min(default_shard_size(size), HDF5_MAX_ELEMENTS // (size * size)))
+
+
+def _manifest(preset, preset_dict: dict, seed: int, count: int, size: int, fmt: str,
+              shard_size: int) -> dict:
+    """The settings a resumed run must repeat exactly (``manifest.json``)."""
+    return {"datagen_manifest": 1, "preset": preset_dict.get("name", str(preset)),
+            "preset_sha256": preset_digest(preset_dict), "seed": int(seed), "count": count,
+            "size": size, "format": fmt, "shard_size": shard_size}
+
+
+def _shard_bounds(count: int, shard_size: int) -> list[tuple[int, int, int]]:
+    """``(k, first, end)`` of every shard: samples first..end-1 go to shard k."""
+    return [(k, k * shard_size, min(count, (k + 1) * shard_size))
+            for k in range(math.ceil(count / shard_size))]
+
+
+def _progress_bar(count: int, remaining: int, name: str, progress: bool):
+    """tqdm bar on stderr over all ``count`` pairs, starting at the finished ones."""
+    from tqdm import tqdm
+    return tqdm(total=count, initial=count - remaining, unit="pair", disable=not progress,
+                desc=f"datagen {name}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _samples(indices: list[int], preset_dict: dict, size: int, seed: int, workers: int):
+    """``(index, x, y)`` for ``indices``, in order; simulated by a pool of ``workers``
+    processes (terminated on exit) when there is more than one and more than one sample."""
+    if workers > 1 and len(indices) > 1:
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(preset_dict, size, seed, True))
+        try:
+            yield pool.imap(_make_sample, indices, chunksize=max(1, min(16, len(indices) // (4 * workers))))
+        finally:
+            pool.terminate()
+            pool.join()
+    else:
+        _init_worker(preset_dict, size, seed)
+        yield map(_make_sample, indices)
+
+
+def _write_shards(samples, todo: list[tuple[int, int, int]], sink, bar) -> None:
+    """Stack the in-order ``samples`` into the shards ``todo`` and write each one as
+    soon as it is complete (a killed run keeps every finished shard)."""
+    samples = iter(samples)
+    for k, a, b in todo:
+        xs, ys = [], []
+        for i, x, y in itertools.islice(samples, b - a):
+            assert i == a + len(xs)
+            xs.append(x)
+            ys.append(y)
+            bar.update(1)
+        sink.write(k, a, np.stack(xs)[:, None], np.stack(ys)[:, None])
+
+
 def generate(preset, count: int, size: int, out, fmt: str = "hdf5", workers: int = 1,
              seed: int = 0, shard_size: int | None = None, progress: bool = True) -> pathlib.Path:
     """Write ``count`` normalised pairs of ``size``^2 to ``out``; return ``out``.
 
     HDF5: ``out/shard-%05d.h5`` + ``out/list.txt`` (absolute paths).
-    LMDB: ``out/input_lmdb`` + ``out/target_lmdb``.  Both: ``out/manifest.json``.
+    LMDB: ``out/input_lmdb`` + ``out/target_lmdb``.  Both: ``out/manifest.json``,
+    and ``out/COMPLETE`` once every shard is written.
     """
-    if shard_size is None:  # the default never exceeds the HDF5 limit: a too-large --size is blamed
-        shard_size = default_shard_size(size) if isinstance(size, int) and size > 0 else 1
-        if isinstance(size, int) and size > 0:
-            shard_size = max(1, min(shard_size, HDF5_MAX_ELEMENTS // (size * size)))
+    shard_size = _resolve_shard_size(size, shard_size)
     _check_args(count, size, fmt, workers, shard_size)
     preset_dict = resolve_preset(preset)
     out = pathlib.Path(out).resolve()
     _prepare_folder(out)
-    manifest = {"datagen_manifest": 1, "preset": preset_dict.get("name", str(preset)),
-                "preset_sha256": preset_digest(preset_dict), "seed": int(seed), "count": count,
-                "size": size, "format": fmt, "shard_size": shard_size}
-    _check_manifest(out, manifest)
+    _check_manifest(out, _manifest(preset, preset_dict, seed, count, size, fmt, shard_size))
 
-    n_shards = math.ceil(count / shard_size)
-    bounds = [(k, k * shard_size, min(count, (k + 1) * shard_size)) for k in range(n_shards)]
-    lmdb_pair = None
-    if fmt == "lmdb":
-        from .lmdb_writer import LmdbPair
-        lmdb_pair = LmdbPair(out, count, (size, size))
-
-    def done(k, a, b):
-        if fmt == "lmdb":
-            return lmdb_pair.has_all(range(a, b))
-        path = out / _shard_name(k)
-        if not path.exists():
-            return False
-        try:
-            data, _ = read_hdf5_shard(path)
-            return data.shape == (b - a, 1, size, size)
-        except ValueError as exc:
-            print(f"datagen: rewriting bad shard: {exc}", file=sys.stderr)
-            return False
-
-    todo = [(k, a, b) for k, a, b in bounds if not done(k, a, b)]
-    indices = [i for _, a, b in todo for i in range(a, b)]
-    from tqdm import tqdm
-    bar = tqdm(total=count, initial=count - len(indices), unit="pair", disable=not progress,
-               desc=f"datagen {out.name}", file=sys.stderr)
-    pool = None
+    bounds = _shard_bounds(count, shard_size)
+    sink = _Hdf5Sink(out, size) if fmt == "hdf5" else _LmdbSink(out, count, size)
     try:
-        if workers > 1 and len(indices) > 1:
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            pool = ctx.Pool(workers, initializer=_init_worker,
-                            initargs=(preset_dict, size, seed, True))
-            results = pool.imap(_make_sample, indices, chunksize=max(1, min(16, len(indices) // (4 * workers))))
-        else:
-            _init_worker(preset_dict, size, seed)
-            results = map(_make_sample, indices)
-        pending = iter(todo)
-        k, a, b = next(pending, (None, 0, 0))
-        xs, ys = [], []
-        for i, x, y in results:
-            assert i == a + len(xs)
-            xs.append(x)
-            ys.append(y)
-            bar.update(1)
-            if a + len(xs) == b:
-                data = np.stack(xs)[:, None]
-                label = np.stack(ys)[:, None]
-                if fmt == "hdf5":
-                    write_hdf5_shard(out / _shard_name(k), data, label)
-                else:
-                    lmdb_pair.write_shard(a, data, label)
-                xs, ys = [], []
-                k, a, b = next(pending, (None, 0, 0))
+        todo = [(k, a, b) for k, a, b in bounds if not sink.done(k, a, b)]
+        indices = [i for _, a, b in todo for i in range(a, b)]
+        with _progress_bar(count, len(indices), out.name, progress) as bar, \
+                _samples(indices, preset_dict, size, seed, workers) as samples:
+            _write_shards(samples, todo, sink, bar)
     finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-        if lmdb_pair is not None:
-            lmdb_pair.close()
-    if fmt == "hdf5":
-        lines = "".join(f"{out / _shard_name(k)}\n" for k, _, _ in bounds)
-        atomic_write_text(out / LIST_FILE, lines)
+        sink.close()
+    sink.finish(bounds)
     atomic_write_text(out / "COMPLETE", f"{count} pairs\n")
     return out

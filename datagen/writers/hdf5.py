@@ -12,7 +12,7 @@ import pathlib
 
 import numpy as np
 
-from .atomic import atomic_path
+from stem_restore.atomic import atomic_path
 
 HDF5_MAX_ELEMENTS = 2**31 - 1
 

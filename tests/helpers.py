@@ -1,9 +1,11 @@
-"""Shared helpers for restore.py's tests (imported explicitly by tests/test_restore_*.py).
+"""Shared helpers of the tests (imported explicitly: ``from helpers import ...``).
 
 * :func:`make_weights` builds a real .caffemodel with random weights (NumPy RNG)
-  from prototxt/deploy.prototxt through pycaffe (``net.save``).
+  from prototxt/deploy.prototxt through pycaffe (``net.save``); the shared
+  ``weights`` and ``net`` fixtures of tests/conftest.py use it.
 * ``write_*`` functions write real files with each format's own library.
-* :func:`micrograph` makes a small synthetic atomic-lattice image in detector counts.
+* :func:`micrograph` makes a small synthetic atomic-lattice image in detector counts
+  (restore.py's tests); :func:`lattice` a noise-free one (evaluate's tests).
 """
 from __future__ import annotations
 
@@ -50,6 +52,11 @@ def net_layers(net) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(net.params[n][0].data.copy(), net.params[n][1].data.copy()) for n in conv_names(net)]
 
 
+def rel_err(a, b) -> float:
+    """Largest absolute difference relative to the largest magnitude of ``b``."""
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
 def micrograph(shape=(72, 80), seed=0, counts=1000.0, dtype=np.float32) -> np.ndarray:
     """Small noisy lattice image (Gaussian columns on a background), in counts."""
     rng = np.random.default_rng(seed)
@@ -64,6 +71,17 @@ def micrograph(shape=(72, 80), seed=0, counts=1000.0, dtype=np.float32) -> np.nd
         info = np.iinfo(dtype)
         img = np.clip(img * (info.max / max(img.max(), 1) if info.max < 1000 else 1), info.min, info.max)
     return img.astype(dtype)
+
+
+def lattice(n: int = 64, period: float = 12.0, sigma: float = 1.8, angle: float = 0.0,
+            peak: float = 100.0, background: float = 10.0) -> np.ndarray:
+    """A square lattice of Gaussian 'atomic columns' (float64), rotated by ``angle`` rad."""
+    y, x = np.mgrid[0:n, 0:n].astype(float)
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = c * x + s * y, -s * x + c * y
+    du = (u + period / 2) % period - period / 2
+    dv = (v + period / 2) % period - period / 2
+    return background + peak * np.exp(-(du**2 + dv**2) / (2 * sigma**2))
 
 
 # ---------------------------------------------------------------- writers
