@@ -159,10 +159,8 @@ HELDOUT_PRESET=${HELDOUT_PRESET:-}
 solver_field() {  # stage field: a field of the run's <stage>.prototxt (the one place max_iter lives)
   "$PY" - "$RUN/$1.prototxt" "$2" <<'PY'
 import sys
-from caffe.proto import caffe_pb2
-from google.protobuf import text_format
-param = text_format.Parse(open(sys.argv[1]).read(), caffe_pb2.SolverParameter())
-print(getattr(param, sys.argv[2]))
+from stem_restore.network import parse_solver
+print(getattr(parse_solver(open(sys.argv[1]).read(), sys.argv[1]), sys.argv[2]))
 PY
 }
 ADAM_MAX_ITER=$(solver_field adam max_iter)
@@ -198,16 +196,18 @@ make_data() {  # split count seed
 }
 
 # --- 2./3. the two solver stages ---------------------------------------------
-# A snapshot is whole when its .solverstate parses, holds a history blob for
-# every parameter blob (Adam keeps two per blob) and its .caffemodel exists:
+# A snapshot is whole when its .solverstate parses, holds the solver's history
+# blobs (stem_restore.network: SGD one per parameter blob, Adam two) and its .caffemodel exists:
 # a run killed while Caffe was writing one resumes from the one before.
 snapshot_ok() {  # path
   "$PY" - "$1" <<'PY' 2>/dev/null
 import os, sys
 from caffe.proto import caffe_pb2
+from stem_restore.network import history_blobs
 state = caffe_pb2.SolverState.FromString(open(sys.argv[1], "rb").read())
 model = os.path.join(os.path.dirname(sys.argv[1]), os.path.basename(state.learned_net))
-assert state.iter > 0 and len(state.history) in (24, 48) and os.path.getsize(model) > 0
+stage = os.path.basename(sys.argv[1]).split("_iter_")[0]  # adam | sgd: the solver type
+assert state.iter > 0 and len(state.history) == history_blobs(stage) and os.path.getsize(model) > 0
 PY
 }
 
