@@ -2,6 +2,7 @@
 falling test loss, and a killed-and-resumed run ending with the same weights."""
 from __future__ import annotations
 
+import csv
 import os
 import re
 import signal
@@ -86,6 +87,17 @@ def test_pipeline_writes_everything_of_a_run(uninterrupted):
     assert "batch_size: 2" in net and '"train_list.txt"' in net and '"data/test/list.txt"' in net
     # SGD starts from Adam's weights at row 0: the shards in datagen's order.
     assert (run / "train_list.txt").read_text() == (run / "data" / "train" / "list.txt").read_text().strip() + "\n"
+    # The evaluation scored the run's own model on the run's own datagen preset (its frozen copy).
+    assert f"--preset {run / 'datagen.toml'}" in (run / "eval" / "results.md").read_text()
+    with open(run / "eval" / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    cnn = {r["condition"]: float(r["psnr_mean"]) for r in rows if r["method"] == "cnn"}
+    assert set(cnn) >= {"shot_noise @ 300", "scan_lines @ 300", "full mix @ 300"}
+    assert all(np.isfinite(v) and 0 < v < 100 for v in cnn.values()), cnn
+    from PIL import Image
+    for png in ("loss.png", "eval/figure.png"):
+        with Image.open(run / png) as im:
+            assert im.format == "PNG" and min(im.size) > 100 and np.asarray(im).std() > 0, png
 
 
 def test_adam_hands_its_weights_to_sgd_and_test_loss_falls(uninterrupted):
