@@ -240,14 +240,21 @@ def run_conditions(a: argparse.Namespace, base: dict, conditions: list[run.Condi
     return results
 
 
+def preset_label(arg: str, preset: dict) -> str:
+    """How results.md names a preset: its name, and the file it came from when given as a path
+    (a training run passes its own frozen copy, RUN/datagen.toml)."""
+    name = preset.get("name", arg)
+    return name if arg == name else f"{name} ({arg})"
+
+
 def report_header(a: argparse.Namespace, argv: list[str], results: list[run.ConditionResult],
-                  seconds: float) -> str:
+                  seconds: float, inputs: RunInputs) -> str:
     """The top of results.md: how to regenerate it and what was evaluated."""
     cmd = "python -m evaluate " + " ".join(shlex.quote(x) for x in argv)
     lines = [
         "# Restoration results on held-out synthetic STEM images", "",
         f"Regenerate with: `{cmd}`", "",
-        f"- preset `{a.preset}`, {a.size}x{a.size} px, {a.count} test images per condition (seed {a.seed}), "
+        f"- preset `{preset_label(a.preset, inputs.base)}`, {a.size}x{a.size} px, {a.count} test images per condition (seed {a.seed}), "
         f"{a.val_count} validation images for tuning the baselines (seed {a.seed + run.VALIDATION_SEED_OFFSET}); "
         f"training uses seeds < {run.MIN_EVAL_SEED}.",
         f"- single families at dose {results[0].condition.dose:g} (counts at the brightest clean pixel), alone"
@@ -255,7 +262,8 @@ def report_header(a: argparse.Namespace, argv: list[str], results: list[run.Cond
         f"full mix at doses {', '.join(f'{d:g}' for d in a.doses)}.",
     ]
     if a.heldout_preset:
-        lines.append(f"- held-out specimens: full mix of preset `{a.heldout_preset}` at the same doses, seeds and "
+        lines.append(f"- held-out specimens: full mix of preset `{preset_label(a.heldout_preset, inputs.heldout)}` "
+                     f"at the same doses, seeds and "
                      f"counts, baselines tuned on its validation images.")
     lines += [
         f"- CNN: {a.model} + {a.weights}" if a.weights else "- CNN: not run (no --weights)",
@@ -276,12 +284,12 @@ def figure_choice(results: list[run.ConditionResult]) -> tuple[run.ConditionResu
 
 
 def write_outputs(a: argparse.Namespace, out: Path, results: list[run.ConditionResult],
-                  heldout: list[run.ConditionResult], header: str, checklist: str) -> None:
+                  heldout: list[run.ConditionResult], header: str, checklist: str, heldout_label: str) -> None:
     """results.csv, results.md, checklist.md and figure.png in ``out``."""
     scores = [s for r in results + heldout for s in r.scores]
     report.write_csv(out / "results.csv", scores)
     md = report.markdown_report(results, header, checklist, heldout=heldout,
-                                heldout_preset=a.heldout_preset or "")
+                                heldout_preset=heldout_label)
     atomic_write_bytes(out / "results.md", md.encode())
     atomic_write_bytes(out / "checklist.md", checklist.encode())
     fig_res, fig_method = figure_choice(results)
@@ -322,9 +330,10 @@ def cmd_run(argv: list[str]) -> int:
     heldout = []
     if inputs.heldout is not None:
         heldout = run_conditions(a, inputs.heldout, run.heldout_conditions(a.doses), inputs.baselines, inputs.cnn)
-    header = report_header(a, argv, results, time.perf_counter() - t_start)
+    header = report_header(a, argv, results, time.perf_counter() - t_start, inputs)
     checklist = arch_text + train_text
-    write_outputs(a, out, results, heldout, header, checklist)
+    heldout_label = preset_label(a.heldout_preset, inputs.heldout) if inputs.heldout is not None else ""
+    write_outputs(a, out, results, heldout, header, checklist, heldout_label)
     print_summary(out, results, heldout, checklist)
     return 2 if (a.strict and not (arch_ok and train_ok)) else 0
 

@@ -123,10 +123,33 @@ def body(final_relu: bool = True) -> str:
     return "".join(parts)
 
 
-def train_hdf5(final_relu: bool = True, batch: int = 16) -> str:
+RESIDUAL_SUM = """\
+layer {{
+  name: "{top}"
+  # Variant (not the paper's): the input plus the net's output, so the 12 layers
+  # learn the correction (Zhang et al. 2017, DnCNN) and a perfect frame needs zeros.
+  type: "Eltwise"
+  bottom: "{data}"
+  bottom: "{output}"
+  top: "{top}"
+  eltwise_param {{ operation: SUM }}
+}}
+"""
+
+#: Output blob of the residual variant (input + conv12).
+RESIDUAL_OUTPUT = "restored"
+
+
+def train_hdf5(final_relu: bool = True, batch: int = 16, residual: bool = False) -> str:
+    """The training net on HDF5 shards; ``residual`` = the variant whose loss is taken on
+    input + conv12 (with a linear last layer: a correction has both signs)."""
     head = 'name: "StemRestore12"\n'
     head += HDF5_DATA.format(data=INPUT_BLOB, phase="TRAIN", source="data/train/list.txt", batch=batch)
     head += HDF5_DATA.format(data=INPUT_BLOB, phase="TEST", source="data/test/list.txt", batch=batch)
+    if residual:
+        return (head + body(final_relu=False)
+                + RESIDUAL_SUM.format(top=RESIDUAL_OUTPUT, data=INPUT_BLOB, output=OUTPUT_BLOB)
+                + LOSS.format(output=RESIDUAL_OUTPUT))
     return head + body(final_relu) + LOSS.format(output=OUTPUT_BLOB)
 
 
