@@ -364,23 +364,19 @@ def preflight(args, log) -> tuple[Path, Path] | None:
         model, weights = model_files(args.model, args.weights)
         check_tile(args.tile)
         check_engine(args.engine)
+        _raise_if(check_outdir(args.outdir))
+        validate_model(model, weights)
+        _raise_if(check_gpu(args.gpu))
     except (ModelError, ValueError) as err:
         log(f"error: {err}")
         return None
-    problem = check_outdir(args.outdir)
-    if problem:
-        log(f"error: {problem}")
-        return None
-    try:
-        validate_model(model, weights)
-    except ModelError as err:
-        log(f"error: {err}")
-        return None
-    problem = check_gpu(args.gpu)
-    if problem:
-        log(f"error: {problem}")
-        return None
     return model, weights
+
+
+def _raise_if(problem: str | None) -> None:
+    """Raise ValueError(problem) for a check that returns its problem as a string (or None)."""
+    if problem:
+        raise ValueError(problem)
 
 
 def load_restorer(args, model: Path, weights: Path) -> tuple[Restorer, dict]:
