@@ -12,10 +12,12 @@ detector (scintillator, photomultiplier, amplifier, ADC):
     adc     = Quantiser(adc)                    # clip to the ADC range, round
 
 Each effect class says where it acts (``acts_on``: ``COUNTS`` or ``ADC``) and
-builds itself from its preset section (``from_preset(section, rng, acq)``).
+builds itself from its preset section (``from_preset(section, rng, acq)``; the
+base :class:`~datagen.detector.effect.DetectorEffect` draws ``PRESET_KEYS`` in order).
 Every effect with zero strength returns its input unchanged (exact identity).
 """
 from .response import ADC, COUNTS, DetectorResponse
+from .effect import DetectorEffect
 from .shot_noise import ShotNoise
 from .pmt import PMTGainNoise
 from .lag import DetectorLag
@@ -25,6 +27,6 @@ from .outliers import DeadPixels, Zingers
 from .quantisation import Quantiser
 from .chain import CHAIN, DOMAINS, Acquisition, apply_chain, build_chain, check_chain
 
-__all__ = ["DetectorResponse", "ShotNoise", "PMTGainNoise", "DetectorLag", "ReadoutNoise",
+__all__ = ["DetectorEffect", "DetectorResponse", "ShotNoise", "PMTGainNoise", "DetectorLag", "ReadoutNoise",
            "RowOffsets", "Zingers", "DeadPixels", "Quantiser", "COUNTS", "ADC", "CHAIN", "DOMAINS",
            "Acquisition", "build_chain", "apply_chain", "check_chain"]

@@ -19,13 +19,14 @@ from scipy.signal import lfilter
 
 from ..params import draw
 from ..scan.timing import ScanTiming
+from .effect import DetectorEffect
 from .response import COUNTS
 
 if TYPE_CHECKING:
     from .chain import Acquisition
 
 
-class DetectorLag:
+class DetectorLag(DetectorEffect):
     """Exponential afterglow along the fast-scan direction.
 
     Parameters

@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..params import draw
+from .effect import DetectorEffect
 from .response import ADC
 
 if TYPE_CHECKING:
     from .chain import Acquisition
 
 
-class Zingers:
+class Zingers(DetectorEffect):
     """Isolated bright pixels.
 
     Parameters
@@ -45,7 +46,7 @@ class Zingers:
         return out
 
 
-class DeadPixels:
+class DeadPixels(DetectorEffect):
     """Pixels reading zero (ADC level 0).
 
     Parameters
@@ -55,14 +56,10 @@ class DeadPixels:
     """
 
     acts_on = ADC
+    PRESET_KEYS = ("dead_pixel_fraction",)  # [outliers], per pixel
 
     def __init__(self, fraction: float):
         self.fraction = float(fraction)
-
-    @classmethod
-    def from_preset(cls, section: dict, rng: np.random.Generator, acq: Acquisition) -> DeadPixels:
-        """From ``[outliers]``: ``dead_pixel_fraction`` (per pixel)."""
-        return cls(draw(section, "dead_pixel_fraction", rng))
 
     def __call__(self, signal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.fraction == 0.0:

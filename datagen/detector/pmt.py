@@ -7,18 +7,13 @@ total variance after shot noise is n (1 + cv^2) (excess noise factor).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from ..params import draw
+from .effect import DetectorEffect
 from .response import COUNTS
 
-if TYPE_CHECKING:
-    from .chain import Acquisition
 
-
-class PMTGainNoise:
+class PMTGainNoise(DetectorEffect):
     """Multiplicative pulse-height noise.
 
     Parameters
@@ -29,14 +24,10 @@ class PMTGainNoise:
     """
 
     acts_on = COUNTS
+    PRESET_KEYS = ("gain_cv",)  # [pmt_readout], dimensionless
 
     def __init__(self, gain_cv: float):
         self.gain_cv = float(gain_cv)
-
-    @classmethod
-    def from_preset(cls, section: dict, rng: np.random.Generator, acq: Acquisition) -> PMTGainNoise:
-        """From ``[pmt_readout]``: ``gain_cv`` (dimensionless relative pulse-height std)."""
-        return cls(draw(section, "gain_cv", rng))
 
     def __call__(self, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.gain_cv == 0.0:

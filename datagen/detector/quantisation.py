@@ -5,13 +5,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .effect import DetectorEffect
 from .response import ADC
 
 if TYPE_CHECKING:
     from .chain import Acquisition
 
 
-class Quantiser:
+class Quantiser(DetectorEffect):
     """Clip to [0, 2**bits - 1] and round to integer ADC levels.
 
     Parameters

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..params import draw
+from .effect import DetectorEffect
 from .response import ADC
 
 if TYPE_CHECKING:
     from .chain import Acquisition
 
 
-class ReadoutNoise:
+class ReadoutNoise(DetectorEffect):
     """Additive white Gaussian noise.
 
     Parameters

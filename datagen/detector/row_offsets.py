@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..params import draw
+from .effect import DetectorEffect
 from .response import ADC
 
 if TYPE_CHECKING:
     from .chain import Acquisition
 
 
-class RowOffsets:
+class RowOffsets(DetectorEffect):
     """Random additive offset and relative gain per scan line.
 
     Parameters
