@@ -7,7 +7,8 @@
 #   bash run_training.sh --schedule paper --gpu 0,1  # Caffe's own data-parallel multi-GPU training
 #
 # A schedule is a folder solvers/<name>/ (or a path to one): run.env (data sizes,
-# seeds, the datagen preset = the TOML the data are simulated from), adam.prototxt
+# seeds, the datagen preset = the TOML the data are simulated from, optional INIT =
+# msra | identity: Adam's first weights), adam.prototxt
 # and sgd.prototxt (the two chained solvers; max_iter lives only there).
 # Everything of one run lives under one folder (default runs/<schedule>), written at
 # its first start and read from there ever after (resume, evaluation, ship_model.sh):
@@ -165,6 +166,21 @@ PY
 }
 ADAM_MAX_ITER=$(solver_field adam max_iter)
 SGD_MAX_ITER=$(solver_field sgd max_iter)
+
+# INIT (run.env, optional): how Adam's first weights are drawn when --weights is not
+# given.  msra (default) = the prototxt's fillers; identity = prototxt/identity_init.py,
+# the same net started at output = max(input, 0), seeded by adam.prototxt's random_seed.
+case "${INIT:=msra}" in
+  msra) ;;
+  identity)
+    if [ -z "$INIT_WEIGHTS" ]; then
+      INIT_WEIGHTS=$RUN/init.caffemodel
+      seed=$(solver_field adam random_seed); [ "$seed" -ge 0 ] || seed=0  # unset: -1
+      [ -s "$INIT_WEIGHTS" ] || "$PY" "$ROOT/prototxt/identity_init.py" --out "$INIT_WEIGHTS" \
+        --seed "$seed" >/dev/null || die "could not write $INIT_WEIGHTS"
+    fi ;;
+  *) die "$RUN/config.env: INIT=$INIT: expected msra or identity" ;;
+esac
 
 CAFFE_ARGS=()
 [ -n "$GPU" ] && CAFFE_ARGS+=("--gpu=$GPU")

@@ -246,3 +246,36 @@ def test_the_run_folder_is_the_source_of_truth(caffe, uninterrupted, tmp_path):
     with h5py.File(run / "data" / "train" / "shard-00000.h5") as f, \
             h5py.File(done / "data" / "train" / "shard-00000.h5") as g:
         assert not np.array_equal(f["data"][:], g["data"][:])  # same seed, other physics
+
+
+def test_init_identity_starts_adam_at_the_identity(schedule, tmp_path):
+    """run.env INIT=identity: Adam starts from prototxt/identity_init.py's weights (written
+    into the run, seeded by adam.prototxt's random_seed), so the held-out loss before the
+    first step is exactly that of output = max(input, 0) on the run's test pairs."""
+    import h5py
+
+    custom = tmp_path / "schedule"
+    custom.mkdir()
+    (custom / "run.env").write_text(RUN_ENV + "INIT=identity\n")
+    (custom / "adam.prototxt").write_text(solver("adam", 2, "0.0003"))
+    (custom / "sgd.prototxt").write_text((schedule / "sgd.prototxt").read_text())
+    run = tmp_path / "run"
+    result = subprocess.run(["bash", str(SCRIPT), "--schedule", str(custom), "--run", str(run), "--workers", "1",
+                             "--train-only"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    log = parse_caffe_log((run / "logs" / "adam.log").read_text())
+    assert log.finetune_from.endswith("init.caffemodel")
+    with h5py.File(run / "data" / "test" / "shard-00000.h5") as f:
+        x, y = f["data"][:].astype(np.float64), f["label"][:].astype(np.float64)
+    identity_loss = ((np.maximum(x, 0) - y) ** 2).sum() / (2 * len(x))  # EuclideanLoss, test_iter 2 x batch 2
+    assert log.test_losses[0][0] == 0
+    assert log.test_losses[0][1] == pytest.approx(identity_loss, rel=1e-4)
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in ("adam.prototxt", "sgd.prototxt"):
+        (bad / f).write_text((custom / f).read_text())
+    (bad / "run.env").write_text(RUN_ENV + "INIT=zeros\n")
+    refused = subprocess.run(["bash", str(SCRIPT), "--schedule", str(bad), "--run", str(tmp_path / "r2")],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "INIT=zeros: expected msra or identity" in refused.stderr
