@@ -126,6 +126,7 @@ def test_schedules_write_out_adam_and_sgd_settings(caffe, schedule):
     for key in ("DATAGEN_PRESET", "HELDOUT_PRESET"):
         if key in env:
             load_preset(env[key].strip('"'))
+    assert env.get("INIT", "msra") in ("msra", "identity")  # run_training.sh's two starts
     # Snapshots where a resumed run reads the same batches: at an epoch end, or at a shard
     # boundary (run_training.sh rotates the shard list to it).
     batch, count = int(env["BATCH_SIZE"]), int(env["TRAIN_COUNT"])
