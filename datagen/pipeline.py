@@ -23,7 +23,7 @@ from stem_restore.normalize import normalize
 from . import detector as det
 from . import scan
 from .params import draw
-from .presets import FAMILIES, SCAN_FAMILIES, load_preset
+from .presets import FAMILIES, SCAN_FAMILIES, load_preset, sparse_section
 from .specimen.scenes import Canvas, render_specimen
 
 #: Smallest image edge (px): the network's receptive field (12 layers of 5x5).
@@ -81,8 +81,17 @@ def _scan_effect(family: str, sec: dict, rng: np.random.Generator):
     raise ValueError(f"{family!r} is not a scan family")
 
 
-def _active_families(preset: dict, fam_rng: dict) -> dict[str, bool]:
-    """Whether each family acts in this sample: the first draw of its stream."""
+def _is_sparse(preset: dict, regime_rng: np.random.Generator) -> bool:
+    """Whether this sample is a sparse one (preset ``[sparse] fraction``)."""
+    return bool(regime_rng.random() < draw(sparse_section(preset), "fraction", regime_rng))
+
+
+def _active_families(preset: dict, fam_rng: dict, sparse: bool = False) -> dict[str, bool]:
+    """Whether each family acts in this sample: the first draw of its stream against the
+    family's ``probability``, or in a sparse sample against ``[sparse] family_probability``."""
+    if sparse:
+        p = float(sparse_section(preset)["family_probability"])
+        return {f: bool(fam_rng[f].random() < p) for f in FAMILIES}
     return {f: bool(fam_rng[f].random() < float(preset[f]["probability"])) for f in FAMILIES}
 
 
@@ -130,9 +139,13 @@ def simulate(preset, size, rng: np.random.Generator):
     shape = _shape(size)
     spec_rng, det_rng, scan_rng, *family_streams = rng.spawn(3 + len(FAMILIES))
     fam_rng = dict(zip(FAMILIES, family_streams))
+    # A second spawn: the streams above (and so the data of presets without sparse
+    # samples) are the same as before it existed.
+    (regime_rng,) = rng.spawn(1)
     px = draw(preset["specimen"], "pixel_size_angstrom", spec_rng)
     acq = det.Acquisition.from_preset(preset["detector"], preset["scan"], det_rng, scan_rng)
-    active = _active_families(preset, fam_rng)
+    sparse = _is_sparse(preset, regime_rng)
+    active = _active_families(preset, fam_rng, sparse)
 
     dx, dy, bound = _scan_displacements(preset, shape, acq.timing, active, fam_rng)
     margin = _margin_px(bound / px, shape)
@@ -142,7 +155,7 @@ def simulate(preset, size, rng: np.random.Generator):
     effects = det.build_chain(preset, fam_rng, acq)
     signal = det.apply_chain(effects, seen, acq.response, active, fam_rng)
     info = {"pixel_size_angstrom": px, "response": acq.response, "timing": acq.timing,
-            "active": active, "margin_px": margin, "adc_bits": acq.adc_bits}
+            "active": active, "sparse": sparse, "margin_px": margin, "adc_bits": acq.adc_bits}
     return signal.astype(np.float32), clean.astype(np.float32), info
 
 

@@ -123,6 +123,7 @@ def schema() -> dict[str, dict]:
             "dark_offset_fraction_of_full_scale": Real(0.0, 1.0, hi_open=True),
         },
         "scan": {"dwell_time_us": POSITIVE, "flyback_time_us": NON_NEGATIVE},
+        "sparse": {"fraction": PROBABILITY, "family_probability": PROBABILITY},
     } | {family: dict(fam, **FAMILY_KEYS.get(family, {})) for family in FAMILIES}
 
 
@@ -154,6 +155,11 @@ FAMILY_KEYS: dict[str, dict] = {
 assert set(FAMILY_KEYS) <= set(FAMILIES), set(FAMILY_KEYS) - set(FAMILIES)
 
 
+#: Sections a preset may leave out (presets written before they existed): read as
+#: :data:`datagen.presets.SPARSE_OFF`.
+OPTIONAL = ("sparse",)
+
+
 class PresetError(ValueError):
     """A preset problem: one line naming the file, the section and the key."""
 
@@ -173,7 +179,7 @@ def _check_table(table: dict, rules: dict, where: str, section: str) -> None:
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             what = "section" if isinstance(table[key], dict) and not section else "key"
             raise PresetError(f"preset {where}: {label}: unknown {what} {key!r}{hint}")
-    missing = [k for k in rules if k not in table and (section or rules[k] is not str)]
+    missing = [k for k in rules if k not in table and (section or (rules[k] is not str and k not in OPTIONAL))]
     if missing:
         kind = "section(s)" if not section and isinstance(rules[missing[0]], dict) else "key(s)"
         raise PresetError(f"preset {where}: {label}: missing {kind} {', '.join(missing)}")

@@ -148,13 +148,33 @@ def validate_preset(preset: dict, where: str = "<preset>") -> None:
     check_preset(preset, where)
 
 
+#: The ``[sparse]`` section of a preset without one: no sparse samples (the paper's mix).
+SPARSE_OFF = {"fraction": 0.0, "family_probability": 0.0}
+
+
+def sparse_section(preset: dict) -> dict:
+    """The preset's ``[sparse]`` section: the share of *sparse* samples, in which every
+    family is on with ``family_probability`` instead of its own ``probability``
+    (:data:`SPARSE_OFF` when the preset has none)."""
+    return preset.get("sparse", SPARSE_OFF)
+
+
+def full_mix(base: str | dict) -> dict:
+    """Copy of ``base`` without sparse samples: every sample is the full mix, each family
+    on with its own ``probability`` (evaluation's full-mix conditions)."""
+    preset = load_preset(base)
+    preset["sparse"] = dict(SPARSE_OFF)
+    return preset
+
+
 def family_preset(base: str | dict, family: str | None) -> dict:
-    """Copy of ``base`` with only ``family`` on (probability 1), all others off.
+    """Copy of ``base`` with only ``family`` on (probability 1), all others off, in every
+    sample (no sparse samples).
 
     ``family=None`` switches every family off: the distorted image is then
     exactly the clean target.  Off families are exact identities.
     """
-    preset = load_preset(base)
+    preset = full_mix(base)
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
     for fam in FAMILIES:

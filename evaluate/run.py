@@ -121,10 +121,11 @@ def heldout_conditions(doses: Sequence[float]) -> list[Condition]:
 
 def condition_preset(base: Any, cond: Condition) -> Any:
     """The datagen preset of a condition: ``with_dose(family_preset(base, family), dose)``,
-    with shot noise switched on too for ``with_noise`` conditions."""
-    from datagen import family_preset, with_dose
+    with shot noise switched on too for ``with_noise`` conditions; the full mix is
+    ``full_mix(base)`` (a training preset's sparse samples are not a condition)."""
+    from datagen.presets import family_preset, full_mix, with_dose
 
-    preset = base if cond.family is None else family_preset(base, cond.family)
+    preset = full_mix(base) if cond.family is None else family_preset(base, cond.family)
     if cond.with_noise:
         preset[NOISE_FAMILY]["probability"] = 1.0
         preset["name"] += f"+{NOISE_FAMILY}"

@@ -213,3 +213,40 @@ def test_quantisation_alone_rounds_the_clean_target_to_adc_codes():
         inside = c.astype(np.float64) <= full
         assert np.all(np.abs(d - c)[inside] <= 0.5 + 1e-3)
         assert np.all(d[~inside] == full)
+
+
+def test_sparse_samples_turn_families_on_with_their_own_probability():
+    """[sparse]: a share ``fraction`` of samples draws every family with
+    ``family_probability``; the rest are the full mix.  Good frames and single effects
+    then occur (the full mix of the paper preset almost never has either)."""
+    from datagen.pipeline import sample_rng, simulate
+
+    preset = load_preset("paper")
+    preset["sparse"] = {"fraction": 0.5, "family_probability": 0.1}
+    info = [simulate(preset, 49, sample_rng(7, i))[2] for i in range(160)]
+    sparse = [i for i in info if i["sparse"]]
+    assert 50 < len(sparse) < 110
+    on_sparse = np.mean([sum(i["active"].values()) for i in sparse])
+    on_mix = np.mean([sum(i["active"].values()) for i in info if not i["sparse"]])
+    assert on_sparse < 2.0 < on_mix  # 10 families x 0.1 vs the paper's ~6
+    assert any(not any(i["active"].values()) for i in sparse)
+
+
+def test_sparse_fraction_zero_leaves_the_data_bit_identical():
+    """A preset without [sparse] and one with fraction 0 give the same pairs: the sparse
+    draw has its own random stream."""
+    preset = load_preset("paper")
+    without = {k: v for k, v in preset.items() if k != "sparse"}
+    off = dict(preset, sparse={"fraction": 0.0, "family_probability": 0.9})
+    for a, b in zip(simulate_pairs(without, 3, 49, seed=5), simulate_pairs(off, 3, 49, seed=5)):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_family_and_full_mix_presets_have_no_sparse_samples():
+    from datagen.presets import full_mix
+
+    training = load_preset("training")
+    assert training["sparse"]["fraction"] > 0
+    assert full_mix(training)["sparse"]["fraction"] == 0.0
+    assert family_preset(training, "drift")["sparse"]["fraction"] == 0.0

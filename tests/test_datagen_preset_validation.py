@@ -169,7 +169,7 @@ def test_schema_sections_follow_families(monkeypatch):
     """The distortion-family sections come from datagen's FAMILIES, not a second list."""
     from datagen import preset_schema, presets
 
-    assert set(preset_schema.schema()) - {"", "specimen", "detector", "scan"} == set(presets.FAMILIES)
+    assert set(preset_schema.schema()) - {"", "specimen", "detector", "scan", "sparse"} == set(presets.FAMILIES)
     monkeypatch.setattr(preset_schema, "FAMILIES", presets.FAMILIES + ("new_family",))
     assert preset_schema.schema()["new_family"] == {"probability": preset_schema.PROBABILITY}
     assert not hasattr(presets, "REQUIRED_SECTIONS")
