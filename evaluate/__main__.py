@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="datagen preset name or .toml path of held-out specimens (e.g. heldout): also score "
                         "the full mix at every dose on images drawn from it, as a separate section")
     p.add_argument("--train-log-dir", help="RUNDIR/logs with Caffe logs (adam.log, sgd.log) to check training claims")
-    p.add_argument("--examples", type=int, default=3, help="held-out images in figure.png (default 3)")
+    p.add_argument("--examples", type=int, default=3, help="held-out images in figure.png (default 3; 0: no figure)")
     p.add_argument("--gpu", type=int, help="GPU device id for the CNN (needs a CUDA Caffe; default CPU)")
     p.add_argument("--strict", action="store_true", help="exit with status 2 if any checklist item fails")
     p.add_argument("--out", required=True, help="output folder")
@@ -171,6 +171,8 @@ def check_options(a: argparse.Namespace) -> None:
                           f"(training uses seeds below {run.MIN_EVAL_SEED})")
     if a.count < 1 or a.val_count < 1 or a.size < 16:
         raise OptionError("--count and --val-count must be >= 1 and --size >= 16")
+    if a.examples < 0:
+        raise OptionError(f"--examples {a.examples}: must be >= 0 (0: no figure)")
     if not Path(a.model).is_file():  # checked here: Caffe would abort the whole process
         raise OptionError(f"{a.model}: deploy prototxt not found")
     if a.weights and not Path(a.weights).is_file():
@@ -285,15 +287,16 @@ def figure_choice(results: list[run.ConditionResult]) -> tuple[run.ConditionResu
 
 def write_outputs(a: argparse.Namespace, out: Path, results: list[run.ConditionResult],
                   heldout: list[run.ConditionResult], header: str, checklist: str, heldout_label: str) -> None:
-    """results.csv, results.md, checklist.md and figure.png in ``out``."""
+    """results.csv, results.md, checklist.md and (``--examples`` > 0) figure.png in ``out``."""
     scores = [s for r in results + heldout for s in r.scores]
     report.write_csv(out / "results.csv", scores)
     md = report.markdown_report(results, header, checklist, heldout=heldout,
                                 heldout_preset=heldout_label)
     atomic_write_bytes(out / "results.md", md.encode())
     atomic_write_bytes(out / "checklist.md", checklist.encode())
-    fig_res, fig_method = figure_choice(results)
-    report.write_figure(out / "figure.png", fig_res, fig_method, n=a.examples)
+    if a.examples > 0:
+        fig_res, fig_method = figure_choice(results)
+        report.write_figure(out / "figure.png", fig_res, fig_method, n=a.examples)
 
 
 def print_summary(out: Path, results: list[run.ConditionResult], heldout: list[run.ConditionResult],

@@ -184,3 +184,18 @@ def test_heldout_preset_section(tmp_path, capsys):
             row = next(line for line in table.splitlines() if line.startswith(f"| heldout full mix @ {dose:g} |"))
             cells = [c.strip().strip("*") for c in row.strip("|").split("|")[1:]]
             assert len(cells) == 3 and all(math.isfinite(float(c)) for c in cells), row
+
+
+def test_examples_zero_writes_the_tables_without_a_figure(tmp_path, capsys):
+    """--examples 0: results and checklist, no figure.png (it used to fail after the tables
+    with 'no example images'); a negative count is refused before any work."""
+    out = tmp_path / "eval"
+    argv = ["--preset", "quick", "--size", "64", "--count", "1", "--val-count", "1", "--seed", "1000",
+            "--doses", "300", "--families", "shot_noise", "--no-family-noise", "--baselines", "gaussian",
+            "--bm3d", "off", "--examples", "0", "--out", str(out)]
+    assert main(argv) == 0
+    assert (out / "results.md").is_file() and (out / "results.csv").is_file()
+    assert not (out / "figure.png").exists()
+    assert main(argv[:-4] + ["--examples", "-1", "--out", str(tmp_path / "neg")]) == 2
+    assert "--examples -1: must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "neg").exists()
