@@ -136,7 +136,7 @@ def main() -> None:
         snap = next(pathlib.Path(folder).glob(f"*_iter_{last}.caffemodel")).resolve()
         good = caffe_test(work, net, snap, undistorted_list, test_iter)
         curves[name] = curve
-        rows.append((name, "paper (scored snapshots)", curve, good, None))
+        rows.append((name, f"scored snapshots of {folder}", curve, good, None))
         print(f"{name}: {curve}; undistorted {good:.2f}", flush=True)
 
     for spec in args.arm:
