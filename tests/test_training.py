@@ -279,3 +279,16 @@ def test_init_identity_starts_adam_at_the_identity(schedule, tmp_path):
     refused = subprocess.run(["bash", str(SCRIPT), "--schedule", str(bad), "--run", str(tmp_path / "r2")],
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "INIT=zeros: expected msra or identity" in refused.stderr
+
+
+def test_committed_checkpoint_is_a_whole_pair():
+    """models/checkpoint/ holds one .caffemodel + .solverstate pair that git tracks (a
+    fresh clone must be able to --resume-from it; *.solverstate is ignored elsewhere)."""
+    folder = REPO / "models" / "checkpoint"
+    models = sorted(p.stem for p in folder.glob("*_iter_*.caffemodel"))
+    states = sorted(p.stem for p in folder.glob("*_iter_*.solverstate"))
+    assert len(models) == 1 and models == states, (models, states)
+    if (REPO / ".git").exists():
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(folder / f"{states[0]}.solverstate")],
+                                 cwd=REPO)
+        assert ignored.returncode == 1, "git ignores the checkpoint's .solverstate"
