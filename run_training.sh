@@ -212,19 +212,10 @@ make_data() {  # split count seed
 }
 
 # --- 2./3. the two solver stages ---------------------------------------------
-# A snapshot is whole when its .solverstate parses, holds the solver's history
-# blobs (stem_restore.network: SGD one per parameter blob, Adam two) and its .caffemodel exists:
-# a run killed while Caffe was writing one resumes from the one before.
+# A snapshot is whole when it can be resumed (stem_restore/snapshots.py): a run
+# killed while Caffe was writing one resumes from the one before.
 snapshot_ok() {  # path
-  "$PY" - "$1" <<'PY' 2>/dev/null
-import os, sys
-from caffe.proto import caffe_pb2
-from stem_restore.network import history_blobs
-state = caffe_pb2.SolverState.FromString(open(sys.argv[1], "rb").read())
-model = os.path.join(os.path.dirname(sys.argv[1]), os.path.basename(state.learned_net))
-stage = os.path.basename(sys.argv[1]).split("_iter_")[0]  # adam | sgd: the solver type
-assert state.iter > 0 and len(state.history) == history_blobs(stage) and os.path.getsize(model) > 0
-PY
+  "$PY" -m stem_restore.snapshots whole "$1" 2>/dev/null
 }
 
 latest_state() {  # prefix -> newest whole .solverstate, or nothing
@@ -238,31 +229,12 @@ latest_state() {  # prefix -> newest whole .solverstate, or nothing
   done
 }
 
-# Caffe's HDF5Data layer reads the (unshuffled) shards in list order and wraps
-# around, and a .solverstate does not record where it was.  A stage resumed at
-# iteration N therefore reads the shard list rotated to the shard where row
-# N x batch falls: exact when that is a shard boundary (the long schedule
-# snapshots once per shard), else the nearest shard start before it (warned).
+# Caffe's HDF5Data layer does not record where it was in the shard list: a stage
+# resumed at iteration N reads the list rotated to the shard where row N x batch
+# falls (stem_restore/snapshots.py; warned when that is not a shard boundary).
 write_train_list() {  # iteration
-  "$PY" - "$RUN/data/train/list.txt" "$BATCH_SIZE" "$1" > "$RUN/train_list.txt.part" <<'PY'
-import sys, h5py
-listing, batch, it = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-paths = [line.strip() for line in open(listing) if line.strip()]
-rows = []
-for p in paths:
-    with h5py.File(p, "r") as f:
-        rows.append(f["data"].shape[0])
-offset, start, first_row = it * batch % sum(rows), 0, 0
-for k, n in enumerate(rows):
-    if first_row + n > offset:
-        start = k
-        break
-    first_row += n
-if first_row != offset:
-    print(f"run_training: resuming at iteration {it}: row {offset} is inside shard {start}; "
-          f"the data restart at that shard's first row (not exact)", file=sys.stderr)
-print("\n".join(paths[start:] + paths[:start]))
-PY
+  "$PY" -m stem_restore.snapshots order "$RUN/data/train/list.txt" "$BATCH_SIZE" "$1" \
+    > "$RUN/train_list.txt.part" || die "could not list the training shards of $RUN/data/train"
   mv "$RUN/train_list.txt.part" "$RUN/train_list.txt"
 }
 

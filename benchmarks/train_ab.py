@@ -1,20 +1,31 @@
-"""Training A/B: nets, starts or solver settings side by side on the same data, with real Caffe.
+"""Training A/B: nets, starts, data or solver settings side by side, with real Caffe.
 
-Each *arm* trains for the same iterations on the same HDF5 data with the same solver
-template and ``random_seed``, and differs in one thing:
+Each *arm* trains for the same iterations with the same solver template and
+``random_seed``, and differs in one thing:
 
     paper       the paper's net from Caffe's msra filler (the shipped default)
     identity    the paper's net from prototxt/identity_init.py's weights (output = input at
                 iteration 0; same architecture, prototxt and .caffemodel format)
     residual    a variant: the loss on input + conv12, linear last layer (DnCNN-style)
 
-plus any solver line, e.g. ``fast=paper,base_lr=0.001``.  An arm can also be *scored*
-instead of trained: ``--scored paper=runs/long/snapshots`` reads that run's
-``<prefix>_iter_N.caffemodel`` snapshots, for a run made with the same data, solver and seed
-(training is deterministic, so they are the paper arm's weights).  Every arm is scored with
-Caffe's EuclideanLoss on the data's test/ split (distorted pairs: what the model is for) at
-every ``--test-interval``, and at the end on an undistorted set (input = target: any loss
-there is damage done to a good frame).  Writes ``ab.md`` and the curves ``ab.png``.
+plus any solver line, e.g. ``fast=paper,base_lr=0.001``, and two data keys:
+``train=DIR`` (the arm's own datagen HDF5 folder, any patch size; default DATA/train) and
+``batch=N`` (its batch; default ``--batch``), e.g. ``p96=paper,train=AB/p96,batch=4``.
+
+``--resume STATE`` continues every trained arm from a run's ``.solverstate`` (weights and
+Adam moments, at that iteration) for ``--iters`` more iterations, each arm reading its
+training shards from where a run resumed there would (:mod:`stem_restore.snapshots`): the
+way to try a change on a long run without starting over.  An arm can also be *scored*
+instead of trained: ``--scored long=runs/long/snapshots`` reads that run's
+``<prefix>_iter_N.caffemodel`` snapshots (for a run with the same data, solver and seed,
+they are the paper arm's weights: training is deterministic).
+
+Every arm is scored from its snapshots, every ``--test-interval`` iterations, with Caffe's
+EuclideanLoss (Σ squared error / 2 per image, averaged over images) on one set: ``--test``
+(default DATA/test: distorted pairs, what the model is for; any image size, e.g. whole
+256² frames, where the 24-px border a 64² patch is mostly made of matters less), and at
+the end on the undistorted set (input = target: any loss there is damage done to a good
+frame).  Writes ``ab.md`` and the curves ``ab.png``.
 
 The comparison on the long run's data (session 6), with the long run's Adam solver:
 
@@ -43,8 +54,10 @@ from lr_sweep import CAFFE, REPO, solver_text
 
 sys.path.insert(0, str(REPO))
 from stem_restore.figures import save_png  # noqa: E402
+from stem_restore.snapshots import copy_pair, read_listing, resume_order, shard_rows  # noqa: E402
 
 NETS = ("paper", "identity", "residual")
+DATA_KEYS = ("train", "batch")  # arm keys that are not solver lines
 
 
 def _module(name: str):
@@ -54,44 +67,67 @@ def _module(name: str):
     return module
 
 
-def parse_arm(text: str) -> tuple[str, str, dict[str, str]]:
-    """``NAME=NET[,key=value...]`` -> (name, net, solver overrides)."""
+def parse_arm(text: str) -> tuple[str, str, dict[str, str], dict[str, str]]:
+    """``NAME=NET[,key=value...]`` -> (name, net, data keys, solver overrides)."""
     name, _, spec = text.partition("=")
     net, *pairs = spec.split(",")
     if not name or net not in NETS:
         raise SystemExit(f"--arm {text!r}: expected NAME=NET[,key=value...] with NET one of {NETS}")
+    if any("=" not in p for p in pairs):
+        raise SystemExit(f"--arm {text!r}: every setting after the net is key=value")
     overrides = dict(p.split("=", 1) for p in pairs)
-    return name, net, overrides
+    data = {k: overrides.pop(k) for k in DATA_KEYS if k in overrides}
+    return name, net, data, overrides
+
+
+def test_iterations(listing: pathlib.Path, batch: int) -> int:
+    """Batches that read every pair of ``listing`` once (each test ends where it began)."""
+    rows = sum(shard_rows(read_listing(listing)))
+    if rows % batch:
+        raise SystemExit(f"{listing}: {rows} pairs is not a multiple of the batch {batch}")
+    return rows // batch
 
 
 def caffe_test(work: pathlib.Path, net: str, weights: pathlib.Path, test_list: pathlib.Path,
-               iterations: int) -> float:
-    """Mean EuclideanLoss of ``weights`` over ``iterations`` TEST batches read from ``test_list``."""
+               batch: int) -> float:
+    """Mean EuclideanLoss of ``weights`` over every pair of ``test_list``, ``batch`` at a time."""
     (work / "test.prototxt").write_text(net.replace('"data/test/list.txt"', f'"{test_list}"'))
     run = subprocess.run([str(CAFFE), "test", "--model=test.prototxt", f"--weights={weights}",
-                          f"--iterations={iterations}"], cwd=work, capture_output=True, text=True)
+                          f"--iterations={test_iterations(test_list, batch)}"],
+                         cwd=work, capture_output=True, text=True)
     found = re.findall(r"\] loss = (\S+)", run.stderr)
     if run.returncode != 0 or not found:
         raise RuntimeError(f"caffe test failed in {work}: {run.stderr[-500:]}")
     return float(found[-1])
 
 
-def train_arm(work: pathlib.Path, solver: str, weights: pathlib.Path | None) -> tuple[dict[int, float], str]:
-    """Run ``caffe train``; return ({iteration: test loss}, the engine line of its log)."""
+def train_arm(work: pathlib.Path, solver: str, start: pathlib.Path | None) -> str:
+    """Run ``caffe train`` from ``start`` (a .caffemodel or .solverstate, or None: the fillers);
+    return the engine line of its log."""
     (work / "solver.prototxt").write_text(solver)
     args = [str(CAFFE), "train", "--solver=solver.prototxt"]
-    if weights is not None:
-        args.append(f"--weights={weights}")
+    if start is not None:
+        args.append(f"--{'snapshot' if start.suffix == '.solverstate' else 'weights'}={start}")
     with open(work / "caffe.log", "w") as log:
         run = subprocess.run(args, cwd=work, stderr=log, stdout=subprocess.DEVNULL,
                              env={**os.environ, "GLOG_minloglevel": "0"})
     text = (work / "caffe.log").read_text()
     if run.returncode != 0:
         raise RuntimeError(f"caffe train failed in {work}: {text[-500:]}")
-    iters = [int(i) for i in re.findall(r"Iteration (\d+), Testing net", text)]
-    losses = [float(v) for v in re.findall(r"Test net output #0: loss = (\S+)", text)]
-    engine = next(iter(re.findall(r"Layer conv2: (.*)", text)), "engine not logged")
-    return dict(zip(iters, losses)), engine
+    return next(iter(re.findall(r"Layer conv2: (.*)", text)), "engine not logged")
+
+
+def score(work: pathlib.Path, net: str, folder: pathlib.Path, iterations: range,
+          test_list: pathlib.Path, batch: int) -> dict[int, float]:
+    """{iteration: test loss} of the ``*_iter_N.caffemodel`` snapshots in ``folder`` (and below)."""
+    curve = {}
+    for it in iterations:
+        snap = next(iter(sorted(folder.rglob(f"*_iter_{it}.caffemodel"))), None)
+        if snap is not None:
+            curve[it] = caffe_test(work, net, snap.resolve(), test_list, batch)
+    if not curve:
+        raise SystemExit(f"{folder}: no *_iter_N.caffemodel for N in {list(iterations)}")
+    return curve
 
 
 def main() -> None:
@@ -100,74 +136,100 @@ def main() -> None:
     p.add_argument("undistorted", type=pathlib.Path, help="datagen HDF5 folder of undistorted pairs")
     p.add_argument("--out", type=pathlib.Path, required=True)
     p.add_argument("--solver", type=pathlib.Path, default=REPO / "solvers/quick/adam.prototxt",
-                   help="solver template (its test_iter sets the test batches)")
-    p.add_argument("--arm", action="append", default=[], help="NAME=NET[,key=value...] (repeat)")
+                   help="solver template")
+    p.add_argument("--arm", action="append", default=[],
+                   help="NAME=NET[,train=DIR][,batch=N][,solver_key=value...] (repeat)")
     p.add_argument("--scored", action="append", default=[],
                    help="NAME=SNAPSHOT_DIR: score that run's snapshots instead of training")
-    p.add_argument("--iters", type=int, default=512)
+    p.add_argument("--resume", type=pathlib.Path,
+                   help="a .solverstate every trained arm continues (paper and residual nets)")
+    p.add_argument("--test", type=pathlib.Path, help="datagen HDF5 folder the arms are scored on "
+                   "(default DATA/test)")
+    p.add_argument("--iters", type=int, default=512, help="iterations each arm trains (after --resume's)")
     p.add_argument("--test-interval", type=int, default=256)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=8, help="training batch (arms' default) and scoring batch")
     p.add_argument("--seed", type=int, default=1, help="identity start's seed (= the solver's random_seed)")
     args = p.parse_args()
     if not args.arm and not args.scored:
         p.error("give at least one --arm or --scored")
+    arms = [parse_arm(a) for a in args.arm]
+    if args.resume is not None and any(kind == "identity" for _, kind, _, _ in arms):
+        p.error("--resume continues a run's weights: an identity arm has its own start")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
                platform.processor())
-    template = args.solver.read_text()
-    test_iter = int(re.search(r"^test_iter:\s*(\d+)", template, re.M).group(1))
     nets = _module("make_nets")
     args.out.mkdir(parents=True, exist_ok=True)
     undistorted_list = (args.undistorted / "list.txt").resolve()
-    test_list = (args.data / "test" / "list.txt").resolve()
+    test_list = ((args.test or args.data / "test") / "list.txt").resolve()
+    first = 0
+    if args.resume is not None:
+        from stem_restore.network import caffe_pb2
+        first = caffe_pb2().SolverState.FromString(args.resume.read_bytes()).iter
+    last = first + args.iters
+    steps = range(first - first % args.test_interval, last + 1, args.test_interval)
+    scoring_net = nets.train_hdf5(batch=args.batch)
     curves, rows, engine = {}, [], "engine not logged"
 
+    def finish(name: str, label: str, work: pathlib.Path, folder: pathlib.Path, net: str,
+               seconds: float | None) -> None:
+        curve = score(work, net, folder, steps, test_list, args.batch)
+        end = sorted(folder.rglob(f"*_iter_{max(curve)}.caffemodel"))[0].resolve()
+        good = caffe_test(work, net, end, undistorted_list, args.batch)
+        curves[name] = curve
+        rows.append((name, label, curve, good, seconds))
+        speed = "" if seconds is None else f"; {seconds:.2f} s/iteration"
+        print(f"{name}: {curve}; undistorted {good:.2f}{speed}", flush=True)
+
+    for name, kind, data, overrides in arms:
+        work = args.out / name
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        batch = int(data.get("batch", args.batch))
+        train_dir = pathlib.Path(data.get("train", args.data / "train")).resolve()
+        shards = read_listing(train_dir / "list.txt")
+        start = None
+        if kind == "identity":
+            init = _module("identity_init")
+            start = init.write_caffemodel(init.identity_weights(args.seed), work / "init_iter_0.caffemodel")
+        if args.resume is not None:
+            start = copy_pair(args.resume, work / "resumed")
+            shards, exact = resume_order(shards, shard_rows(shards), batch, first)
+            if not exact:
+                print(f"{name}: iteration {first} x batch {batch} is inside a shard of {train_dir}: "
+                      f"its data restart at that shard's first row", file=sys.stderr)
+        (work / "train_list.txt").write_text("\n".join(shards) + "\n")
+        net = nets.train_hdf5(batch=batch, residual=kind == "residual")
+        net = net.replace('"data/train/list.txt"', '"train_list.txt"', 1)
+        (work / "train.prototxt").write_text(net)
+        # Caffe builds the net's TEST layer (reading data/test) but never runs it: the arms are
+        # scored from their snapshots afterwards (test_interval must be > 0; 10^9 = never).
+        (work / "data").symlink_to(args.data.resolve())
+        solver = solver_text(args.solver, max_iter=last, test_interval=10**9, test_initialization="false",
+                             snapshot=args.test_interval,
+                             snapshot_prefix='"snap"', net='"train.prototxt"', **overrides)
+        t0 = time.perf_counter()
+        engine = train_arm(work, solver, start)
+        seconds = (time.perf_counter() - t0) / args.iters
+        label = kind + "".join(f", {k}={v}" for k, v in {**data, **overrides}.items())
+        finish(name, label, work, work, nets.train_hdf5(batch=args.batch, residual=kind == "residual"),
+               seconds)
+
+    # Scored last: a run still training has written its newest snapshots by then.
     for spec in args.scored:
         name, _, folder = spec.partition("=")
         work = args.out / name
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        net = nets.train_hdf5(batch=args.batch)
-        curve = {}
-        for it in range(0, args.iters + 1, args.test_interval):
-            snap = next(pathlib.Path(folder).glob(f"*_iter_{it}.caffemodel"), None)
-            if snap is not None:
-                curve[it] = caffe_test(work, net, snap.resolve(), test_list, test_iter)
-        last = max(curve)
-        snap = next(pathlib.Path(folder).glob(f"*_iter_{last}.caffemodel")).resolve()
-        good = caffe_test(work, net, snap, undistorted_list, test_iter)
-        curves[name] = curve
-        rows.append((name, f"scored snapshots of {folder}", curve, good, None))
-        print(f"{name}: {curve}; undistorted {good:.2f}", flush=True)
+        finish(name, f"scored snapshots of {folder}", work, pathlib.Path(folder), scoring_net, None)
 
-    for spec in args.arm:
-        name, kind, overrides = parse_arm(spec)
-        work = args.out / name
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        (work / "data").symlink_to(args.data.resolve())
-        net = nets.train_hdf5(batch=args.batch, residual=kind == "residual")
-        (work / "train.prototxt").write_text(net)
-        weights = None
-        if kind == "identity":
-            init = _module("identity_init")
-            weights = init.write_caffemodel(init.identity_weights(args.seed), work / "init.caffemodel")
-        solver = solver_text(args.solver, max_iter=args.iters, test_interval=args.test_interval,
-                             snapshot=args.iters, snapshot_prefix='"snap"', test_initialization="true",
-                             net='"train.prototxt"', **overrides)
-        t0 = time.perf_counter()
-        curve, engine = train_arm(work, solver, weights)
-        seconds = (time.perf_counter() - t0) / args.iters
-        good = caffe_test(work, net, work / f"snap_iter_{args.iters}.caffemodel", undistorted_list, test_iter)
-        curves[name] = curve
-        label = kind + "".join(f", {k}={v}" for k, v in overrides.items())
-        rows.append((name, label, curve, good, seconds))
-        print(f"{name}: {curve}; undistorted {good:.2f}; {seconds:.2f} s/iteration", flush=True)
-
-    steps = sorted({i for c in curves.values() for i in c})
-    lines = [f"CPU: {cpu}; {engine}", f"solver {args.solver} (max_iter {args.iters}), batch {args.batch}, "
-             f"{test_iter} test batches", "",
-             "| arm | net / overrides | " + " | ".join(f"test @ {i}" for i in steps)
-             + f" | undistorted @ {args.iters} | s/iteration (incl. tests) |",
+    test_size = h5_shape(read_listing(test_list)[0])
+    lines = [f"CPU: {cpu}; {engine}",
+             f"solver {args.solver} (iterations {first} to {last}"
+             + (f", resumed from {args.resume}" if args.resume else "") + f"), batch {args.batch}; "
+             f"scored on {test_list.parent} ({sum(shard_rows(read_listing(test_list)))} pairs of "
+             f"{test_size[0]}×{test_size[1]} px)", "",
+             "| arm | net / settings | " + " | ".join(f"test @ {i}" for i in steps)
+             + f" | undistorted @ end | s/iteration |",
              "|---|---|" + "---:|" * (len(steps) + 2)]
     for name, label, curve, good, seconds in rows:
         cells = " | ".join(f"{curve[i]:.1f}" if i in curve else "" for i in steps)
@@ -176,6 +238,13 @@ def main() -> None:
     (args.out / "ab.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(curves, args.out / "ab.png")
+
+
+def h5_shape(path: str) -> tuple[int, int]:
+    """(height, width) of the pairs in one HDF5 shard."""
+    import h5py
+    with h5py.File(path, "r") as f:
+        return tuple(f["data"].shape[-2:])
 
 
 def plot(curves: dict[str, dict[int, float]], path: pathlib.Path) -> None:

@@ -1,0 +1,137 @@
+"""Caffe training snapshots: whole or not, where a resumed stage reads, continuation copies.
+
+Used by ``run_training.sh`` (through the command line below) and
+``benchmarks/train_ab.py``.
+
+* A snapshot is *whole* when its ``.solverstate`` parses, holds the solver's
+  history blobs (:func:`stem_restore.network.history_blobs`: SGD one per
+  parameter blob, Adam two) and the ``.caffemodel`` it names exists: a run
+  killed while Caffe was writing one resumes from the one before
+  (:func:`is_whole`).
+* Caffe's HDF5Data layer reads its (unshuffled) shards in list order and wraps
+  around, and a ``.solverstate`` does not record where it was.  A stage resumed
+  at iteration N therefore reads the shard list rotated to the shard where row
+  N x batch falls (:func:`resume_order`): exact when that is a shard boundary
+  (the ``long`` schedule snapshots once per shard), else the nearest shard start
+  before it.
+* A ``.solverstate`` names its weights by the path Caffe wrote
+  (``learned_net``, relative to the run folder).  :func:`copy_pair` copies a
+  pair elsewhere and points the copy at the copied weights, so that
+  ``caffe train --snapshot=COPY`` continues it from any folder.
+
+Command line (for ``run_training.sh``)::
+
+    python -m stem_restore.snapshots whole STATE           # exit 0 if whole, 1 if not
+    python -m stem_restore.snapshots order LIST BATCH IT   # the shard list to resume at IT
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import sys
+
+from stem_restore.atomic import atomic_write_bytes
+from stem_restore.network import history_blobs
+
+__all__ = ["read_listing", "shard_rows", "resume_order", "weights_of", "is_whole", "copy_pair"]
+
+
+def read_listing(listing: str | os.PathLike) -> list[str]:
+    """The shard paths of a Caffe HDF5 list file (one path a line, blank lines ignored)."""
+    return [line.strip() for line in pathlib.Path(listing).read_text().splitlines() if line.strip()]
+
+
+def shard_rows(paths: list[str]) -> list[int]:
+    """Rows (pairs) in each HDF5 shard: the length of its ``data`` dataset."""
+    import h5py
+    rows = []
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            rows.append(int(f["data"].shape[0]))
+    return rows
+
+
+def resume_order(paths: list[str], rows: list[int], batch: int, iteration: int) -> tuple[list[str], bool]:
+    """The shard list a stage resumed at ``iteration`` reads, and whether that is exact.
+
+    Caffe has read ``iteration * batch`` rows (modulo the epoch) when it snapshots at
+    ``iteration``; the returned list starts at the shard holding the next row.  ``exact`` is
+    False when that row is not the shard's first: the data then restart at the shard's start.
+    """
+    if len(paths) != len(rows) or not paths:
+        raise ValueError("resume_order: one row count per shard, at least one shard")
+    if batch < 1 or iteration < 0:
+        raise ValueError(f"resume_order: batch {batch} must be >= 1 and iteration {iteration} >= 0")
+    offset, first_row = iteration * batch % sum(rows), 0
+    for start, n in enumerate(rows):
+        if first_row + n > offset:
+            return paths[start:] + paths[:start], first_row == offset
+        first_row += n
+    raise AssertionError("unreachable: offset < sum(rows)")
+
+
+def _state(path: pathlib.Path):
+    from stem_restore.network import caffe_pb2
+    return caffe_pb2().SolverState.FromString(path.read_bytes())
+
+
+def weights_of(state_path: str | os.PathLike) -> pathlib.Path:
+    """The ``.caffemodel`` beside ``state_path`` that its ``learned_net`` names (by file name)."""
+    state_path = pathlib.Path(state_path)
+    return state_path.parent / pathlib.Path(_state(state_path).learned_net).name
+
+
+def is_whole(state_path: str | os.PathLike) -> bool:
+    """True if the snapshot can be resumed: see the module docstring."""
+    state_path = pathlib.Path(state_path)
+    try:
+        state = _state(state_path)
+        stage = state_path.name.split("_iter_")[0]  # adam | sgd: the solver type
+        model = state_path.parent / pathlib.Path(state.learned_net).name
+        return (state.iter > 0 and len(state.history) == history_blobs(stage)
+                and model.is_file() and model.stat().st_size > 0)
+    except Exception:  # unreadable, truncated, unknown stage: not whole
+        return False
+
+
+def copy_pair(state_path: str | os.PathLike, dest: str | os.PathLike) -> pathlib.Path:
+    """Copy a snapshot pair into folder ``dest``; the copied state names the copied weights.
+
+    Returns the copied ``.solverstate``, whose ``learned_net`` is the copied
+    ``.caffemodel``'s absolute path.
+    """
+    state_path, dest = pathlib.Path(state_path), pathlib.Path(dest)
+    if not is_whole(state_path):
+        raise ValueError(f"{state_path}: not a whole snapshot pair (unreadable .solverstate, "
+                         f"wrong number of history blobs, or its .caffemodel is missing)")
+    dest.mkdir(parents=True, exist_ok=True)
+    model = dest / weights_of(state_path).name
+    shutil.copyfile(weights_of(state_path), model)
+    state = _state(state_path)
+    state.learned_net = str(model.resolve())
+    copy = dest / state_path.name
+    atomic_write_bytes(copy, state.SerializeToString())
+    return copy
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "whole":
+        return 0 if is_whole(argv[1]) else 1
+    if len(argv) == 4 and argv[0] == "order":
+        paths = read_listing(argv[1])
+        batch, iteration = int(argv[2]), int(argv[3])
+        rows = shard_rows(paths)
+        order, exact = resume_order(paths, rows, batch, iteration)
+        if not exact:
+            row = iteration * batch % sum(rows)
+            print(f"resuming at iteration {iteration}: row {row} is inside shard "
+                  f"{order[0]}; the data restart at that shard's first row (not exact)", file=sys.stderr)
+        sys.stdout.write("\n".join(order) + "\n")
+        return 0
+    print(__doc__.split("Command line (for ``run_training.sh``)::")[1].rstrip(), file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
