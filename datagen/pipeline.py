@@ -96,20 +96,24 @@ def _active_families(preset: dict, fam_rng: dict, sparse: bool = False) -> dict[
 
 
 def _scan_displacements(preset: dict, shape: tuple[int, int], timing: scan.ScanTiming,
-                        active: dict, fam_rng: dict) -> tuple[np.ndarray, np.ndarray, float]:
-    """Probe displacements (x, y; angstrom) of the active scan families, and the sum of
+                        active: dict, fam_rng: dict) -> tuple[dict, float]:
+    """Probe displacements (x, y; angstrom) of each active scan family, and the sum of
     every scan family's largest displacement (angstrom).  Every family draws its
     parameters (own stream); only active ones act."""
     effects = {f: _scan_effect(f, preset[f], fam_rng[f]) for f in SCAN_FAMILIES}
     bound = sum(e.bound_angstrom(timing, shape) for e in effects.values())
+    parts = {f: effect(timing, shape, fam_rng[f]) for f, effect in effects.items() if active[f]}
+    return parts, bound
+
+
+def _summed(parts: dict, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The total displacement of ``parts`` (family -> (dx, dy)), summed in family order."""
     dx = np.zeros(shape)
     dy = np.zeros(shape)
-    for f, effect in effects.items():
-        if active[f]:
-            ex, ey = effect(timing, shape, fam_rng[f])
-            dx += ex
-            dy += ey
-    return dx, dy, bound
+    for ex, ey in parts.values():
+        dx += ex
+        dy += ey
+    return dx, dy
 
 
 def _margin_px(bound_px: float, shape: tuple[int, int]) -> int:
@@ -118,22 +122,29 @@ def _margin_px(bound_px: float, shape: tuple[int, int]) -> int:
     return int(min(np.ceil(bound_px) + 2, MAX_MARGIN_FACTOR * max(shape)))
 
 
-def _render_and_scan(spec: dict, shape: tuple[int, int], px: float, margin: int, dx: np.ndarray,
-                     dy: np.ndarray, spec_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The normalised specimen image in the field of view, and the same canvas as the
-    displaced probe sees it (``dx``, ``dy`` in angstrom, ``px`` angstrom per pixel)."""
+def _render_and_scan(spec: dict, shape: tuple[int, int], px: float, margin: int,
+                     displacements: list[tuple[np.ndarray, np.ndarray]],
+                     spec_rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The normalised specimen image in the field of view, and the same canvas as a probe
+    displaced by each of ``displacements`` sees it ((dx, dy) in angstrom, ``px`` angstrom
+    per pixel)."""
     h, w = shape
     field = (slice(margin, margin + h), slice(margin, margin + w))
     canvas = Canvas((h + 2 * margin, w + 2 * margin), px, field)
     image = render_specimen(spec, canvas, spec_rng)
-    return image[field], scan.resample(image, field, dx / px, dy / px)
+    return image[field], [scan.resample(image, field, dx / px, dy / px) for dx, dy in displacements]
 
 
-def simulate(preset, size, rng: np.random.Generator):
+def simulate(preset, size, rng: np.random.Generator, drift_only: bool = False):
     """Like :func:`simulate_pair`, also returning a dict of the drawn settings.
 
     The detector effects are :data:`datagen.detector.CHAIN`, applied by
-    :func:`datagen.detector.apply_chain` (electrons, then ADC levels).
+    :func:`datagen.detector.apply_chain` (electrons, then ADC levels).  With
+    ``drift_only``, ``info["drift_only"]`` is the clean image of the specimen as a probe
+    displaced by the sample's drift alone sees it (no other distortion, no noise): the
+    best a single-frame method can do when, as here, the drift cannot be told apart
+    from the specimen (see :func:`drift_only_references`).  It draws nothing: the pair is
+    the same either way.
     """
     preset = resolve_preset(preset)
     shape = _shape(size)
@@ -147,15 +158,22 @@ def simulate(preset, size, rng: np.random.Generator):
     sparse = _is_sparse(preset, regime_rng)
     active = _active_families(preset, fam_rng, sparse)
 
-    dx, dy, bound = _scan_displacements(preset, shape, acq.timing, active, fam_rng)
+    parts, bound = _scan_displacements(preset, shape, acq.timing, active, fam_rng)
     margin = _margin_px(bound / px, shape)
-    specimen, seen = _render_and_scan(preset["specimen"], shape, px, margin, dx, dy, spec_rng)
+    probes = [_summed(parts, shape)]
+    if drift_only and "drift" in parts:
+        probes.append(parts["drift"])
+    specimen, scans = _render_and_scan(preset["specimen"], shape, px, margin, probes, spec_rng)
+    seen = scans[0]
     clean = acq.response.mean(specimen)
 
     effects = det.build_chain(preset, fam_rng, acq)
     signal = det.apply_chain(effects, seen, acq.response, active, fam_rng)
     info = {"pixel_size_angstrom": px, "response": acq.response, "timing": acq.timing,
             "active": active, "sparse": sparse, "margin_px": margin, "adc_bits": acq.adc_bits}
+    if drift_only:
+        drifted = acq.response.mean(scans[1]) if len(scans) > 1 else clean
+        info["drift_only"] = drifted.astype(np.float32)
     return signal.astype(np.float32), clean.astype(np.float32), info
 
 
@@ -186,6 +204,21 @@ def simulate_pairs(preset, count: int, size, seed: int) -> list[tuple[np.ndarray
         raise ValueError(f"count must be >= 0, got {count}")
     preset = resolve_preset(preset)
     return [simulate_pair(preset, size, sample_rng(seed, i)) for i in range(count)]
+
+
+def drift_only_references(preset, count: int, size, seed: int) -> list[np.ndarray]:
+    """For each pair of ``simulate_pairs(preset, count, size, seed)``: its clean image as seen
+    through the sample's drift alone (the clean image itself where drift is off).
+
+    Drift is a smooth displacement that grows with scan time (:mod:`datagen.scan.drift`).
+    One frame cannot tell it from the specimen's own geometry, and a fully convolutional
+    net, which sees 49 px around a pixel, cannot know the pixel's scan time; so scoring these
+    images against the clean ones gives the ceiling of any single-frame method that removes
+    every other distortion perfectly.
+    """
+    preset = resolve_preset(preset)
+    return [simulate(preset, size, sample_rng(seed, i), drift_only=True)[2]["drift_only"]
+            for i in range(count)]
 
 
 def make_training_pair(distorted: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

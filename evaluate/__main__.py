@@ -234,8 +234,9 @@ def run_conditions(a: argparse.Namespace, base: dict, conditions: list[run.Condi
         preset = run.condition_preset(base, cond)
         test = datagen.simulate_pairs(preset, a.count, a.size, a.seed)
         val = datagen.simulate_pairs(preset, a.val_count, a.size, a.seed + run.VALIDATION_SEED_OFFSET)
+        refs = datagen.drift_only_references(preset, a.count, a.size, a.seed) if cond.family is None else None
         res = run.evaluate_condition(cond, test, val, baselines_for(cond, baselines, a.bm3d), cnn,
-                                     n_examples=a.examples)
+                                     n_examples=a.examples, drift_refs=refs)
         results.append(res)
         line = "  ".join(f"{s.method}={s.psnr_mean:.2f}" for s in res.scores)
         print(f"[{time.perf_counter() - t0:5.1f} s] {cond.label}: PSNR {line}", file=sys.stderr, flush=True)

@@ -18,9 +18,9 @@ from stem_restore.atomic import atomic_write_bytes
 from stem_restore.figures import save_png
 
 from .metrics import PSNR_CAP_DB
-from .run import ConditionResult, Score
+from .run import DRIFT_CEILING, ConditionResult, Score
 
-__all__ = ["write_csv", "markdown_report", "write_figure", "cnn_verdict"]
+__all__ = ["write_csv", "markdown_report", "drift_section", "write_figure", "cnn_verdict"]
 
 
 def write_csv(path: str | Path, scores: Sequence[Score]) -> None:
@@ -135,6 +135,30 @@ def heldout_section(heldout: Sequence[ConditionResult], preset: str) -> list[str
             _params_table(heldout), ""]
 
 
+def drift_section(results: Sequence[ConditionResult]) -> list[str]:
+    """Markdown lines: each method's PSNR on the full-mix test images that have drift, beside
+    the drift-only reference (nothing when no result has such images)."""
+    rows = [r for r in results if r.n_drifted]
+    if not rows:
+        return []
+    lines = ["## Frames with drift: the single-frame ceiling (full mix)", "",
+             "Drift is a smooth displacement that grows with scan time. One frame cannot tell it from the "
+             "specimen's own geometry, and a fully convolutional net sees 49 px around a pixel, not its "
+             "scan time, so no method here is expected to undo it. *Ceiling* = the clean specimen scanned "
+             "with the frame's own drift and nothing else (`datagen.drift_only_references`): what a method "
+             "that removed every other distortion perfectly would score. Mean PSNR (dB) over the test "
+             "images whose drift is on.", ""]
+    methods = [m for m in _methods(rows) if m != "raw"]
+    lines += ["| condition | images with drift | ceiling | raw | " + " | ".join(methods) + " |",
+              "|---|---:|---:|---:|" + "---:|" * len(methods)]
+    for r in rows:
+        cells = [f"{r.drifted_psnr[m]:.2f}" if m in r.drifted_psnr else "–" for m in methods]
+        lines.append(f"| {r.condition.label} | {r.n_drifted} of {r.scores[0].n} | "
+                     f"{r.drifted_psnr[DRIFT_CEILING]:.2f} | {r.drifted_psnr['raw']:.2f} | "
+                     + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def markdown_report(results: Sequence[ConditionResult], header: str, checklists: str,
                     heldout: Sequence[ConditionResult] = (), heldout_preset: str = "heldout") -> str:
     """The whole results.md text; ``heldout`` (full-mix results on the held-out specimens of
@@ -147,6 +171,7 @@ def markdown_report(results: Sequence[ConditionResult], header: str, checklists:
              _params_table(results), ""]
     if heldout:
         parts += heldout_section(heldout, heldout_preset)
+    parts += drift_section(list(results) + list(heldout))
     verdict = cnn_verdict(list(results) + list(heldout))
     if verdict:
         parts += ["## CNN vs the best classical baseline on the full mix", ""]

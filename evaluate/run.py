@@ -36,7 +36,7 @@ import numpy as np
 from .baselines import BASELINES, Baseline, tune
 from .metrics import PSNR_CAP_DB, column_position_error, psnr, scan_shift_spread, ssim
 
-__all__ = ["MIN_EVAL_SEED", "VALIDATION_SEED_OFFSET", "Condition", "Score", "make_conditions",
+__all__ = ["MIN_EVAL_SEED", "VALIDATION_SEED_OFFSET", "DRIFT_CEILING", "Condition", "Score", "make_conditions",
            "heldout_conditions", "condition_preset", "score_images", "evaluate_condition"]
 
 #: Smallest seed allowed for evaluation (training uses seeds below it).
@@ -49,6 +49,8 @@ MIX = "full mix"
 NOISE_FAMILY = "shot_noise"
 #: Label prefix (``Condition.split``) of the full-mix conditions on held-out specimens.
 HELDOUT = "heldout"
+#: Name of the drift-only reference among ``ConditionResult.drifted_psnr``'s methods.
+DRIFT_CEILING = "drift only (ceiling)"
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,10 @@ class ConditionResult:
     condition: Condition
     scores: list[Score] = field(default_factory=list)
     examples: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    #: Test images whose drift is on (full mix with ``drift_refs`` only), and each method's mean
+    #: PSNR over them, with :data:`DRIFT_CEILING` = the drift-only reference itself.
+    n_drifted: int = 0
+    drifted_psnr: dict[str, float] = field(default_factory=dict)
 
 
 def make_conditions(families: Sequence[str], doses: Sequence[float], family_dose: float | None = None,
@@ -152,7 +158,8 @@ def _params_text(params: dict) -> str:
 def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndarray]],
                        val: Sequence[tuple[np.ndarray, np.ndarray]], baselines: Sequence[Baseline],
                        cnn: Callable[[np.ndarray], np.ndarray] | None = None,
-                       n_examples: int = 3) -> ConditionResult:
+                       n_examples: int = 3,
+                       drift_refs: Sequence[np.ndarray] | None = None) -> ConditionResult:
     """Score raw input, each baseline (tuned on ``val``) and the CNN on ``test``.
 
     Parameters
@@ -167,10 +174,19 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
         ``cnn(distorted) -> restored`` (e.g. ``lambda im: Restorer(net).restore(im).restored``).
     n_examples : int
         How many test images to keep (raw, clean, each method) for the figure.
+    drift_refs : sequence of arrays, optional
+        ``datagen.drift_only_references`` of ``test``: each method is also scored on the
+        images with drift (``n_drifted``, ``drifted_psnr``), beside the drift-only reference.
     """
     res = ConditionResult(cond)
     distorted = [d for d, _ in test]
     clean = [c for _, c in test]
+    drifted = [] if drift_refs is None else [
+        i for i, (r, c) in enumerate(zip(drift_refs, clean)) if not np.array_equal(r, c)]
+    res.n_drifted = len(drifted)
+
+    def on_drifted(outputs: Sequence[np.ndarray]) -> float:
+        return float(np.mean([min(psnr(outputs[i], clean[i]), PSNR_CAP_DB) for i in drifted]))
     target_spread = float(np.mean([scan_shift_spread(c) for c in clean]))
     res.examples["raw"] = distorted[:n_examples]
     res.examples["clean"] = clean[:n_examples]
@@ -180,6 +196,11 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
         res.scores.append(Score(cond.label, cond.family or MIX, cond.dose, method, params, len(outputs),
                                 target_scan_spread_px=target_spread, seconds_per_image=secs, **stats))
         res.examples[method] = outputs[:n_examples]
+        if drifted:
+            res.drifted_psnr[method] = on_drifted(outputs)
+
+    if drifted:
+        res.drifted_psnr[DRIFT_CEILING] = on_drifted(drift_refs)
 
     add("raw", "", distorted, 0.0)
     for b in baselines:

@@ -16,7 +16,8 @@ def test_public_api_names():
     assert FAMILIES == ("scan_jitter", "scan_lines", "drift", "flyback", "shot_noise",
                         "pmt_readout", "row_offsets", "detector_lag", "outliers", "quantisation")
     assert set(datagen.__all__) == {"FAMILIES", "load_preset", "family_preset", "with_dose",
-                                    "simulate_pair", "simulate_pairs", "make_training_pair"}
+                                    "simulate_pair", "simulate_pairs", "make_training_pair",
+                                    "drift_only_references"}
 
 
 @pytest.mark.parametrize("name", ["paper", "quick"])
@@ -250,3 +251,30 @@ def test_family_and_full_mix_presets_have_no_sparse_samples():
     assert training["sparse"]["fraction"] > 0
     assert full_mix(training)["sparse"]["fraction"] == 0.0
     assert family_preset(training, "drift")["sparse"]["fraction"] == 0.0
+
+
+def test_drift_only_reference_is_the_clean_specimen_through_the_drift_alone():
+    """drift_only=True adds info["drift_only"] and draws nothing (the pair is bit-identical);
+    on a drift-only frame (every other family off) it IS the distorted input, which the clean
+    target is not, and drift grows with scan time: the last rows are the furthest from clean."""
+    preset = with_dose(family_preset("paper", "drift"), 1000)
+    preset["drift"]["velocity_angstrom_per_s"] = 8.0  # fixed, strong: every sample drifts visibly
+    for i in range(3):
+        d, c, _ = simulate(preset, 128, sample_rng(3, i))
+        d2, c2, info = simulate(preset, 128, sample_rng(3, i), drift_only=True)
+        assert d.tobytes() == d2.tobytes() and c.tobytes() == c2.tobytes()
+        ref = info["drift_only"]
+        assert ref.dtype == np.float32 and ref.shape == c.shape
+        np.testing.assert_allclose(ref, d, rtol=1e-5, atol=1e-3 * np.ptp(c))
+        assert np.abs(c - d).max() > 0.1 * np.ptp(c)
+        err = (ref.astype(float) - c) ** 2
+        assert err[-16:].mean() > 4 * err[:16].mean()  # zero drift at the first pixel
+    refs = datagen.drift_only_references(preset, 2, 64, seed=3)
+    assert [r.tobytes() for r in refs] == [simulate(preset, 64, sample_rng(3, i), drift_only=True)[2][
+        "drift_only"].tobytes() for i in range(2)]
+
+
+def test_drift_only_reference_without_drift_is_the_clean_image():
+    preset = family_preset("paper", "scan_jitter")  # scan distortion on, drift off
+    d, c, info = simulate(preset, 64, sample_rng(4, 0), drift_only=True)
+    assert info["drift_only"].tobytes() == c.tobytes() and not np.array_equal(d, c)

@@ -199,3 +199,34 @@ def test_examples_zero_writes_the_tables_without_a_figure(tmp_path, capsys):
     assert main(argv[:-4] + ["--examples", "-1", "--out", str(tmp_path / "neg")]) == 2
     assert "--examples -1: must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "neg").exists()
+
+
+def test_drift_ceiling_scores_every_method_on_the_drifted_images():
+    """With drift_refs, each method is also scored on the test images whose drift is on, beside
+    the drift-only reference; a full mix with strong drift everywhere puts that ceiling above
+    the raw input and the baseline, and results.md gets the table."""
+    import datagen
+    from datagen.presets import full_mix, with_dose
+    from evaluate import report, run
+    from evaluate.baselines import BASELINES
+
+    preset = with_dose(full_mix("paper"), 300)
+    preset["drift"].update(probability=1.0, velocity_angstrom_per_s=8.0)
+    test = datagen.simulate_pairs(preset, 3, 96, 1000)
+    val = datagen.simulate_pairs(preset, 1, 96, 1000 + run.VALIDATION_SEED_OFFSET)
+    refs = datagen.drift_only_references(preset, 3, 96, 1000)
+    cond = run.Condition(None, 300.0)
+    res = run.evaluate_condition(cond, test, val, [BASELINES["gaussian"]], n_examples=0, drift_refs=refs)
+    assert res.n_drifted == 3
+    assert set(res.drifted_psnr) == {"raw", "gaussian", run.DRIFT_CEILING}
+    ceiling = res.drifted_psnr[run.DRIFT_CEILING]
+    assert ceiling > res.drifted_psnr["raw"] and ceiling > res.drifted_psnr["gaussian"]
+    # All three images drift: the drifted-image means are the tables' means.
+    for s in res.scores:
+        assert res.drifted_psnr[s.method] == pytest.approx(s.psnr_mean, rel=1e-9)
+
+    lines = report.drift_section([res])
+    row = next(line for line in lines if line.startswith("| full mix @ 300 |"))
+    assert row.split("|")[2].strip() == "3 of 3" and f"{ceiling:.2f}" in row
+    plain = run.evaluate_condition(cond, test, val, [], n_examples=0)
+    assert plain.n_drifted == 0 and report.drift_section([plain]) == []
