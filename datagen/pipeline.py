@@ -23,7 +23,7 @@ from stem_restore.normalize import normalize
 from . import detector as det
 from . import scan
 from .params import draw
-from .presets import FAMILIES, SCAN_FAMILIES, load_preset, sparse_section
+from .presets import FAMILIES, SCAN_FAMILIES, load_preset, sparse_section, target_section
 from .specimen.scenes import Canvas, render_specimen
 
 #: Smallest image edge (px): the network's receptive field (12 layers of 5x5).
@@ -144,7 +144,8 @@ def simulate(preset, size, rng: np.random.Generator, drift_only: bool = False):
     displaced by the sample's drift alone sees it (no other distortion, no noise): the
     best a single-frame method can do when, as here, the drift cannot be told apart
     from the specimen (see :func:`drift_only_references`).  It draws nothing: the pair is
-    the same either way.
+    the same either way.  A preset with ``[target] keep_drift = true`` returns that image
+    as the clean target (same input, same draws).
     """
     preset = resolve_preset(preset)
     shape = _shape(size)
@@ -160,19 +161,22 @@ def simulate(preset, size, rng: np.random.Generator, drift_only: bool = False):
 
     parts, bound = _scan_displacements(preset, shape, acq.timing, active, fam_rng)
     margin = _margin_px(bound / px, shape)
+    keep_drift = bool(target_section(preset)["keep_drift"])
     probes = [_summed(parts, shape)]
-    if drift_only and "drift" in parts:
+    if (drift_only or keep_drift) and "drift" in parts:
         probes.append(parts["drift"])
     specimen, scans = _render_and_scan(preset["specimen"], shape, px, margin, probes, spec_rng)
     seen = scans[0]
     clean = acq.response.mean(specimen)
+    drifted = acq.response.mean(scans[1]) if len(scans) > 1 else clean
+    if keep_drift:
+        clean = drifted
 
     effects = det.build_chain(preset, fam_rng, acq)
     signal = det.apply_chain(effects, seen, acq.response, active, fam_rng)
     info = {"pixel_size_angstrom": px, "response": acq.response, "timing": acq.timing,
             "active": active, "sparse": sparse, "margin_px": margin, "adc_bits": acq.adc_bits}
     if drift_only:
-        drifted = acq.response.mean(scans[1]) if len(scans) > 1 else clean
         info["drift_only"] = drifted.astype(np.float32)
     return signal.astype(np.float32), clean.astype(np.float32), info
 

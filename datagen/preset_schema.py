@@ -124,6 +124,7 @@ def schema() -> dict[str, dict]:
         },
         "scan": {"dwell_time_us": POSITIVE, "flyback_time_us": NON_NEGATIVE},
         "sparse": {"fraction": PROBABILITY, "family_probability": PROBABILITY},
+        "target": {"keep_drift": bool},
     } | {family: dict(fam, **FAMILY_KEYS.get(family, {})) for family in FAMILIES}
 
 
@@ -156,8 +157,8 @@ assert set(FAMILY_KEYS) <= set(FAMILIES), set(FAMILY_KEYS) - set(FAMILIES)
 
 
 #: Sections a preset may leave out (presets written before they existed): read as
-#: :data:`datagen.presets.SPARSE_OFF`.
-OPTIONAL = ("sparse",)
+#: :data:`datagen.presets.SPARSE_OFF` and :data:`datagen.presets.TARGET_DEFAULT`.
+OPTIONAL = ("sparse", "target")
 
 
 class PresetError(ValueError):
@@ -202,6 +203,8 @@ def _value_problem(value, rule, table: dict) -> str | None:
     """Why ``value`` does not satisfy ``rule``, or None."""
     if rule is str:
         return None if isinstance(value, str) else f"must be a string, got {value!r}"
+    if rule is bool:
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
     if isinstance(rule, Names):
         options = value["choice"] if isinstance(value, dict) and "choice" in value else [value]
         if isinstance(value, dict) and (set(value) - {"choice", "weights"} or not options):

@@ -159,11 +159,26 @@ def sparse_section(preset: dict) -> dict:
     return preset.get("sparse", SPARSE_OFF)
 
 
+#: The ``[target]`` section of a preset without one: the clean target is the specimen
+#: itself, drift removed (the paper's pairs).
+TARGET_DEFAULT = {"keep_drift": False}
+
+
+def target_section(preset: dict) -> dict:
+    """The preset's ``[target]`` section: what the clean target keeps of the distortions.
+    ``keep_drift = true``: the target is the specimen scanned with the sample's drift and
+    nothing else (``info["drift_only"]`` of :func:`datagen.pipeline.simulate`), so a net is
+    not trained to undo what one frame cannot determine (BENCHMARKS.md, "drift")."""
+    return preset.get("target", TARGET_DEFAULT)
+
+
 def full_mix(base: str | dict) -> dict:
-    """Copy of ``base`` without sparse samples: every sample is the full mix, each family
-    on with its own ``probability`` (evaluation's full-mix conditions)."""
+    """Copy of ``base`` as evaluation scores it: no sparse samples (every sample the full mix,
+    each family on with its own ``probability``) and the true specimen as the reference
+    (``[target]`` :data:`TARGET_DEFAULT`, whatever ``base`` trains on)."""
     preset = load_preset(base)
     preset["sparse"] = dict(SPARSE_OFF)
+    preset["target"] = dict(TARGET_DEFAULT)
     return preset
 
 

@@ -278,3 +278,24 @@ def test_drift_only_reference_without_drift_is_the_clean_image():
     preset = family_preset("paper", "scan_jitter")  # scan distortion on, drift off
     d, c, info = simulate(preset, 64, sample_rng(4, 0), drift_only=True)
     assert info["drift_only"].tobytes() == c.tobytes() and not np.array_equal(d, c)
+
+
+def test_keep_drift_target_is_the_drift_only_image_and_evaluation_resets_it():
+    """[target] keep_drift = true: the same input, and the drift-only image as the target
+    (the clean specimen where drift is off); full_mix() (evaluation) scores the true specimen."""
+    from datagen.presets import full_mix, target_section
+
+    base = with_dose(full_mix("paper"), 300)
+    base["drift"].update(probability=0.5, velocity_angstrom_per_s=8.0)
+    kept = copy.deepcopy(base)
+    kept["target"] = {"keep_drift": True}
+    drifted = 0
+    for i in range(4):
+        d, c, info = simulate(base, 64, sample_rng(6, i), drift_only=True)
+        dk, ck, _ = simulate(kept, 64, sample_rng(6, i))
+        assert dk.tobytes() == d.tobytes()
+        assert ck.tobytes() == info["drift_only"].tobytes()
+        drifted += info["active"]["drift"] and not np.array_equal(ck, c)
+    assert drifted >= 1
+    assert target_section(full_mix(kept)) == {"keep_drift": False}
+    assert target_section(load_preset("paper")) == {"keep_drift": False}  # absent = the paper's pairs

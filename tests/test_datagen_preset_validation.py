@@ -34,6 +34,8 @@ CASES = {
     "misspelled_subsection_key": ("facets = {int = [4, 10]}", "facet = {int = [4, 10]}",
                                   r"\[specimen.nanoparticle\]: unknown key 'facet'"),
     "unknown_section": ("[drift]\n", "[drfit]\n", r"top level: unknown section 'drfit' \(did you mean 'drift'\?\)"),
+    "flag_not_boolean": ("[drift]\n", '[target]\nkeep_drift = "yes"\n\n[drift]\n',
+                         r"\[target\] keep_drift: must be true or false, got 'yes'"),
     "string_for_number": ("dwell_time_us = {log = [1.0, 20.0]}", 'dwell_time_us = "fast"',
                           r"\[scan\] dwell_time_us: must be a number, .*got 'fast'"),
     "string_in_range": ("phi = [0.0, 0.95]", 'phi = [0.0, "0.95"]', r"\[scan_lines\] phi: must be"),
@@ -169,7 +171,7 @@ def test_schema_sections_follow_families(monkeypatch):
     """The distortion-family sections come from datagen's FAMILIES, not a second list."""
     from datagen import preset_schema, presets
 
-    assert set(preset_schema.schema()) - {"", "specimen", "detector", "scan", "sparse"} == set(presets.FAMILIES)
+    assert set(preset_schema.schema()) - {"", "specimen", "detector", "scan", "sparse", "target"} == set(presets.FAMILIES)
     monkeypatch.setattr(preset_schema, "FAMILIES", presets.FAMILIES + ("new_family",))
     assert preset_schema.schema()["new_family"] == {"probability": preset_schema.PROBABILITY}
     assert not hasattr(presets, "REQUIRED_SECTIONS")
