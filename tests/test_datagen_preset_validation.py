@@ -34,7 +34,7 @@ CASES = {
     "misspelled_subsection_key": ("facets = {int = [4, 10]}", "facet = {int = [4, 10]}",
                                   r"\[specimen.nanoparticle\]: unknown key 'facet'"),
     "unknown_section": ("[drift]\n", "[drfit]\n", r"top level: unknown section 'drfit' \(did you mean 'drift'\?\)"),
-    "flag_not_boolean": ("[drift]\n", '[target]\nkeep_drift = "yes"\n\n[drift]\n',
+    "flag_not_boolean": ("keep_drift = false", 'keep_drift = "yes"',
                          r"\[target\] keep_drift: must be true or false, got 'yes'"),
     "string_for_number": ("dwell_time_us = {log = [1.0, 20.0]}", 'dwell_time_us = "fast"',
                           r"\[scan\] dwell_time_us: must be a number, .*got 'fast'"),
