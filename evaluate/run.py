@@ -24,6 +24,13 @@ Held-out specimens
 second preset (e.g. datagen's ``heldout``: specimens never used in training)
 with the same seeds and counts; the baselines are tuned on that preset's own
 validation split.  Their labels start with ``heldout``.
+
+Drift ceiling
+-------------
+For every full-mix condition the command line also passes the test images'
+``datagen.drift_only_references``: each method is scored again on the images whose
+drift is on, beside that reference, the best any single-frame method can do there
+(:data:`DRIFT_CEILING`).
 """
 from __future__ import annotations
 
@@ -187,6 +194,7 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
 
     def on_drifted(outputs: Sequence[np.ndarray]) -> float:
         return float(np.mean([min(psnr(outputs[i], clean[i]), PSNR_CAP_DB) for i in drifted]))
+
     target_spread = float(np.mean([scan_shift_spread(c) for c in clean]))
     res.examples["raw"] = distorted[:n_examples]
     res.examples["clean"] = clean[:n_examples]
