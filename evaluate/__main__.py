@@ -11,6 +11,9 @@ scores the raw input, every classical baseline (tuned on a validation split)
 and the CNN for each distortion family alone and for the full mix at every
 dose; writes DIR/results.md, DIR/results.csv, DIR/figure.png and DIR/checklist.md,
 and prints the checklist.  Without ``--weights`` the CNN is skipped.
+``--compare shipped=models/stem_restore.caffemodel`` (repeatable) scores further weights of
+the same ``--model`` on the same images, as method ``cnn_shipped``: the tables then show
+whether a new snapshot beats the model it would replace.
 ``--bm3d`` chooses where the slow BM3D baseline runs: ``off``, ``mix`` (full-mix
 conditions only, the default) or ``all``.  ``--heldout-preset NAME`` (a datagen
 preset name or .toml path, e.g. ``heldout``: specimens never used in training)
@@ -32,10 +35,11 @@ on the first frame of its first image.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -101,11 +105,24 @@ def _doses(text: str) -> list[float]:
     return vals
 
 
+def _compare(text: str) -> tuple[str, str]:
+    """``LABEL=WEIGHTS`` of ``--compare``: (method name ``cnn_LABEL``, weights path)."""
+    label, sep, path = text.partition("=")
+    if not sep or not path or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", label):
+        raise argparse.ArgumentTypeError(f"--compare needs LABEL=WEIGHTS with a label of letters, digits, "
+                                         f"'_', '.' or '-', got {text!r}")
+    return f"{run.CNN}_{label}", path
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="deploy prototxt (default prototxt/deploy.prototxt)")
     p.add_argument("--weights", help="trained .caffemodel; without it the CNN is skipped")
+    p.add_argument("--compare", type=_compare, action="append", default=[], metavar="LABEL=WEIGHTS",
+                   help="also score these weights (same --model) on the same images, as method cnn_LABEL, "
+                        "e.g. shipped=models/stem_restore.caffemodel: whether a new model beats the old one "
+                        "(repeatable)")
     p.add_argument("--preset", default="quick", help="datagen preset of the full mix (default quick)")
     p.add_argument("--size", type=int, default=128, help="test image size, px (default 128)")
     p.add_argument("--count", type=int, default=6, help="test images per condition (default 6)")
@@ -162,6 +179,7 @@ class RunInputs:
     baselines: list
     net: Any = None  # the loaded Caffe net (None without --weights)
     cnn: Callable[[np.ndarray], np.ndarray] | None = None
+    compared: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)  # --compare
 
 
 def check_options(a: argparse.Namespace) -> None:
@@ -175,8 +193,14 @@ def check_options(a: argparse.Namespace) -> None:
         raise OptionError(f"--examples {a.examples}: must be >= 0 (0: no figure)")
     if not Path(a.model).is_file():  # checked here: Caffe would abort the whole process
         raise OptionError(f"{a.model}: deploy prototxt not found")
-    if a.weights and not Path(a.weights).is_file():
-        raise OptionError(f"{a.weights}: caffemodel not found")
+    for path in [a.weights] + [w for _, w in a.compare]:
+        if path and not Path(path).is_file():
+            raise OptionError(f"{path}: caffemodel not found")
+    names = [name for name, _ in a.compare]
+    if a.compare and not a.weights:
+        raise OptionError("--compare needs --weights (the network the others are compared with)")
+    if len(set(names)) != len(names):
+        raise OptionError(f"--compare: labels must differ, got {', '.join(names)}")
 
 
 def load_inputs(a: argparse.Namespace) -> RunInputs:
@@ -223,7 +247,7 @@ def baselines_for(cond: run.Condition, baselines: list, bm3d: str) -> list:
 
 
 def run_conditions(a: argparse.Namespace, base: dict, conditions: list[run.Condition], baselines: list,
-                   cnn) -> list[run.ConditionResult]:
+                   cnn, compared: dict | None = None) -> list[run.ConditionResult]:
     """Simulate each condition's test and validation splits from ``base`` and score every method;
     prints one progress line per condition to stderr."""
     import datagen
@@ -236,7 +260,7 @@ def run_conditions(a: argparse.Namespace, base: dict, conditions: list[run.Condi
         val = datagen.simulate_pairs(preset, a.val_count, a.size, a.seed + run.VALIDATION_SEED_OFFSET)
         refs = datagen.drift_only_references(preset, a.count, a.size, a.seed) if cond.family is None else None
         res = run.evaluate_condition(cond, test, val, baselines_for(cond, baselines, a.bm3d), cnn,
-                                     n_examples=a.examples, drift_refs=refs)
+                                     n_examples=a.examples, drift_refs=refs, compared=compared)
         results.append(res)
         line = "  ".join(f"{s.method}={s.psnr_mean:.2f}" for s in res.scores)
         print(f"[{time.perf_counter() - t0:5.1f} s] {cond.label}: PSNR {line}", file=sys.stderr, flush=True)
@@ -270,6 +294,7 @@ def report_header(a: argparse.Namespace, argv: list[str], results: list[run.Cond
                      f"counts, baselines tuned on its validation images.")
     lines += [
         f"- CNN: {a.model} + {a.weights}" if a.weights else "- CNN: not run (no --weights)",
+        *(f"- compared: {name} = {a.model} + {w}" for name, w in a.compare),
         f"- BM3D: {a.bm3d}; total time {seconds:.0f} s.",
     ]
     return "\n".join(lines)
@@ -279,8 +304,8 @@ def figure_choice(results: list[run.ConditionResult]) -> tuple[run.ConditionResu
     """The condition and method of figure.png: the middle full-mix dose, the CNN (else the best baseline)."""
     mix = [r for r in results if r.condition.family is None]
     fig_res = mix[len(mix) // 2] if mix else results[0]
-    if "cnn" in fig_res.examples:
-        return fig_res, "cnn"
+    if run.CNN in fig_res.examples:
+        return fig_res, run.CNN
     best = max((s for s in fig_res.scores if s.method != "raw"), key=lambda s: s.psnr_mean,
                default=fig_res.scores[0])
     return fig_res, best.method
@@ -308,7 +333,10 @@ def print_summary(out: Path, results: list[run.ConditionResult], heldout: list[r
         print(f"{label}: CNN {c:.2f} dB vs best baseline {best} {b:.2f} dB ({margin:+.2f} dB)")
     for label, c, raw in report.cnn_vs_raw(results):
         print(f"{label}: CNN {c:.2f} dB vs raw {raw:.2f} dB ({c - raw:+.2f} dB)")
-    print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'figure.png'}")
+    for label, name, c, other in report.cnn_vs_compared(results + heldout):
+        print(f"{label}: CNN {c:.2f} dB vs {name} {other:.2f} dB ({c - other:+.2f} dB)")
+    written = ["results.md", "results.csv", "checklist.md"] + (["figure.png"] if (out / "figure.png").is_file() else [])
+    print("wrote " + ", ".join(str(out / name) for name in written))
 
 
 def cmd_run(argv: list[str]) -> int:
@@ -325,15 +353,18 @@ def cmd_run(argv: list[str]) -> int:
         return 2
     if a.weights:
         inputs.net, inputs.cnn = load_cnn(a.model, a.weights, a.gpu)
+    for name, w in a.compare:
+        inputs.compared[name] = load_cnn(a.model, w, a.gpu)[1]
 
     arch_text, arch_ok = architecture_checklist(a.model, inputs.net)
     train_text, train_ok = training_checklist(a.train_log_dir)
     t_start = time.perf_counter()
     conditions = run.make_conditions(inputs.families, a.doses, a.family_dose, with_noise=not a.no_family_noise)
-    results = run_conditions(a, inputs.base, conditions, inputs.baselines, inputs.cnn)
+    results = run_conditions(a, inputs.base, conditions, inputs.baselines, inputs.cnn, inputs.compared)
     heldout = []
     if inputs.heldout is not None:
-        heldout = run_conditions(a, inputs.heldout, run.heldout_conditions(a.doses), inputs.baselines, inputs.cnn)
+        heldout = run_conditions(a, inputs.heldout, run.heldout_conditions(a.doses), inputs.baselines, inputs.cnn,
+                                 inputs.compared)
     header = report_header(a, argv, results, time.perf_counter() - t_start, inputs)
     checklist = arch_text + train_text
     heldout_label = preset_label(a.heldout_preset, inputs.heldout) if inputs.heldout is not None else ""

@@ -18,9 +18,9 @@ from stem_restore.atomic import atomic_write_bytes
 from stem_restore.figures import save_png
 
 from .metrics import PSNR_CAP_DB
-from .run import DRIFT_CEILING, ConditionResult, Score
+from .run import CNN, DRIFT_CEILING, ConditionResult, Score, is_classical, is_cnn
 
-__all__ = ["write_csv", "markdown_report", "drift_section", "write_figure", "cnn_verdict"]
+__all__ = ["write_csv", "markdown_report", "drift_section", "write_figure", "cnn_verdict", "cnn_vs_compared"]
 
 
 def write_csv(path: str | Path, scores: Sequence[Score]) -> None:
@@ -76,7 +76,7 @@ def _spread_table(results: Sequence[ConditionResult]) -> str:
 
 
 def _params_table(results: Sequence[ConditionResult]) -> str:
-    methods = [m for m in _methods(results) if m not in ("raw", "cnn")]
+    methods = [m for m in _methods(results) if is_classical(m)]
     lines = ["| condition | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for r in results:
         vals = {s.method: s.params for s in r.scores}
@@ -91,13 +91,25 @@ def cnn_verdict(results: Sequence[ConditionResult]) -> list[tuple[str, float, st
         if r.condition.family is not None:
             continue
         vals = {s.method: s.psnr_mean for s in r.scores}
-        if "cnn" not in vals:
+        if CNN not in vals:
             continue
-        others = {m: v for m, v in vals.items() if m not in ("cnn", "raw")}
+        others = {m: v for m, v in vals.items() if is_classical(m)}
         if not others:
             continue
         best = max(others, key=others.get)
-        out.append((r.condition.label, vals["cnn"], best, others[best], vals["cnn"] - others[best]))
+        out.append((r.condition.label, vals[CNN], best, others[best], vals[CNN] - others[best]))
+    return out
+
+
+def cnn_vs_compared(results: Sequence[ConditionResult]) -> list[tuple[str, str, float, float]]:
+    """For each full-mix condition and compared network: (label, its method name, CNN PSNR, its PSNR)."""
+    out = []
+    for r in results:
+        if r.condition.family is not None:
+            continue
+        vals = {s.method: s.psnr_mean for s in r.scores}
+        if CNN in vals:
+            out += [(r.condition.label, m, vals[CNN], v) for m, v in vals.items() if is_cnn(m) and m != CNN]
     return out
 
 
@@ -106,8 +118,8 @@ def cnn_vs_raw(results: Sequence[ConditionResult]) -> list[tuple[str, float, flo
     out = []
     for r in results:
         vals = {s.method: s.psnr_mean for s in r.scores}
-        if r.condition.family is not None and "cnn" in vals and "raw" in vals:
-            out.append((r.condition.label, vals["cnn"], vals["raw"]))
+        if r.condition.family is not None and CNN in vals and "raw" in vals:
+            out.append((r.condition.label, vals[CNN], vals["raw"]))
     return out
 
 
@@ -186,6 +198,12 @@ def markdown_report(results: Sequence[ConditionResult], header: str, checklists:
         for label, c, raw in vs_raw:
             word = "improves on" if c > raw else "does NOT improve on"
             parts.append(f"- {label}: CNN {c:.2f} dB {word} raw {raw:.2f} dB ({c - raw:+.2f} dB)")
+        parts.append("")
+    compared = cnn_vs_compared(list(results) + list(heldout))
+    if compared:
+        parts += ["## CNN vs the compared networks on the full mix (same images)", ""]
+        for label, name, c, other in compared:
+            parts.append(f"- {label}: CNN {c:.2f} dB vs {name} {other:.2f} dB ({c - other:+.2f} dB)")
         parts.append("")
     parts += ["## Checklist", "", checklists]
     return "\n".join(parts)

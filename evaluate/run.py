@@ -25,6 +25,13 @@ second preset (e.g. datagen's ``heldout``: specimens never used in training)
 with the same seeds and counts; the baselines are tuned on that preset's own
 validation split.  Their labels start with ``heldout``.
 
+Compared models
+---------------
+``evaluate_condition(..., compared={"cnn_shipped": fn})`` scores further networks on the
+same images (e.g. the shipped model beside a new snapshot: the decision to ship).  Their
+method names start with ``cnn`` (:func:`is_cnn`), so they never count as a classical
+baseline.
+
 Drift ceiling
 -------------
 For every full-mix condition the command line also passes the test images'
@@ -36,15 +43,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .baselines import BASELINES, Baseline, tune
 from .metrics import PSNR_CAP_DB, column_position_error, psnr, scan_shift_spread, ssim
 
-__all__ = ["MIN_EVAL_SEED", "VALIDATION_SEED_OFFSET", "DRIFT_CEILING", "Condition", "Score", "make_conditions",
-           "heldout_conditions", "condition_preset", "score_images", "evaluate_condition"]
+__all__ = ["MIN_EVAL_SEED", "VALIDATION_SEED_OFFSET", "DRIFT_CEILING", "CNN", "Condition", "Score",
+           "make_conditions", "heldout_conditions", "condition_preset", "score_images", "evaluate_condition",
+           "is_cnn", "is_classical"]
 
 #: Smallest seed allowed for evaluation (training uses seeds below it).
 MIN_EVAL_SEED = 1000
@@ -56,8 +64,20 @@ MIX = "full mix"
 NOISE_FAMILY = "shot_noise"
 #: Label prefix (``Condition.split``) of the full-mix conditions on held-out specimens.
 HELDOUT = "heldout"
+#: Method name of the evaluated network; compared networks are named ``cnn_<label>``.
+CNN = "cnn"
 #: Name of the drift-only reference among ``ConditionResult.drifted_psnr``'s methods.
 DRIFT_CEILING = "drift only (ceiling)"
+
+
+def is_cnn(method: str) -> bool:
+    """Whether ``method`` is a network (the evaluated one or a compared one), not a baseline."""
+    return method == CNN or method.startswith(CNN + "_")
+
+
+def is_classical(method: str) -> bool:
+    """Whether ``method`` is a classical baseline (neither the raw input nor a network)."""
+    return method != "raw" and not is_cnn(method)
 
 
 @dataclass(frozen=True)
@@ -166,7 +186,8 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
                        val: Sequence[tuple[np.ndarray, np.ndarray]], baselines: Sequence[Baseline],
                        cnn: Callable[[np.ndarray], np.ndarray] | None = None,
                        n_examples: int = 3,
-                       drift_refs: Sequence[np.ndarray] | None = None) -> ConditionResult:
+                       drift_refs: Sequence[np.ndarray] | None = None,
+                       compared: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None) -> ConditionResult:
     """Score raw input, each baseline (tuned on ``val``) and the CNN on ``test``.
 
     Parameters
@@ -184,6 +205,8 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
     drift_refs : sequence of arrays, optional
         ``datagen.drift_only_references`` of ``test``: each method is also scored on the
         images with drift (``n_drifted``, ``drifted_psnr``), beside the drift-only reference.
+    compared : mapping of method name -> callable, optional
+        Further networks scored like ``cnn`` (names ``cnn_<label>``, see :func:`is_cnn`).
     """
     res = ConditionResult(cond)
     distorted = [d for d, _ in test]
@@ -216,10 +239,13 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
         t0 = time.perf_counter()
         outs = [b(d, **best) for d in distorted]
         add(b.name, _params_text(best), outs, (time.perf_counter() - t0) / len(outs))
-    if cnn is not None:
+    nets = {CNN: cnn} if cnn is not None else {}
+    for name, fn in {**nets, **(compared or {})}.items():
+        if not is_cnn(name):
+            raise ValueError(f"compared network {name!r}: its method name must start with '{CNN}_'")
         t0 = time.perf_counter()
-        outs = [cnn(d) for d in distorted]
-        add("cnn", "", outs, (time.perf_counter() - t0) / len(outs))
+        outs = [fn(d) for d in distorted]
+        add(name, "", outs, (time.perf_counter() - t0) / len(outs))
     return res
 
 

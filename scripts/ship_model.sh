@@ -1,29 +1,64 @@
 #!/usr/bin/env bash
-# Copy a finished training run into models/, the model restore.py uses by default:
+# Copy a training run into models/, the model restore.py uses by default:
 #   bash scripts/ship_model.sh runs/short
+#   bash scripts/ship_model.sh runs/long --snapshot runs/long/snapshots/adam_iter_3072.caffemodel \
+#        --eval runs/long/eval_iter_3072
+# Without --snapshot the run must be finished: its final.caffemodel and eval/ are shipped.
+# --snapshot ships one snapshot of a run still in progress (issue 13: "ship the best model
+# whenever it beats the shipped one"), with the evaluation of that snapshot (--eval, default
+# RUN/eval), e.g. `python -m evaluate ... --compare shipped=models/stem_restore.caffemodel`.
 # models/ then holds the deploy net, the weights and what reproduces them, all read
 # from the run folder (its frozen set-up, never the current solvers/ or presets):
 # config.env, both solvers and the training net as used, the datagen preset(s) the
-# run resolved at its start, Caffe's training logs, the loss curve and the evaluation
-# (results.md/csv, checklist, figure).
+# run resolved at its start, Caffe's training logs (those that exist), the loss curve and
+# the evaluation (results.md/csv, checklist, figure). Every file is checked before any is copied.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RUN=${1:?usage: ship_model.sh RUN_FOLDER}
-OUT="$ROOT/models"
-for f in final.caffemodel deploy.prototxt config.env adam.prototxt sgd.prototxt train.prototxt datagen.toml \
-         logs/adam.log logs/sgd.log loss.png eval/results.md eval/results.csv eval/checklist.md eval/figure.png; do
-  [ -f "$RUN/$f" ] || { echo "ship_model: $RUN/$f missing: is the run finished?" >&2; exit 1; }
+usage() { sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+die() { echo "ship_model: $*" >&2; exit 1; }
+RUN=""; SNAPSHOT=""; EVAL=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --snapshot) SNAPSHOT=${2:?--snapshot needs a .caffemodel}; shift ;;
+    --eval) EVAL=${2:?--eval needs an evaluation folder}; shift ;;
+    -h|--help) usage; exit 0 ;;
+    -*) die "unknown option '$1' (see --help)" ;;
+    *) [ -z "$RUN" ] || die "one run folder only (got '$RUN' and '$1')"; RUN=$1 ;;
+  esac
+  shift
 done
+[ -n "$RUN" ] || { usage >&2; exit 1; }
+[ -d "$RUN" ] || die "$RUN: no such run folder"
+OUT=${SHIP_TO:-$ROOT/models}  # SHIP_TO: another destination (the tests)
+EVAL=${EVAL:-$RUN/eval}
+WEIGHTS=${SNAPSHOT:-$RUN/final.caffemodel}
+if [ -z "$SNAPSHOT" ]; then
+  [ -f "$WEIGHTS" ] || die "$WEIGHTS missing: is the run finished? (or ship one of its snapshots with --snapshot)"
+  LOGS="adam sgd"
+else
+  [ -f "$WEIGHTS" ] || die "$WEIGHTS: no such snapshot"
+  LOGS=""; for log in adam sgd; do [ ! -f "$RUN/logs/$log.log" ] || LOGS="$LOGS $log"; done
+  [ -n "$LOGS" ] || die "$RUN/logs: no Caffe training log (adam.log or sgd.log)"
+fi
+for f in "$RUN"/{deploy.prototxt,config.env,adam.prototxt,sgd.prototxt,train.prototxt,datagen.toml,loss.png} \
+         "$EVAL"/{results.md,results.csv,checklist.md,figure.png}; do
+  [ -f "$f" ] || die "$f missing"
+done
+for log in $LOGS; do [ -f "$RUN/logs/$log.log" ] || die "$RUN/logs/$log.log missing: is the run finished?"; done
+# The evaluation must be of the weights shipped (its header names them).
+grep -q "$(basename "$WEIGHTS")" "$EVAL/results.md" \
+  || die "$EVAL/results.md does not name $(basename "$WEIGHTS"): evaluate these weights first"
+
 mkdir -p "$OUT/training" "$OUT/evaluation"
-cp "$RUN/final.caffemodel" "$OUT/stem_restore.caffemodel.part" && mv "$OUT/stem_restore.caffemodel.part" "$OUT/stem_restore.caffemodel"
+cp "$WEIGHTS" "$OUT/stem_restore.caffemodel.part" && mv "$OUT/stem_restore.caffemodel.part" "$OUT/stem_restore.caffemodel"
 cp "$RUN/deploy.prototxt" "$OUT/deploy.prototxt"
 cp "$RUN/config.env" "$RUN/adam.prototxt" "$RUN/sgd.prototxt" "$RUN/train.prototxt" "$RUN/loss.png" "$OUT/training/"
-rm -f "$OUT/training/heldout.toml"
+rm -f "$OUT/training/heldout.toml" "$OUT/training/adam.log" "$OUT/training/sgd.log"
 cp "$RUN/datagen.toml" "$OUT/training/"
 [ ! -f "$RUN/heldout.toml" ] || cp "$RUN/heldout.toml" "$OUT/training/"
 # Caffe's logs, with this machine's absolute paths made relative to the run folder.
-for log in adam sgd; do sed "s|$(cd "$RUN" && pwd)/||g; s|$ROOT/||g" "$RUN/logs/$log.log" > "$OUT/training/$log.log"; done
-cp "$RUN/eval/results.csv" "$RUN/eval/figure.png" "$OUT/evaluation/"
-for md in results checklist; do sed "s|$ROOT/||g" "$RUN/eval/$md.md" > "$OUT/evaluation/$md.md"; done
-sha256sum "$OUT/stem_restore.caffemodel" | sed "s|$OUT/||" > "$OUT/SHA256SUMS"
-echo "shipped $RUN -> $OUT"
+for log in $LOGS; do sed "s|$(cd "$RUN" && pwd)/||g; s|$ROOT/||g" "$RUN/logs/$log.log" > "$OUT/training/$log.log"; done
+cp "$EVAL/results.csv" "$EVAL/figure.png" "$OUT/evaluation/"
+for md in results checklist; do sed "s|$ROOT/||g" "$EVAL/$md.md" > "$OUT/evaluation/$md.md"; done
+(cd "$OUT" && sha256sum stem_restore.caffemodel > SHA256SUMS)
+echo "shipped $WEIGHTS -> $OUT"

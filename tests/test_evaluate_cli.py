@@ -230,3 +230,39 @@ def test_drift_ceiling_scores_every_method_on_the_drifted_images():
     assert row.split("|")[2].strip() == "3 of 3" and f"{ceiling:.2f}" in row
     plain = run.evaluate_condition(cond, test, val, [], n_examples=0)
     assert plain.n_drifted == 0 and report.drift_section([plain]) == []
+
+
+def test_compare_scores_other_weights_on_the_same_images(tmp_path, capsys, caffe, weights):
+    """--compare LABEL=W: W is scored as method cnn_LABEL on the very images of the CNN (the
+    same weights give the same numbers, other weights other numbers); it never counts as the
+    best classical baseline, and results.md gets the CNN-vs-compared lines."""
+    from helpers import make_weights
+
+    other = make_weights(caffe, tmp_path / "other.caffemodel", seed=12)
+    out = tmp_path / "eval"
+    argv = ["--model", str(DEPLOY), "--weights", str(weights), "--compare", f"same={weights}",
+            "--compare", f"other={other}", "--preset", "quick", "--size", "64", "--count", "2",
+            "--val-count", "1", "--seed", "1000", "--doses", "300", "--families", "shot_noise",
+            "--no-family-noise", "--baselines", "gaussian", "--bm3d", "off", "--examples", "0", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    for condition in ("shot_noise @ 300", "full mix @ 300"):
+        psnr = {r["method"]: float(r["psnr_mean"]) for r in rows if r["condition"] == condition}
+        assert set(psnr) == {"raw", "gaussian", "cnn", "cnn_same", "cnn_other"}
+        assert psnr["cnn_same"] == psnr["cnn"]
+        assert psnr["cnn_other"] != psnr["cnn"]
+    md = (out / "results.md").read_text()
+    assert "best baseline gaussian" in md  # a compared network is not a baseline
+    assert "- full mix @ 300: CNN " in md and " vs cnn_other " in md
+    assert "+0.00 dB" in next(line for line in md.splitlines() if " vs cnn_same " in line)
+    assert "| cnn_same" not in md.split("## Baseline parameters")[1].split("\n## ")[0]
+    assert "full mix @ 300: CNN" in printed and "figure.png" not in printed
+
+    for bad in (["--compare", "no-equals-sign"], ["--compare", f"a b={other}"]):
+        with pytest.raises(SystemExit):
+            main(argv[:6] + bad + argv[8:])
+    assert main(argv[:2] + argv[4:]) == 2 and "--compare needs --weights" in capsys.readouterr().err
+    missing = argv[:6] + ["--compare", f"gone={tmp_path / 'gone.caffemodel'}"] + argv[8:]
+    assert main(missing) == 2 and "gone.caffemodel: caffemodel not found" in capsys.readouterr().err
