@@ -37,7 +37,8 @@ Drift ceiling
 For every full-mix condition the command line also passes the test images'
 ``datagen.drift_only_references``: each method is scored again on the images whose
 drift is on, beside that reference, the best any single-frame method can do there
-(:data:`DRIFT_CEILING`).
+(:data:`DRIFT_CEILING`), and by the column-position error on the images without drift (what
+a method does to atomic positions where no drift hides them).
 """
 from __future__ import annotations
 
@@ -126,6 +127,8 @@ class ConditionResult:
     #: PSNR over them, with :data:`DRIFT_CEILING` = the drift-only reference itself.
     n_drifted: int = 0
     drifted_psnr: dict[str, float] = field(default_factory=dict)
+    #: Each method's column-position error (px) over the other test images, those without drift.
+    undrifted_column_error: dict[str, float] = field(default_factory=dict)
 
 
 def make_conditions(families: Sequence[str], doses: Sequence[float], family_dose: float | None = None,
@@ -172,10 +175,16 @@ def score_images(restored: Sequence[np.ndarray], clean: Sequence[np.ndarray]) ->
     p = np.minimum([psnr(r, c) for r, c in zip(restored, clean)], PSNR_CAP_DB)
     s = np.array([ssim(r, c) for r, c in zip(restored, clean)])
     spread = np.array([scan_shift_spread(r) for r in restored])
-    col = np.array([column_position_error(r, c) for r, c in zip(restored, clean)])
-    col_rms = float(np.sqrt(np.nanmean(col**2))) if np.isfinite(col).any() else float("nan")
     return dict(psnr_mean=float(p.mean()), psnr_std=float(p.std()), ssim_mean=float(s.mean()),
-                ssim_std=float(s.std()), scan_spread_px=float(spread.mean()), column_error_px=col_rms)
+                ssim_std=float(s.std()), scan_spread_px=float(spread.mean()),
+                column_error_px=rms_column_error(restored, clean))
+
+
+def rms_column_error(restored: Sequence[np.ndarray], clean: Sequence[np.ndarray]) -> float:
+    """Quadratic mean of the images' RMS column-position errors (px; images without columns
+    left out; NaN if none has any)."""
+    col = np.array([column_position_error(r, c) for r, c in zip(restored, clean)])
+    return float(np.sqrt(np.nanmean(col**2))) if np.isfinite(col).any() else float("nan")
 
 
 def _params_text(params: dict) -> str:
@@ -204,7 +213,8 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
         How many test images to keep (raw, clean, each method) for the figure.
     drift_refs : sequence of arrays, optional
         ``datagen.drift_only_references`` of ``test``: each method is also scored on the
-        images with drift (``n_drifted``, ``drifted_psnr``), beside the drift-only reference.
+        images with drift (``n_drifted``, ``drifted_psnr``), beside the drift-only reference,
+        and on the images without drift by its column-position error (``undrifted_column_error``).
     compared : mapping of method name -> callable, optional
         Further networks scored like ``cnn`` (names ``cnn_<label>``, see :func:`is_cnn`).
     """
@@ -214,6 +224,8 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
     drifted = [] if drift_refs is None else [
         i for i, (r, c) in enumerate(zip(drift_refs, clean)) if not np.array_equal(r, c)]
     res.n_drifted = len(drifted)
+
+    undrifted = [i for i in range(len(clean)) if i not in drifted]
 
     def on_drifted(outputs: Sequence[np.ndarray]) -> float:
         return float(np.mean([min(psnr(outputs[i], clean[i]), PSNR_CAP_DB) for i in drifted]))
@@ -229,6 +241,9 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
         res.examples[method] = outputs[:n_examples]
         if drifted:
             res.drifted_psnr[method] = on_drifted(outputs)
+            if undrifted:
+                res.undrifted_column_error[method] = rms_column_error([outputs[i] for i in undrifted],
+                                                                      [clean[i] for i in undrifted])
 
     if drifted:
         res.drifted_psnr[DRIFT_CEILING] = on_drifted(drift_refs)

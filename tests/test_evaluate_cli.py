@@ -266,3 +266,32 @@ def test_compare_scores_other_weights_on_the_same_images(tmp_path, capsys, caffe
     assert main(argv[:2] + argv[4:]) == 2 and "--compare needs --weights" in capsys.readouterr().err
     missing = argv[:6] + ["--compare", f"gone={tmp_path / 'gone.caffemodel'}"] + argv[8:]
     assert main(missing) == 2 and "gone.caffemodel: caffemodel not found" in capsys.readouterr().err
+
+
+def test_column_error_on_the_frames_without_drift():
+    """Where some test images drift and others do not, each method's column error is also
+    reported over the images without drift alone (drift moves every column, so the overall
+    column error mostly measures drift), in a second table of the drift section."""
+    import datagen
+    from datagen.presets import full_mix, with_dose
+    from evaluate import report, run
+    from evaluate.baselines import BASELINES
+
+    preset = with_dose(full_mix("paper"), 300)
+    preset["drift"].update(probability=0.5, velocity_angstrom_per_s=8.0)
+    test = datagen.simulate_pairs(preset, 6, 96, 1000)
+    val = datagen.simulate_pairs(preset, 1, 96, 1000 + run.VALIDATION_SEED_OFFSET)
+    refs = datagen.drift_only_references(preset, 6, 96, 1000)
+    res = run.evaluate_condition(run.Condition(None, 300.0), test, val, [BASELINES["gaussian"]], n_examples=0,
+                                 drift_refs=refs)
+    still = [i for i, (r, (_, c)) in enumerate(zip(refs, test)) if np.array_equal(r, c)]
+    assert 0 < len(still) < 6 and res.n_drifted == 6 - len(still)  # both kinds present at this seed
+    raw = run.rms_column_error([test[i][0] for i in still], [test[i][1] for i in still])
+    assert set(res.undrifted_column_error) == {"raw", "gaussian"}
+    assert res.undrifted_column_error["raw"] == pytest.approx(raw, rel=1e-12, nan_ok=True)
+    overall = next(s.column_error_px for s in res.scores if s.method == "raw")
+    assert math.isfinite(raw) and raw != overall  # a different set of images than the main table's
+    lines = report.drift_section([res])
+    row = next(line for line in lines if line.startswith("| full mix @ 300 |") and " of 6 | " in line
+               and line.count("|") == 5)
+    assert row.split("|")[2].strip() == f"{len(still)} of 6"
