@@ -264,6 +264,8 @@ def parse_caffe_log(text: str, path: str = "<log>") -> CaffeLog:
         m = _GLOG.match(line)
         if m and log.first_time is None:
             log.first_time = f"{m.group(2)} {m.group(3)}"
+        if "Initializing solver from parameters" in line:
+            log.done = False  # a later `caffe train` in the same log (a resume): done only if it finished
         if "Optimization Done" in line:
             log.done = True
         fm = re.search(r"Finetuning from (\S+)", line)

@@ -45,6 +45,12 @@ for f in "$RUN"/{deploy.prototxt,config.env,adam.prototxt,sgd.prototxt,train.pro
   [ -f "$f" ] || die "$f missing"
 done
 for log in $LOGS; do [ -f "$RUN/logs/$log.log" ] || die "$RUN/logs/$log.log missing: is the run finished?"; done
+if [ -n "$SNAPSHOT" ]; then  # its stage's log must hold the line that wrote it (the log is cut there)
+  STATE=$(basename "$SNAPSHOT" .caffemodel).solverstate
+  STAGE_LOG=$RUN/logs/${STATE%%_iter_*}.log
+  grep -q "Snapshotting solver state.*$STATE" "$STAGE_LOG" 2>/dev/null \
+    || die "$STAGE_LOG does not log writing $STATE: is $(basename "$SNAPSHOT") a snapshot of this run?"
+fi
 # The evaluation must be of the weights shipped (its header names them).
 grep -q "$(basename "$WEIGHTS")" "$EVAL/results.md" \
   || die "$EVAL/results.md does not name $(basename "$WEIGHTS"): evaluate these weights first"
@@ -56,8 +62,20 @@ cp "$RUN/config.env" "$RUN/adam.prototxt" "$RUN/sgd.prototxt" "$RUN/train.protot
 rm -f "$OUT/training/heldout.toml" "$OUT/training/adam.log" "$OUT/training/sgd.log"
 cp "$RUN/datagen.toml" "$OUT/training/"
 [ ! -f "$RUN/heldout.toml" ] || cp "$RUN/heldout.toml" "$OUT/training/"
-# Caffe's logs, with this machine's absolute paths made relative to the run folder.
-for log in $LOGS; do sed "s|$(cd "$RUN" && pwd)/||g; s|$ROOT/||g" "$RUN/logs/$log.log" > "$OUT/training/$log.log"; done
+# Caffe's logs, with this machine's absolute paths made relative to the run folder; for a
+# snapshot, cut after the line that wrote it (a run in progress logs on), and the loss curve
+# redrawn from the cut logs.
+for log in $LOGS; do
+  sed "s|$(cd "$RUN" && pwd)/||g; s|$ROOT/||g" "$RUN/logs/$log.log" > "$OUT/training/$log.log"
+done
+if [ -n "$SNAPSHOT" ]; then
+  LOG=$OUT/training/$(basename "$STAGE_LOG")
+  awk -v s="$STATE" 'NR == FNR { if (index($0, "Snapshotting solver state") && index($0, s)) last = FNR; next }
+                     FNR <= last' "$LOG" "$LOG" > "$LOG.part"
+  mv "$LOG.part" "$LOG"
+  PY=${PYTHON:-$ROOT/.venv/bin/python}
+  (cd "$ROOT" && "$PY" -m evaluate.losscurve "$OUT/training" -o "$OUT/training/loss.png" >/dev/null)
+fi
 cp "$EVAL/results.csv" "$EVAL/figure.png" "$OUT/evaluation/"
 for md in results checklist; do sed "s|$ROOT/||g" "$EVAL/$md.md" > "$OUT/evaluation/$md.md"; done
 (cd "$OUT" && sha256sum stem_restore.caffemodel > SHA256SUMS)

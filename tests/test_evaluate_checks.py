@@ -275,3 +275,13 @@ def test_training_checklist_on_real_caffe_logs(tmp_path):
     assert items["Adam stage finished"].passed and items["SGD stage finished"].passed
     adam = checks.parse_caffe_log((logs / "adam.log").read_text())
     assert [i for i, _ in adam.train_losses] == [0, 1, 2, 3]  # caffe also logs the final iteration
+
+
+def test_a_finished_run_resumed_in_the_same_log_is_not_finished():
+    """'Optimization Done' counts only after the log's last `caffe train` start: a stage that
+    finished once (e.g. a benchmark arm) and was continued in the same log is running again."""
+    finished = make_log(ADAM_SOLVER)
+    resumed = finished + make_log(ADAM_SOLVER, start="11:00", done=False)
+    assert checks.parse_caffe_log(finished).done
+    assert not checks.parse_caffe_log(resumed).done
+    assert checks.parse_caffe_log(resumed + make_log(ADAM_SOLVER, start="12:00")).done

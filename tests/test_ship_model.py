@@ -6,6 +6,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "ship_model.sh"
+#: A Caffe log of a stage that wrote snapshot 3072 and went on (glog lines as Caffe writes them).
+LOG = """I20261202 03:42:29.091451 28027 solver.cpp:45] Initializing solver from parameters: \nbase_lr: 0.0001
+type: "Adam"
+I20261202 03:42:29.091701 28027 solver.cpp:102] Creating training net from net file: train.prototxt
+I20261202 03:42:30.000000 28027 solver.cpp:239] Iteration 3040 (0.3 iter/s, 104.3s/32 iters), loss = 342.01
+I20261202 03:42:31.000000 28027 solver.cpp:464] Snapshotting to binary proto file {run}/snapshots/adam_iter_3072.caffemodel
+I20261202 03:42:31.100000 28027 sgd_solver.cpp:284] Snapshotting solver state to binary proto file \
+{run}/snapshots/adam_iter_3072.solverstate
+I20261202 03:42:32.000000 28027 solver.cpp:239] Iteration 3104 (0.3 iter/s, 104.3s/32 iters), loss = 340.00
+"""
 SET_UP = ["deploy.prototxt", "config.env", "adam.prototxt", "sgd.prototxt", "train.prototxt", "datagen.toml",
           "heldout.toml", "loss.png"]
 
@@ -19,7 +29,7 @@ def make_run(root: Path, weights: str, logs=("adam",)) -> Path:
     for name in SET_UP:
         (run / name).write_text(f"{name} of the run\n")
     for log in logs:
-        (run / "logs" / f"{log}.log").write_text(f"Snapshotting to {run.resolve()}/snapshots/x\n")
+        (run / "logs" / f"{log}.log").write_text(LOG.format(run=run.resolve()))
     (run / "snapshots" / "adam_iter_3072.caffemodel").write_bytes(b"snapshot weights")
     ev = root / "eval"
     ev.mkdir()
@@ -43,10 +53,15 @@ def test_ships_a_snapshot_of_a_run_in_progress(tmp_path):
     assert (dest / "stem_restore.caffemodel").read_bytes() == b"snapshot weights"
     digest = hashlib.sha256(b"snapshot weights").hexdigest()
     assert (dest / "SHA256SUMS").read_text() == f"{digest}  stem_restore.caffemodel\n"
-    for name in SET_UP[1:]:
+    for name in SET_UP[1:-1]:
         assert (dest / "training" / name).read_text() == f"{name} of the run\n"
     assert (dest / "deploy.prototxt").is_file()
-    assert (dest / "training" / "adam.log").read_text() == "Snapshotting to snapshots/x\n"  # path made relative
+    # The log is cut after the line that wrote the snapshot, paths made relative to the run,
+    # and the loss curve redrawn from it (a PNG, not the run's own file).
+    log = (dest / "training" / "adam.log").read_text()
+    assert log.endswith("to binary proto file snapshots/adam_iter_3072.solverstate\n")
+    assert "Iteration 3104" not in log and "Iteration 3040" in log and str(run) not in log
+    assert (dest / "training" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (dest / "training" / "sgd.log").exists()  # the SGD stage has not run
     assert {p.name for p in (dest / "evaluation").iterdir()} == {"results.md", "results.csv", "checklist.md",
                                                                  "figure.png"}
@@ -58,6 +73,10 @@ def test_refuses_before_copying_anything(tmp_path):
     snap = run / "snapshots" / "adam_iter_3072.caffemodel"
     proc = ship(run, "--snapshot", snap, "--eval", tmp_path / "eval", dest=dest)
     assert proc.returncode == 1 and "does not name adam_iter_3072.caffemodel" in proc.stderr
+    other = run / "snapshots" / "adam_iter_2816.caffemodel"
+    other.write_bytes(b"older weights")  # no log line wrote it
+    proc = ship(run, "--snapshot", other, "--eval", tmp_path / "eval", dest=dest)
+    assert proc.returncode == 1 and "does not log writing adam_iter_2816.solverstate" in proc.stderr
     proc = ship(run, dest=dest)  # no --snapshot: the run must be finished
     assert proc.returncode == 1 and "final.caffemodel missing: is the run finished?" in proc.stderr
     (run / "final.caffemodel").write_bytes(b"final")
