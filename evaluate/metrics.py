@@ -19,7 +19,10 @@ REFERENCE.md §5 asks for the atomic-column position precision.
 :func:`column_peaks` finds the columns in the *clean* target (local maxima of
 at least :data:`PEAK_MIN_CONTRAST` of its range above its minimum, at least
 :data:`PEAK_MIN_DISTANCE` px apart and :data:`PEAK_RADIUS` + 1 px from the
-edges).  :func:`column_position_error` then locates each of them in a raw or
+edges) that are peaks in every direction (:data:`PEAK_MIN_ROUNDNESS`: a maximum along a
+ridge, where columns merge into lines at the frame's sampling, has no position along it and is
+left out).
+:func:`column_position_error` then locates each of them in a raw or
 restored image the same way for every method -- the maximum of the
 image smoothed with a Gaussian of :data:`PEAK_SMOOTH_PX`, searched within
 :data:`PEAK_RADIUS` px of the true column, refined to sub-pixel precision by a
@@ -66,6 +69,13 @@ PEAK_MIN_CONTRAST = 0.3
 PEAK_MIN_DISTANCE = 3
 PEAK_RADIUS = 2
 PEAK_SMOOTH_PX = 1.0
+#: A column must be a peak in every direction: at its maximum, the curvature of the smoothed
+#: clean target along its flattest direction is at least this fraction of the curvature along
+#: its steepest (the ratio of the Hessian's eigenvalues; 1 = round column, 0 = ridge).  A maximum
+#: along a ridge (a lattice whose columns merge into lines at the frame's sampling) has no
+#: position along the ridge: located in a noisy image it lands anywhere within the search
+#: radius, whatever the method.
+PEAK_MIN_ROUNDNESS = 0.2
 
 
 def _as_pair(restored: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,8 +138,19 @@ def column_peaks(clean: np.ndarray) -> np.ndarray:
     lo, hi = float(c.min()), float(c.max())
     if hi <= lo:
         return np.zeros((0, 2), int)
-    return peak_local_max(c, min_distance=PEAK_MIN_DISTANCE, threshold_abs=lo + PEAK_MIN_CONTRAST * (hi - lo),
-                          exclude_border=PEAK_RADIUS + 1)
+    peaks = peak_local_max(c, min_distance=PEAK_MIN_DISTANCE, threshold_abs=lo + PEAK_MIN_CONTRAST * (hi - lo),
+                           exclude_border=PEAK_RADIUS + 1)
+    if len(peaks) == 0:
+        return peaks
+    y, x = peaks[:, 0], peaks[:, 1]  # >= PEAK_RADIUS + 1 px from the edges: neighbours exist
+    dyy = c[y + 1, x] - 2 * c[y, x] + c[y - 1, x]
+    dxx = c[y, x + 1] - 2 * c[y, x] + c[y, x - 1]
+    dxy = (c[y + 1, x + 1] - c[y + 1, x - 1] - c[y - 1, x + 1] + c[y - 1, x - 1]) / 4
+    half_trace, root = (dyy + dxx) / 2, np.sqrt(((dyy - dxx) / 2) ** 2 + dxy**2)
+    steep, flat = half_trace - root, half_trace + root  # eigenvalues, steep <= flat (< 0 at a maximum)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        round_enough = (flat < 0) & (flat / steep >= PEAK_MIN_ROUNDNESS)
+    return peaks[round_enough]
 
 
 def _locate(smoothed: np.ndarray, peaks: np.ndarray) -> np.ndarray:

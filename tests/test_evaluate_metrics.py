@@ -93,3 +93,20 @@ def test_column_position_error_grows_with_noise_and_is_nan_without_columns():
     errs = [column_position_error(clean + rng.normal(0, s, clean.shape), clean) for s in (2.0, 10.0, 30.0)]
     assert 0 < errs[0] < errs[1] < errs[2]
     assert np.isnan(column_position_error(clean, np.full_like(clean, 3.0)))
+
+
+def test_ridges_are_not_columns():
+    """A lattice whose columns merge into lines (stripes) has maxima with no position along the
+    line: column_peaks leaves them out (the column error is NaN), while isolated columns of the
+    same height beside the stripes are kept."""
+    from evaluate.metrics import column_peaks, column_position_error
+
+    y, x = np.mgrid[0:96, 0:96].astype(float)
+    stripes = 5.0 + 100.0 * np.exp(-(((x + y) % 12.0) - 6.0) ** 2 / (2 * 1.5**2))
+    stripes += 0.5 * np.sin(0.7 * (x - y))  # weak bumps along each line: local maxima of peak_local_max
+    assert len(column_peaks(stripes)) == 0
+    noisy = stripes + np.random.default_rng(1).normal(0, 5.0, stripes.shape)
+    assert np.isnan(column_position_error(noisy, stripes))
+    mixed = np.where(x < 48, stripes, _columns())
+    peaks = column_peaks(mixed)
+    assert len(peaks) > 0 and np.all(peaks[:, 1] >= 48)
