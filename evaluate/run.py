@@ -52,8 +52,8 @@ from .baselines import BASELINES, Baseline, tune
 from .metrics import PSNR_CAP_DB, column_position_error, psnr, scan_shift_spread, ssim
 
 __all__ = ["MIN_EVAL_SEED", "VALIDATION_SEED_OFFSET", "DRIFT_CEILING", "CNN", "Condition", "Score",
-           "make_conditions", "heldout_conditions", "condition_preset", "score_images", "evaluate_condition",
-           "is_cnn", "is_classical"]
+           "make_conditions", "heldout_conditions", "condition_preset", "score_images", "rms_column_error",
+           "evaluate_condition", "is_cnn", "is_classical"]
 
 #: Smallest seed allowed for evaluation (training uses seeds below it).
 MIN_EVAL_SEED = 1000
