@@ -15,7 +15,9 @@ plus any solver line, e.g. ``fast=paper,base_lr=0.001``, and two data keys:
 ``--resume STATE`` continues every trained arm from a run's ``.solverstate`` (weights and
 Adam moments, at that iteration) for ``--iters`` more iterations, each arm reading its
 training shards from where a run resumed there would (:mod:`stem_restore.snapshots`): the
-way to try a change on a long run without starting over.  An arm can also be *scored*
+way to try a change on a long run without starting over (a residual arm continues it with
+``conv12`` set to zero, :mod:`prototxt/residual_init.py`: the run's features, output =
+input at the start).  An arm can also be *scored*
 instead of trained: ``--scored long=runs/long/snapshots`` reads that run's
 ``<prefix>_iter_N.caffemodel`` snapshots (for a run with the same data, solver and seed,
 they are the paper arm's weights: training is deterministic).
@@ -106,8 +108,8 @@ def train_arm(work: pathlib.Path, solver: str, start: pathlib.Path | None) -> st
     return the engine line of its log."""
     (work / "solver.prototxt").write_text(solver)
     args = [str(CAFFE), "train", "--solver=solver.prototxt"]
-    if start is not None:
-        args.append(f"--{'snapshot' if start.suffix == '.solverstate' else 'weights'}={start}")
+    if start is not None:  # absolute: caffe runs in ``work``
+        args.append(f"--{'snapshot' if start.suffix == '.solverstate' else 'weights'}={start.resolve()}")
     with open(work / "caffe.log", "w") as log:
         run = subprocess.run(args, cwd=work, stderr=log, stdout=subprocess.DEVNULL,
                              env={**os.environ, "GLOG_minloglevel": "0"})
@@ -191,7 +193,9 @@ def main() -> None:
         if kind == "identity":
             init = _module("identity_init")
             start = init.write_caffemodel(init.identity_weights(args.seed), work / "init_iter_0.caffemodel")
-        if args.resume is not None:
+        if args.resume is not None and kind == "residual":  # the run's features, output = input
+            start = _module("residual_init").residual_start(args.resume, work / "resumed")
+        elif args.resume is not None:
             start = copy_pair(args.resume, work / "resumed")
             shards, exact = resume_order(shards, shard_rows(shards), batch, first)
             if not exact:

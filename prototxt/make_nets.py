@@ -165,8 +165,13 @@ def train_lmdb(final_relu: bool = True, batch: int = 16) -> str:
     return head + body(final_relu) + LOSS.format(output=OUTPUT_BLOB)
 
 
-def deploy(final_relu: bool = True, size: int = 256) -> str:
-    return 'name: "StemRestore12"\n' + DEPLOY_INPUT.format(data=INPUT_BLOB, size=size) + body(final_relu)
+def deploy(final_relu: bool = True, size: int = 256, residual: bool = False) -> str:
+    """The net restore.py runs; ``residual`` = the variant, its output blob :data:`RESIDUAL_OUTPUT`."""
+    head = 'name: "StemRestore12"\n' + DEPLOY_INPUT.format(data=INPUT_BLOB, size=size)
+    if residual:
+        return (head + body(final_relu=False)
+                + RESIDUAL_SUM.format(top=RESIDUAL_OUTPUT, data=INPUT_BLOB, output=OUTPUT_BLOB))
+    return head + body(final_relu)
 
 
 def all_nets() -> dict[str, str]:

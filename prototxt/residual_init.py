@@ -1,0 +1,96 @@
+"""Start the residual variant from a paper-net snapshot: trained features, output = input.
+
+The residual variant (:func:`make_nets.train_hdf5` with ``residual=True``: the loss on
+input + conv12, linear last layer; Zhang et al. 2017, DnCNN) has the paper net's 24
+parameter blobs, so a paper-net snapshot pair can start it.  Taken as it is, the pair
+would make the variant output input + (the paper net's restored image), about twice the
+input.  This start keeps ``conv1`` .. ``conv11`` as trained and sets ``conv12`` to zero,
+so at the snapshot's iteration the variant outputs exactly its input (a perfect frame
+comes out perfect) and training only has to learn the correction from features that
+are already trained (zero-initialised last layer: Goyal et al. 2017).
+
+In the ``.solverstate``, ``conv12``'s first Adam moment is set to zero with its weights
+and its second moment is kept: it is the scale of that layer's gradients, so the first
+steps stay near ``base_lr`` instead of the ~3 x ``base_lr`` a zero second moment gives
+right after the bias correction (Kingma & Ba 2015; the run is thousands of iterations
+in, where the correction is ~1).  Caffe's Adam solver keeps the first moments of every
+learnable blob and then the second moments, in the net's parameter order
+(``AdamSolver::AdamPreSolve``)::
+
+    python prototxt/residual_init.py runs/long/snapshots/adam_iter_3584.solverstate --out START
+    caffe train --solver=adam.prototxt --snapshot=START/adam_iter_3584.solverstate
+
+(``benchmarks/train_ab.py --resume STATE --arm NAME=residual`` does this for its arm.)
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run as a script: the repository's stem_restore
+
+from stem_restore.atomic import atomic_write_bytes  # noqa: E402
+from stem_restore.network import CONV_NAMES, PARAM_BLOBS, caffe_pb2, history_blobs  # noqa: E402
+from stem_restore import snapshots  # noqa: E402
+
+#: The layer the variant's start sets to zero: the net's last convolution.
+HEAD = CONV_NAMES[-1]
+
+
+def _zero(blob) -> None:
+    blob.data[:] = np.zeros(len(blob.data), np.float32).tolist()
+
+
+def residual_start(state_path: str | pathlib.Path, dest: str | pathlib.Path) -> pathlib.Path:
+    """Copy the Adam snapshot pair ``state_path`` into ``dest`` with :data:`HEAD` zeroed.
+
+    Returns the copied ``.solverstate`` (resume it with ``caffe train --snapshot``).  Raises
+    ``ValueError`` naming the file, before writing anything, if the pair is not a whole Adam
+    snapshot of the paper's net.
+    """
+    state_path = pathlib.Path(state_path)
+    if not snapshots.is_whole(state_path):
+        raise ValueError(f"{state_path}: not a whole snapshot pair (unreadable .solverstate, "
+                         f"wrong number of history blobs, or its .caffemodel is missing)")
+    model_path = snapshots.weights_of(state_path)
+    net = caffe_pb2().NetParameter.FromString(model_path.read_bytes())
+    layers = [layer for layer in net.layer if layer.blobs]
+    if [layer.name for layer in layers] != list(CONV_NAMES):
+        raise ValueError(f"{model_path}: not the paper's net (layers with weights: "
+                         f"{[layer.name for layer in layers]})")
+    state = caffe_pb2().SolverState.FromString(state_path.read_bytes())
+    if len(state.history) != history_blobs("Adam"):
+        raise ValueError(f"{state_path}: {len(state.history)} history blobs, expected Adam's "
+                         f"{history_blobs('Adam')} (first and second moments of {PARAM_BLOBS} blobs)")
+
+    for blob in layers[-1].blobs:
+        _zero(blob)
+    head_blobs = len(layers[-1].blobs)  # weights and bias: the last of the net's parameter blobs
+    for i in range(PARAM_BLOBS - head_blobs, PARAM_BLOBS):  # their first moments
+        _zero(state.history[i])
+    copy = snapshots.copy_pair(state_path, dest)
+    atomic_write_bytes(snapshots.weights_of(copy), net.SerializeToString())
+    state.learned_net = caffe_pb2().SolverState.FromString(copy.read_bytes()).learned_net
+    atomic_write_bytes(copy, state.SerializeToString())
+    return copy
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("state", type=pathlib.Path, help="a paper-net Adam .solverstate (its .caffemodel beside it)")
+    p.add_argument("--out", type=pathlib.Path, required=True, help="folder for the variant's start pair")
+    args = p.parse_args(argv)
+    try:
+        print(residual_start(args.state, args.out))
+    except ValueError as e:
+        print(f"residual_init: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

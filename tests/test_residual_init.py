@@ -1,0 +1,73 @@
+"""prototxt/residual_init.py: the residual variant started from a paper-net snapshot."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from stem_restore import snapshots
+from stem_restore.network import CONV_NAMES, PARAM_BLOBS, caffe_pb2
+
+CHECKPOINT = next((REPO / "models" / "checkpoint").glob("adam_iter_*.solverstate"))
+
+
+def _load(name: str):
+    sys.path.insert(0, str(REPO / "prototxt"))
+    spec = importlib.util.spec_from_file_location(name, REPO / "prototxt" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory):
+    return _load("residual_init").residual_start(CHECKPOINT, tmp_path_factory.mktemp("start"))
+
+
+def _blobs(model_path):
+    net = caffe_pb2().NetParameter.FromString(model_path.read_bytes())
+    return {layer.name: [np.array(b.data, np.float32) for b in layer.blobs] for layer in net.layer if layer.blobs}
+
+
+def test_only_the_last_layer_and_its_first_moments_are_zeroed(start):
+    before, after = _blobs(snapshots.weights_of(CHECKPOINT)), _blobs(snapshots.weights_of(start))
+    for name in CONV_NAMES[:-1]:
+        for b0, b1 in zip(before[name], after[name]):
+            np.testing.assert_array_equal(b0, b1)
+    assert any(b.any() for b in before[CONV_NAMES[-1]])  # there was something to zero
+    assert not any(b.any() for b in after[CONV_NAMES[-1]])
+
+    s0 = caffe_pb2().SolverState.FromString(CHECKPOINT.read_bytes())
+    s1 = caffe_pb2().SolverState.FromString(start.read_bytes())
+    assert s1.iter == s0.iter and snapshots.is_whole(start)
+    head = range(PARAM_BLOBS - 2, PARAM_BLOBS)  # conv12 weights and bias: first moments
+    for i, (h0, h1) in enumerate(zip(s0.history, s1.history)):
+        h0, h1 = np.array(h0.data), np.array(h1.data)
+        if i in head:
+            assert h0.any() and not h1.any()
+        else:  # every other first moment, and every second moment (conv12's too), kept
+            np.testing.assert_array_equal(h0, h1)
+
+
+def test_the_variant_from_the_start_returns_its_input_exactly(caffe, start, tmp_path):
+    nets = _load("make_nets")
+    deploy = tmp_path / "deploy_residual.prototxt"
+    deploy.write_text(nets.deploy(residual=True, size=40))
+    net = caffe.Net(str(deploy), caffe.TEST, weights=str(snapshots.weights_of(start)))
+    x = np.random.default_rng(2).normal(0.5, 1.0, (1, 1, 40, 40)).astype(np.float32)  # some < 0
+    net.blobs["data"].data[...] = x
+    np.testing.assert_array_equal(net.forward()[nets.RESIDUAL_OUTPUT], x)
+    assert np.abs(net.blobs[CONV_NAMES[-2]].data).max() > 0.1  # the trained features are alive
+
+
+def test_a_broken_pair_is_refused_naming_the_file(tmp_path):
+    broken = tmp_path / CHECKPOINT.name
+    broken.write_bytes(CHECKPOINT.read_bytes())  # its .caffemodel is not beside it
+    run = subprocess.run([sys.executable, str(REPO / "prototxt" / "residual_init.py"), str(broken),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert run.returncode == 2 and str(broken) in run.stderr
+    assert not (tmp_path / "out").exists()
