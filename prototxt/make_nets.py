@@ -24,7 +24,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script: the repository's stem_restore
 
-from stem_restore.network import CONV_NAMES, INPUT_BLOB, LAYERS, OUTPUT_BLOB, PAD  # noqa: E402
+from stem_restore.network import CONV_NAMES, INPUT_BLOB, LAYERS, OUTPUT_BLOB, PAD, RESIDUAL_OUTPUT  # noqa: E402
 
 CONV = """\
 layer {{
@@ -135,9 +135,6 @@ layer {{
   eltwise_param {{ operation: SUM }}
 }}
 """
-
-#: Output blob of the residual variant (input + conv12).
-RESIDUAL_OUTPUT = "restored"
 
 
 def train_hdf5(final_relu: bool = True, batch: int = 16, residual: bool = False) -> str:

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from stem_restore.network import (CONTEXT, FILTERS, INPUT_BLOB, KERNEL, N_CONV, OUTPUT_BLOB,
-                                  RECEPTIVE_FIELD)
+                                  RECEPTIVE_FIELD, RESIDUAL_OUTPUT)
 from stem_restore.normalize import NormStats, denormalize, norm_stats, normalize
 
 from .stream import LayerStream
@@ -187,7 +187,8 @@ class Restorer:
     ----------
     net : caffe.Net
         Deploy net (input blob :data:`~stem_restore.network.INPUT_BLOB`, output blob
-        :data:`~stem_restore.network.OUTPUT_BLOB`).
+        :data:`~stem_restore.network.OUTPUT_BLOB`, or for the residual variant
+        :data:`~stem_restore.network.RESIDUAL_OUTPUT` = input + that).
     tile : int, (int, int) or None
         Window edge (px) fed to the net, or (rows, columns); 0 = whole image
         in one pass; None = :func:`auto_window` / :func:`auto_tile` per image
@@ -213,6 +214,8 @@ class Restorer:
         self.context = int(context)
         self.net_factory = net_factory
         self.stream = stream
+        #: The residual variant: output = input + conv12 (:data:`RESIDUAL_OUTPUT`).
+        self.residual = RESIDUAL_OUTPUT in net.blobs
         self._max_window_px = 0
 
     @property
@@ -245,7 +248,8 @@ class Restorer:
         """Network output for one normalised float32 image (no tiling)."""
         if self.stream is not None:
             self._max_window_px = max(self._max_window_px, x.size)
-            return self.stream.forward(x)
+            y = self.stream.forward(x)
+            return y + x if self.residual else y
         blob = self.net.blobs[INPUT_BLOB]
         shape = (1, 1) + tuple(x.shape)
         if tuple(blob.data.shape) != shape:
@@ -254,7 +258,8 @@ class Restorer:
         blob.data[0, 0] = x
         self._max_window_px = max(self._max_window_px, x.size)
         self.net.forward()
-        return np.array(self.net.blobs[OUTPUT_BLOB].data[0, 0], dtype=np.float32)
+        output = RESIDUAL_OUTPUT if self.residual else OUTPUT_BLOB
+        return np.array(self.net.blobs[output].data[0, 0], dtype=np.float32)
 
     def restore(self, image: np.ndarray, out: np.ndarray | None = None) -> FrameResult:
         """Restore one 2-D frame; the result is in the input's intensity units.

@@ -49,7 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stem_restore.network import INPUT_BLOB, OUTPUT_BLOB, conv_geometry, in_test_phase, read_net
+from stem_restore.network import (INPUT_BLOB, OUTPUT_BLOB, conv_geometry, in_test_phase, is_residual_sum,
+                                  read_net)
 
 #: Output pixels per block (rows x cols) fed to a one-layer net.  Its im2col
 #: buffer is ``C_in * k * k * 4`` bytes per pixel: 6.4 MB for 64 x 5 x 5, in
@@ -144,7 +145,9 @@ def chain_steps(model: str | Path, input_blob: str = INPUT_BLOB,
     channel), then ``Convolution`` layers each reading the previous top, with
     stride 1, dilation 1, one group, a square odd kernel and ``pad = (k - 1) /
     2`` (output size = input size), each optionally followed by a ``ReLU``;
-    the last top is ``output_blob``.  ValueError naming the file if it does
+    the last top is ``output_blob``.  The residual variant's closing sum
+    (:func:`~stem_restore.network.is_residual_sum`) is left out: the steps end at
+    ``output_blob`` and the caller adds the input.  ValueError naming the file if it does
     not parse (:func:`stem_restore.network.read_net`).
     """
     layers = [layer for layer in read_net(model).layer if in_test_phase(layer)]
@@ -155,7 +158,9 @@ def chain_steps(model: str | Path, input_blob: str = INPUT_BLOB,
         return None
     steps: list[ConvStep] = []
     current, channels = input_blob, 1
-    for layer in layers[1:]:
+    for i, layer in enumerate(layers[1:], start=2):
+        if i == len(layers) and is_residual_sum(layer):
+            break  # the residual variant's input + conv12: the caller adds the input
         if len(layer.bottom) != 1 or len(layer.top) != 1 or layer.bottom[0] != current:
             return None
         if layer.type == "Convolution":

@@ -27,6 +27,7 @@ __all__ = [
     "RECEPTIVE_FIELD", "CONTEXT", "N_PARAMS", "PARAM_BLOBS", "history_blobs",
     "PrototxtError", "caffe_pb2", "parse_net", "parse_solver", "read_net",
     "in_test_phase", "ConvGeometry", "conv_geometry", "conv_layers", "receptive_field", "check_net",
+    "RESIDUAL_OUTPUT", "is_residual_sum", "is_residual",
 ]
 
 #: Convolution layers of the paper's network.
@@ -54,6 +55,10 @@ CONTEXT = (RECEPTIVE_FIELD - 1) // 2
 N_PARAMS = sum(c_out * (c_in * k * k + 1) for c_in, c_out, k in LAYERS)
 #: Parameter blobs of the net (weights and bias of each convolution): 24.
 PARAM_BLOBS = 2 * N_CONV
+#: Output blob of the residual *variant* (not the paper's): an ``Eltwise`` SUM of
+#: :data:`INPUT_BLOB` and :data:`OUTPUT_BLOB`, so the 12 layers learn the correction
+#: (Zhang et al. 2017, DnCNN).  Same parameters and ``.caffemodel`` layout as the paper's net.
+RESIDUAL_OUTPUT = "restored"
 
 #: History blobs per parameter blob in a ``.solverstate``, by Caffe solver type:
 #: momentum (or squared-gradient) history; AdaDelta and Adam keep a second set.
@@ -228,6 +233,23 @@ def conv_geometry(param) -> ConvGeometry | None:
     if None in (kernel, pad, stride, dilation) or min(kernel) < 1:
         return None
     return ConvGeometry(kernel, pad, stride, dilation, int(param.group))
+
+
+def is_residual_sum(layer) -> bool:
+    """True if ``layer`` is the residual variant's last layer: :data:`RESIDUAL_OUTPUT` =
+    :data:`INPUT_BLOB` + :data:`OUTPUT_BLOB` (``Eltwise`` SUM, unit coefficients)."""
+    if layer.type != "Eltwise" or list(layer.top) != [RESIDUAL_OUTPUT]:
+        return False
+    param = layer.eltwise_param
+    return (sorted(layer.bottom) == sorted([INPUT_BLOB, OUTPUT_BLOB])
+            and param.operation == param.SUM and all(c == 1 for c in param.coeff))
+
+
+def is_residual(net) -> bool:
+    """True if the parsed NetParameter is the residual variant (its TEST phase ends in
+    :func:`is_residual_sum`): restore.py then reads :data:`RESIDUAL_OUTPUT`."""
+    layers = [layer for layer in net.layer if in_test_phase(layer)]
+    return bool(layers) and is_residual_sum(layers[-1])
 
 
 def conv_layers(net) -> list:

@@ -71,3 +71,37 @@ def test_a_broken_pair_is_refused_naming_the_file(tmp_path):
                           "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert run.returncode == 2 and str(broken) in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def residual_deploy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("deploy") / "deploy_residual.prototxt"
+    path.write_text(_load("make_nets").deploy(residual=True))
+    return path
+
+
+def test_network_knows_the_variant_and_the_paper_net_apart(residual_deploy):
+    from stem_restore.network import is_residual, parse_net, read_net
+    assert is_residual(read_net(residual_deploy))
+    assert not is_residual(read_net(REPO / "prototxt" / "deploy.prototxt"))
+    text = residual_deploy.read_text()
+    assert not is_residual(parse_net(text.replace("operation: SUM", "operation: PROD")))
+    assert not is_residual(parse_net(text.replace('bottom: "data"', 'bottom: "conv11"')))
+
+
+@pytest.mark.parametrize("engine", ["layers", "net"])
+def test_restore_runs_the_variant_on_both_engines(caffe, start, residual_deploy, engine):
+    """From the zero-head start restore.py returns the frame itself; with a head that is not
+    zero both engines agree (the layer stream adds the input the net's Eltwise adds)."""
+    from restoration.api import load_model
+    frame = np.random.default_rng(4).poisson(40.0, (90, 130)).astype(np.float32)
+    same = load_model(residual_deploy, snapshots.weights_of(start), engine=engine)
+    assert same.restorer.residual
+    np.testing.assert_allclose(np.asarray(same.restore(frame)), frame, rtol=1e-5, atol=1e-3)
+
+    paper_head = snapshots.weights_of(CHECKPOINT)  # conv12 not zero: input + the paper's output
+    ours = np.asarray(load_model(residual_deploy, paper_head, engine=engine).restore(frame))
+    other = np.asarray(load_model(residual_deploy, paper_head, engine={"layers": "net", "net": "layers"}[engine])
+                       .restore(frame))
+    assert np.abs(ours - frame).mean() > 1.0
+    np.testing.assert_allclose(ours, other, rtol=1e-4, atol=1e-2)
