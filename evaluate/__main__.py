@@ -15,7 +15,9 @@ and prints the checklist.  Without ``--weights`` the CNN is skipped.
 the same ``--model`` on the same images, as method ``cnn_shipped``: the tables then show
 whether a new snapshot beats the model it would replace.
 ``--bm3d`` chooses where the slow BM3D baseline runs: ``off``, ``mix`` (full-mix
-conditions only, the default) or ``all``.  ``--heldout-preset NAME`` (a datagen
+conditions only, the default) or ``all``; ``--cache DIR`` keeps its outputs, so
+scoring the next snapshot on the same images skips it (:mod:`evaluate.cache`).
+``--heldout-preset NAME`` (a datagen
 preset name or .toml path, e.g. ``heldout``: specimens never used in training)
 adds the full mix at every dose drawn from that preset, with the same seeds and
 counts and baselines tuned on its own validation images: a section "Held-out
@@ -39,7 +41,7 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,6 +50,7 @@ import numpy as np
 from stem_restore.atomic import atomic_write_bytes
 
 from . import checks, report, run
+from .cache import CachedMethod
 from .metrics import DEFAULT_MAX_SHIFT, line_shifts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", help="comma-separated subset of gaussian,median,align_rows,anscombe_wiener,bm3d")
     p.add_argument("--bm3d", choices=("off", "mix", "all"), default="mix",
                    help="where the slow BM3D baseline runs (default mix: full-mix conditions only)")
+    p.add_argument("--cache", metavar="DIR",
+                   help="keep the outputs of slow baselines (BM3D) in DIR and reuse them when the same "
+                        "images are evaluated again, e.g. for the next snapshot (evaluate/cache.py)")
     p.add_argument("--heldout-preset", metavar="NAME",
                    help="datagen preset name or .toml path of held-out specimens (e.g. heldout): also score "
                         "the full mix at every dose on images drawn from it, as a separate section")
@@ -215,6 +221,9 @@ def load_inputs(a: argparse.Namespace) -> RunInputs:
         base = datagen.load_preset(a.preset)
         heldout = datagen.load_preset(a.heldout_preset) if a.heldout_preset else None
         baselines = run.select_baselines(a.baselines.split(",") if a.baselines else None)
+        if a.cache:
+            baselines = [replace(b, apply=CachedMethod(b.name, b.apply, a.cache)) if b.slow else b
+                         for b in baselines]
     except Exception as exc:  # noqa: BLE001 - any load error is the user's option
         raise OptionError(str(exc)) from exc
     return RunInputs(families, base, heldout, baselines)
@@ -297,6 +306,10 @@ def report_header(a: argparse.Namespace, argv: list[str], results: list[run.Cond
         *(f"- compared: {name} = {a.model} + {w}" for name, w in a.compare),
         f"- BM3D: {a.bm3d}; total time {seconds:.0f} s.",
     ]
+    for b in inputs.baselines:
+        if isinstance(b.apply, CachedMethod):
+            lines.append(f"- {b.name}: outputs cached in `{a.cache}` ({b.apply.hits} read back, "
+                         f"{b.apply.misses} computed; seconds per image are the computing time).")
     return "\n".join(lines)
 
 

@@ -1,0 +1,121 @@
+"""Outputs of slow classical baselines kept on disk between evaluations.
+
+Deciding whether a new snapshot beats the shipped model means scoring it on the
+same images as before; the classical baselines then give the same outputs
+again, and BM3D alone takes ~40 of the ~45 minutes of a 16 × 256² evaluation on
+a 2-core CPU (BENCHMARKS.md, "evaluate").  ``python -m evaluate --cache DIR``
+wraps every slow baseline (:attr:`evaluate.baselines.Baseline.slow`) in
+:class:`CachedMethod`: an output is computed once and read back afterwards.
+
+A cached output is used only for the same method, the same parameters, the same
+input bytes (dtype and shape included) and the same code: the key also hashes
+the source of :mod:`evaluate.baselines` and the installed versions of numpy,
+scipy and bm3d, so editing a baseline or upgrading a package starts afresh
+instead of reusing stale outputs.  Each entry stores the seconds the output took
+to compute, so ``seconds_per_image`` in results.csv stays the method's cost,
+not the cache's.  Entries are written atomically (:mod:`stem_restore.atomic`);
+an unreadable entry is recomputed and replaced, with a warning naming it.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import pathlib
+import time
+import warnings
+import zipfile
+from collections.abc import Callable
+
+import numpy as np
+
+from stem_restore.atomic import atomic_path
+
+__all__ = ["CachedMethod", "code_tag"]
+
+#: Packages whose versions are part of every key (those installed).
+KEY_PACKAGES = ("numpy", "scipy", "bm3d")
+
+
+def code_tag() -> str:
+    """What the baselines' outputs depend on besides their input: the source of
+    :mod:`evaluate.baselines` and the versions of :data:`KEY_PACKAGES`."""
+    from . import baselines
+
+    parts = [hashlib.sha256(pathlib.Path(baselines.__file__).read_bytes()).hexdigest()]
+    for name in KEY_PACKAGES:
+        try:
+            parts.append(f"{name}={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{name}=absent")
+    return ";".join(parts)
+
+
+class CachedMethod:
+    """``method(image, **params)`` with its outputs kept in ``folder``.
+
+    Parameters
+    ----------
+    name : str
+        The method's name (part of the key).
+    method : callable
+        ``method(image, **params) -> ndarray``; deterministic.
+    folder : path-like
+        Where entries live (created if missing); one ``<sha256>.npz`` per output.
+    tag : str, optional
+        Code and package versions in the key (default :func:`code_tag`).
+
+    Attributes
+    ----------
+    compute_seconds : float
+        Seconds of computation behind every output returned so far: measured for
+        a miss, read from the entry for a hit.
+    hits, misses : int
+        Outputs read back / computed.
+    """
+
+    def __init__(self, name: str, method: Callable[..., np.ndarray], folder: str | pathlib.Path,
+                 tag: str | None = None):
+        self.name = name
+        self.method = method
+        self.folder = pathlib.Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.tag = code_tag() if tag is None else tag
+        self.compute_seconds = 0.0
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, image: np.ndarray, params: dict) -> str:
+        """Hex SHA-256 of method, parameters, code tag and the input's dtype, shape and bytes."""
+        image = np.ascontiguousarray(image)
+        h = hashlib.sha256()
+        head = {"method": self.name, "params": params, "tag": self.tag,
+                "dtype": image.dtype.str, "shape": list(image.shape)}
+        h.update(json.dumps(head, sort_keys=True, default=str).encode())
+        h.update(image.tobytes())
+        return h.hexdigest()
+
+    def _read(self, path: pathlib.Path) -> tuple[np.ndarray, float] | None:
+        try:
+            with np.load(path) as z:
+                return np.array(z["output"]), float(z["seconds"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            warnings.warn(f"{path}: unreadable cache entry ({err}); recomputing it", stacklevel=3)
+            return None
+
+    def __call__(self, image: np.ndarray, **params) -> np.ndarray:
+        path = self.folder / f"{self.key(image, params)}.npz"
+        entry = self._read(path) if path.exists() else None
+        if entry is not None:
+            output, seconds = entry
+            self.hits += 1
+        else:
+            t0 = time.perf_counter()
+            output = np.asarray(self.method(image, **params))
+            seconds = time.perf_counter() - t0
+            with atomic_path(path, suffix=".tmp.npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, output=output, seconds=np.float64(seconds))
+            self.misses += 1
+        self.compute_seconds += seconds
+        return output

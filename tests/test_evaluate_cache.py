@@ -1,0 +1,110 @@
+"""evaluate.cache: slow baselines' outputs kept between evaluations, and `--cache` on the CLI."""
+import csv
+import warnings
+
+import numpy as np
+import pytest
+
+from evaluate import baselines as bl
+from evaluate.__main__ import main
+from evaluate.cache import CachedMethod, code_tag
+from helpers import lattice
+
+
+class Counting:
+    """A real baseline (Gaussian filter) that counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, image, **params):
+        self.calls += 1
+        return bl.gaussian(image, **params)
+
+
+def test_a_second_call_reads_the_output_back(tmp_path):
+    image = lattice(48, angle=0.2)
+    method = Counting()
+    cached = CachedMethod("gaussian", method, tmp_path / "cache")
+    first = cached(image, sigma=1.0)
+    spent = cached.compute_seconds
+    again = CachedMethod("gaussian", method, tmp_path / "cache")(image, sigma=1.0)  # a new process
+    np.testing.assert_array_equal(first, bl.gaussian(image, sigma=1.0))
+    np.testing.assert_array_equal(again, first)
+    assert method.calls == 1
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert not list((tmp_path / "cache").glob(".*"))  # no temporary file left behind
+    reader = CachedMethod("gaussian", method, tmp_path / "cache")
+    reader(image, sigma=1.0)
+    assert (reader.hits, reader.misses) == (1, 0)
+    assert reader.compute_seconds == pytest.approx(spent)  # the stored computing time, not the read's
+
+
+def test_any_change_of_input_parameters_method_or_code_computes_afresh(tmp_path):
+    image = lattice(48, angle=0.2)
+    method = Counting()
+    cached = CachedMethod("gaussian", method, tmp_path)
+    cached(image, sigma=1.0)
+    cached(image, sigma=2.0)                           # parameters
+    cached(image.astype(np.float32), sigma=1.0)        # dtype, same values
+    cached(image.T.copy(), sigma=1.0)                  # shape/content
+    bumped = image.copy()
+    bumped[3, 5] += 1e-9
+    cached(bumped, sigma=1.0)                          # one pixel
+    CachedMethod("other", method, tmp_path)(image, sigma=1.0)                    # method name
+    CachedMethod("gaussian", method, tmp_path, tag=code_tag() + "x")(image, sigma=1.0)  # code/packages
+    assert method.calls == 7
+    cached(image, sigma=1.0)
+    assert method.calls == 7
+
+
+def test_code_tag_names_the_baselines_source_and_package_versions():
+    tag = code_tag()
+    assert "numpy=" + np.__version__ in tag
+    assert "scipy=" in tag and "bm3d=" in tag
+
+
+def test_an_unreadable_entry_is_recomputed_and_replaced(tmp_path):
+    image = lattice(48, angle=0.2)
+    method = Counting()
+    cached = CachedMethod("gaussian", method, tmp_path)
+    expected = cached(image, sigma=1.0)
+    (entry,) = tmp_path.glob("*.npz")
+    entry.write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match=f"{entry.name}: unreadable cache entry"):
+        out = cached(image, sigma=1.0)
+    np.testing.assert_array_equal(out, expected)
+    assert method.calls == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cached(image, sigma=1.0)  # the entry was rewritten whole
+    assert method.calls == 2
+
+
+def _bm3d_rows(path):
+    with open(path, newline="") as fh:
+        return {(r["condition"], r["method"]): r for r in csv.DictReader(fh) if r["method"] == "bm3d"}
+
+
+def test_cli_cache_gives_the_same_table_and_skips_bm3d(tmp_path):
+    """Two evaluations with --cache: the second reads every BM3D output back (results.md says
+    so), and its BM3D rows - PSNR and the seconds per image - equal the first's."""
+    cache = tmp_path / "cache"
+    argv = ["--preset", "quick", "--size", "64", "--count", "2", "--val-count", "1", "--seed", "1000",
+            "--doses", "300", "--families", "shot_noise", "--no-family-noise", "--baselines", "gaussian,bm3d",
+            "--bm3d", "all", "--examples", "0", "--cache", str(cache)]
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+    entries = len(list(cache.glob("*.npz")))
+    # 2 conditions (shot_noise, full mix) x (3 tuning calls on 1 validation image + 2 test images)
+    assert entries == 10
+    assert main(argv + ["--out", str(tmp_path / "b")]) == 0
+    assert len(list(cache.glob("*.npz"))) == entries
+    first, second = _bm3d_rows(tmp_path / "a" / "results.csv"), _bm3d_rows(tmp_path / "b" / "results.csv")
+    assert len(first) == 2 and first.keys() == second.keys()
+    for key in first:
+        assert second[key]["psnr_mean"] == first[key]["psnr_mean"]
+        assert second[key]["params"] == first[key]["params"]
+        assert float(second[key]["seconds_per_image"]) == pytest.approx(float(first[key]["seconds_per_image"]))
+    assert f"(0 read back, {entries} computed" in (tmp_path / "a" / "results.md").read_text()
+    assert "- bm3d: outputs cached" in (tmp_path / "b" / "results.md").read_text()
+    assert f"({entries} read back, 0 computed" in (tmp_path / "b" / "results.md").read_text()
