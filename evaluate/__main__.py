@@ -15,8 +15,9 @@ and prints the checklist.  Without ``--weights`` the CNN is skipped.
 the same ``--model`` on the same images, as method ``cnn_shipped``: the tables then show
 whether a new snapshot beats the model it would replace.
 ``--bm3d`` chooses where the slow BM3D baseline runs: ``off``, ``mix`` (full-mix
-conditions only, the default) or ``all``; ``--cache DIR`` keeps its outputs, so
-scoring the next snapshot on the same images skips it (:mod:`evaluate.cache`).
+conditions only, the default) or ``all``; ``--cache DIR`` keeps its outputs and
+those of the ``--compare`` networks, so scoring the next snapshot on the same
+images skips them (:mod:`evaluate.cache`).
 ``--heldout-preset NAME`` (a datagen
 preset name or .toml path, e.g. ``heldout``: specimens never used in training)
 adds the full mix at every dose drawn from that preset, with the same seeds and
@@ -50,7 +51,7 @@ import numpy as np
 from stem_restore.atomic import atomic_write_bytes
 
 from . import checks, report, run
-from .cache import CachedMethod
+from .cache import CachedMethod, network_tag
 from .metrics import DEFAULT_MAX_SHIFT, line_shifts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bm3d", choices=("off", "mix", "all"), default="mix",
                    help="where the slow BM3D baseline runs (default mix: full-mix conditions only)")
     p.add_argument("--cache", metavar="DIR",
-                   help="keep the outputs of slow baselines (BM3D) in DIR and reuse them when the same "
-                        "images are evaluated again, e.g. for the next snapshot (evaluate/cache.py)")
+                   help="keep the outputs of slow baselines (BM3D) and of the --compare networks in DIR and "
+                        "reuse them when the same images are evaluated again, e.g. for the next snapshot "
+                        "(evaluate/cache.py)")
     p.add_argument("--heldout-preset", metavar="NAME",
                    help="datagen preset name or .toml path of held-out specimens (e.g. heldout): also score "
                         "the full mix at every dose on images drawn from it, as a separate section")
@@ -306,10 +308,11 @@ def report_header(a: argparse.Namespace, argv: list[str], results: list[run.Cond
         *(f"- compared: {name} = {a.model} + {w}" for name, w in a.compare),
         f"- BM3D: {a.bm3d}; total time {seconds:.0f} s.",
     ]
-    for b in inputs.baselines:
-        if isinstance(b.apply, CachedMethod):
-            lines.append(f"- {b.name}: outputs cached in `{a.cache}` ({b.apply.hits} read back, "
-                         f"{b.apply.misses} computed; seconds per image are the computing time).")
+    cached = [(b.name, b.apply) for b in inputs.baselines] + list(inputs.compared.items())
+    for name, fn in cached:
+        if isinstance(fn, CachedMethod):
+            lines.append(f"- {name}: outputs cached in `{a.cache}` ({fn.hits} read back, "
+                         f"{fn.misses} computed; seconds per image are the computing time).")
     return "\n".join(lines)
 
 
@@ -367,7 +370,8 @@ def cmd_run(argv: list[str]) -> int:
     if a.weights:
         inputs.net, inputs.cnn = load_cnn(a.model, a.weights, a.gpu)
     for name, w in a.compare:
-        inputs.compared[name] = load_cnn(a.model, w, a.gpu)[1]
+        cnn = load_cnn(a.model, w, a.gpu)[1]
+        inputs.compared[name] = CachedMethod(name, cnn, a.cache, network_tag(a.model, w)) if a.cache else cnn
 
     arch_text, arch_ok = architecture_checklist(a.model, inputs.net)
     train_text, train_ok = training_checklist(a.train_log_dir)

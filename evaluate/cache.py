@@ -1,17 +1,20 @@
-"""Outputs of slow classical baselines kept on disk between evaluations.
+"""Outputs of slow methods kept on disk between evaluations.
 
 Deciding whether a new snapshot beats the shipped model means scoring it on the
-same images as before; the classical baselines then give the same outputs
-again, and BM3D alone takes ~40 of the ~45 minutes of a 16 × 256² evaluation on
-a 2-core CPU (BENCHMARKS.md, "evaluate").  ``python -m evaluate --cache DIR``
-wraps every slow baseline (:attr:`evaluate.baselines.Baseline.slow`) in
-:class:`CachedMethod`: an output is computed once and read back afterwards.
+same images as before; BM3D and the ``--compare`` networks (the shipped model)
+then give the same outputs again, and on a 2-core CPU they are most of a
+16 × 256² evaluation (BENCHMARKS.md, "evaluate").  ``python -m evaluate --cache
+DIR`` wraps every slow baseline (:attr:`evaluate.baselines.Baseline.slow`) and
+every ``--compare`` network in :class:`CachedMethod`: an output is computed once
+and read back afterwards.
 
 A cached output is used only for the same method, the same parameters, the same
-input bytes (dtype and shape included) and the same code: the key also hashes
-the source of :mod:`evaluate.baselines` and the installed versions of numpy,
-scipy and bm3d, so editing a baseline or upgrading a package starts afresh
-instead of reusing stale outputs.  Each entry stores the seconds the output took
+input bytes (dtype and shape included) and the same code: the key also holds a
+tag of what else the output depends on -- for a baseline (:func:`code_tag`) the
+source of :mod:`evaluate.baselines` and the installed versions of numpy, scipy
+and bm3d; for a network (:func:`network_tag`) its prototxt and weights, the
+restoration code, the Caffe library and the CPU -- so editing a method, changing
+weights or upgrading a package starts afresh instead of reusing stale outputs.  Each entry stores the seconds the output took
 to compute, so ``seconds_per_image`` in results.csv stays the method's cost,
 not the cache's.  Entries are written atomically (:mod:`stem_restore.atomic`);
 an unreadable entry is recomputed and replaced, with a warning naming it.
@@ -31,7 +34,7 @@ import numpy as np
 
 from stem_restore.atomic import atomic_path
 
-__all__ = ["CachedMethod", "code_tag"]
+__all__ = ["CachedMethod", "code_tag", "network_tag"]
 
 #: Packages whose versions are part of every key (those installed).
 KEY_PACKAGES = ("numpy", "scipy", "bm3d")
@@ -51,6 +54,39 @@ def code_tag() -> str:
     return ";".join(parts)
 
 
+def _sha256(*paths: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path) -> str:
+    """What a network's restored image depends on besides its input: the deploy prototxt and
+    the weights (their bytes), the forward-pass code (every module of :mod:`restoration` and
+    :mod:`stem_restore`), the Caffe library that runs it (its bytes), the engine setting
+    ``CAFFE_DNNL_MATH`` and the CPU model (the engine picks its kernels by CPU)."""
+    import os
+    import platform
+
+    import caffe
+    import restoration
+    import stem_restore
+
+    code = sorted(p for pkg in (restoration, stem_restore) for p in pathlib.Path(pkg.__file__).parent.glob("*.py"))
+    cpu = platform.processor()
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                    if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return ";".join([f"net={_sha256(pathlib.Path(model), pathlib.Path(weights))}",
+                     f"code={_sha256(*code)}",
+                     f"caffe={_sha256(pathlib.Path(caffe._caffe.__file__))}",
+                     f"math={os.environ.get('CAFFE_DNNL_MATH', '')}", f"cpu={cpu}"])
+
+
 class CachedMethod:
     """``method(image, **params)`` with its outputs kept in ``folder``.
 
@@ -63,7 +99,8 @@ class CachedMethod:
     folder : path-like
         Where entries live (created if missing); one ``<sha256>.npz`` per output.
     tag : str, optional
-        Code and package versions in the key (default :func:`code_tag`).
+        Code and package versions in the key (default :func:`code_tag`; a network
+        passes :func:`network_tag`).
 
     Attributes
     ----------

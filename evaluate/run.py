@@ -191,13 +191,14 @@ def _params_text(params: dict) -> str:
     return " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in params.items())
 
 
-def _apply_timed(b: Baseline, images: Sequence[np.ndarray], params: dict) -> tuple[list[np.ndarray], float]:
-    """``b``'s outputs on ``images`` and its seconds per image; a method read from
+def _apply_timed(fn: Callable[..., np.ndarray], images: Sequence[np.ndarray],
+                 params: dict | None = None) -> tuple[list[np.ndarray], float]:
+    """``fn``'s outputs on ``images`` and its seconds per image; a method read from
     :mod:`evaluate.cache` reports the seconds its outputs took when they were computed."""
-    before = getattr(b.apply, "compute_seconds", None)
+    before = getattr(fn, "compute_seconds", None)
     t0 = time.perf_counter()
-    outs = [b(d, **params) for d in images]
-    spent = time.perf_counter() - t0 if before is None else b.apply.compute_seconds - before
+    outs = [fn(d, **(params or {})) for d in images]
+    spent = time.perf_counter() - t0 if before is None else fn.compute_seconds - before
     return outs, spent / len(outs)
 
 
@@ -261,15 +262,14 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
     add("raw", "", distorted, 0.0)
     for b in baselines:
         best, _ = tune(b.apply, b.grid, val[: b.max_tune_pairs] if b.max_tune_pairs else val)
-        outs, secs = _apply_timed(b, distorted, best)
+        outs, secs = _apply_timed(b.apply, distorted, best)
         add(b.name, _params_text(best), outs, secs)
     nets = {CNN: cnn} if cnn is not None else {}
     for name, fn in {**nets, **(compared or {})}.items():
         if not is_cnn(name):
             raise ValueError(f"compared network {name!r}: its method name must start with '{CNN}_'")
-        t0 = time.perf_counter()
-        outs = [fn(d) for d in distorted]
-        add(name, "", outs, (time.perf_counter() - t0) / len(outs))
+        outs, secs = _apply_timed(fn, distorted)
+        add(name, "", outs, secs)
     return res
 
 

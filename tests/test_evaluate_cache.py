@@ -108,3 +108,41 @@ def test_cli_cache_gives_the_same_table_and_skips_bm3d(tmp_path):
     assert f"(0 read back, {entries} computed" in (tmp_path / "a" / "results.md").read_text()
     assert "- bm3d: outputs cached" in (tmp_path / "b" / "results.md").read_text()
     assert f"({entries} read back, 0 computed" in (tmp_path / "b" / "results.md").read_text()
+
+
+def test_network_tag_follows_the_weights_and_the_engine(caffe, weights, tmp_path, monkeypatch):
+    from evaluate.cache import network_tag
+    from helpers import DEPLOY, make_weights
+
+    other = make_weights(caffe, tmp_path / "other.caffemodel", seed=12)
+    copy = tmp_path / weights.name
+    copy.write_bytes(weights.read_bytes())
+    assert network_tag(DEPLOY, copy) == network_tag(DEPLOY, weights)  # bytes, not the path
+    assert network_tag(DEPLOY, other) != network_tag(DEPLOY, weights)
+    monkeypatch.setenv("CAFFE_DNNL_MATH", "fp32")
+    fp32 = network_tag(DEPLOY, weights)
+    monkeypatch.setenv("CAFFE_DNNL_MATH", "off")  # Caffe's own convolution: other rounding
+    assert network_tag(DEPLOY, weights) != fp32 and "math=off" in network_tag(DEPLOY, weights)
+
+
+def test_cli_cache_reads_a_compared_network_back(tmp_path, caffe, weights):
+    """--compare with --cache: the second evaluation reads the compared network's outputs back
+    (results.md says so) and scores them exactly as the first computed them; the evaluated
+    network itself is always run."""
+    from helpers import DEPLOY, make_weights
+
+    other = make_weights(caffe, tmp_path / "other.caffemodel", seed=12)
+    argv = ["--model", str(DEPLOY), "--weights", str(weights), "--compare", f"old={other}",
+            "--preset", "quick", "--size", "64", "--count", "2", "--val-count", "1", "--seed", "1000",
+            "--doses", "300", "--families", "shot_noise", "--no-family-noise", "--baselines", "gaussian",
+            "--bm3d", "off", "--examples", "0", "--cache", str(tmp_path / "cache")]
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 4  # 2 conditions x 2 test images
+    assert main(argv + ["--out", str(tmp_path / "b")]) == 0
+    rows = []
+    for run_dir in ("a", "b"):
+        with open(tmp_path / run_dir / "results.csv") as f:
+            rows.append({(r["condition"], r["method"]): r["psnr_mean"] for r in csv.DictReader(f)})
+    assert rows[0] == rows[1] and ("full mix @ 300", "cnn_old") in rows[0]
+    assert "- cnn_old: outputs cached" in (tmp_path / "b" / "results.md").read_text()
+    assert "(4 read back, 0 computed" in (tmp_path / "b" / "results.md").read_text()
