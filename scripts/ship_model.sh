@@ -48,7 +48,10 @@ for log in $LOGS; do [ -f "$RUN/logs/$log.log" ] || die "$RUN/logs/$log.log miss
 if [ -n "$SNAPSHOT" ]; then  # its stage's log must hold the line that wrote it (the log is cut there)
   STATE=$(basename "$SNAPSHOT" .caffemodel).solverstate
   STAGE_LOG=$RUN/logs/${STATE%%_iter_*}.log
-  grep -q "Snapshotting solver state.*$STATE" "$STAGE_LOG" 2>/dev/null \
+  # An A/B arm spliced into the run's lineage (benchmarks/train_ab.py --resume, its log appended
+  # under a '### session' marker, its pair copied in as the run's own) logs it as snap_iter_N.
+  ARM_STATE=snap_${STATE#*_}
+  grep -qE "Snapshotting solver state.*[ /]($STATE|$ARM_STATE)\$" "$STAGE_LOG" 2>/dev/null \
     || die "$STAGE_LOG does not log writing $STATE: is $(basename "$SNAPSHOT") a snapshot of this run?"
 fi
 # The evaluation must be of the weights shipped (its header names them).
@@ -70,7 +73,8 @@ for log in $LOGS; do
 done
 if [ -n "$SNAPSHOT" ]; then
   LOG=$OUT/training/$(basename "$STAGE_LOG")
-  awk -v s="$STATE" 'NR == FNR { if (index($0, "Snapshotting solver state") && index($0, s)) last = FNR; next }
+  awk -v s="$STATE" -v a="$ARM_STATE" 'NR == FNR { if (index($0, "Snapshotting solver state") &&
+                                                        (index($0, s) || index($0, a))) last = FNR; next }
                      FNR <= last' "$LOG" "$LOG" > "$LOG.part"
   mv "$LOG.part" "$LOG"
   PY=${PYTHON:-$ROOT/.venv/bin/python}

@@ -90,3 +90,29 @@ def test_refuses_before_copying_anything(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (dest / "stem_restore.caffemodel").read_bytes() == b"final"
     assert (dest / "training" / "sgd.log").is_file() and (dest / "training" / "adam.log").is_file()
+
+
+def test_ships_a_snapshot_an_ab_arm_wrote_into_the_lineage(tmp_path):
+    """A train_ab.py arm spliced into the run's log writes snap_iter_N; its pair, copied in as
+    snapshots/adam_iter_N, ships with the log cut at that line; another iteration's does not."""
+    run = make_run(tmp_path, "runs/long/snapshots/adam_iter_3328.caffemodel")
+    log = run / "logs" / "adam.log"
+    log.write_text(log.read_text() + "### session 10: iterations 3072-3328 are an A/B arm\n"
+                   "I20261202 15:45:08.495500 16726 solver.cpp:464] Snapshotting to binary proto file "
+                   "snap_iter_3328.caffemodel\n"
+                   "I20261202 15:45:08.512356 16726 sgd_solver.cpp:284] Snapshotting solver state to binary "
+                   "proto file snap_iter_3328.solverstate\n"
+                   "I20261202 15:46:00.000000 17253 solver.cpp:239] Iteration 3360 (0.3 iter/s, 104.3s/32 iters)"
+                   ", loss = 330.0\n")
+    (run / "snapshots" / "adam_iter_3328.caffemodel").write_bytes(b"arm weights")
+    (run / "snapshots" / "adam_iter_332.caffemodel").write_bytes(b"no such snapshot")
+    dest = tmp_path / "models"
+    proc = ship(run, "--snapshot", run / "snapshots" / "adam_iter_332.caffemodel", "--eval", tmp_path / "eval",
+                dest=dest)
+    assert proc.returncode == 1 and "does not log writing adam_iter_332.solverstate" in proc.stderr
+    proc = ship(run, "--snapshot", run / "snapshots" / "adam_iter_3328.caffemodel", "--eval", tmp_path / "eval",
+                dest=dest)
+    assert proc.returncode == 0, proc.stderr
+    assert (dest / "stem_restore.caffemodel").read_bytes() == b"arm weights"
+    shipped = (dest / "training" / "adam.log").read_text()
+    assert shipped.endswith("proto file snap_iter_3328.solverstate\n") and "Iteration 3360" not in shipped
