@@ -2,7 +2,7 @@
 
 Deciding whether a new snapshot beats the shipped model means scoring it on the
 same images as before; BM3D and the ``--compare`` networks (the shipped model)
-then give the same outputs again, and on a 2-core CPU they are most of a
+then give the same outputs again, and on a 2-core CPU they are half of a
 16 × 256² evaluation (BENCHMARKS.md, "evaluate").  ``python -m evaluate --cache
 DIR`` wraps every slow baseline (:attr:`evaluate.baselines.Baseline.slow`) and
 every ``--compare`` network in :class:`CachedMethod`: an output is computed once
