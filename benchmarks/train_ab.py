@@ -8,9 +8,11 @@ Each *arm* trains for the same iterations with the same solver template and
                 iteration 0; same architecture, prototxt and .caffemodel format)
     residual    a variant: the loss on input + conv12, linear last layer (DnCNN-style)
 
-plus any solver line, e.g. ``fast=paper,base_lr=0.001``, and two data keys:
+plus any solver line, e.g. ``fast=paper,base_lr=0.001``, two data keys:
 ``train=DIR`` (the arm's own datagen HDF5 folder, any patch size; default DATA/train) and
-``batch=N`` (its batch; default ``--batch``), e.g. ``p96=paper,train=AB/p96,batch=4``.
+``batch=N`` (its batch; default ``--batch``), e.g. ``p96=paper,train=AB/p96,batch=4``, and
+``math=fp32|bf16|off`` (``CAFFE_DNNL_MATH`` while the arm trains; default: the environment's).
+Every arm is scored with ``--score-math`` (default ``fp32``), whatever math it trained with.
 
 ``--resume STATE`` continues every trained arm from a run's ``.solverstate`` (weights and
 Adam moments, at that iteration) for ``--iters`` more iterations, each arm reading its
@@ -59,7 +61,8 @@ from stem_restore.figures import save_png  # noqa: E402
 from stem_restore.snapshots import copy_pair, read_listing, resume_order, shard_rows  # noqa: E402
 
 NETS = ("paper", "identity", "residual")
-DATA_KEYS = ("train", "batch")  # arm keys that are not solver lines
+DATA_KEYS = ("train", "batch", "math")  # arm keys that are not solver lines
+MATHS = ("auto", "fp32", "bf16", "off")
 
 
 def _module(name: str):
@@ -79,6 +82,8 @@ def parse_arm(text: str) -> tuple[str, str, dict[str, str], dict[str, str]]:
         raise SystemExit(f"--arm {text!r}: every setting after the net is key=value")
     overrides = dict(p.split("=", 1) for p in pairs)
     data = {k: overrides.pop(k) for k in DATA_KEYS if k in overrides}
+    if data.get("math", "auto") not in MATHS:
+        raise SystemExit(f"--arm {text!r}: math={data['math']}: expected one of {MATHS}")
     return name, net, data, overrides
 
 
@@ -90,29 +95,34 @@ def test_iterations(listing: pathlib.Path, batch: int) -> int:
     return rows // batch
 
 
+SCORE_MATH = {"CAFFE_DNNL_MATH": "fp32"}  # set by --score-math
+
+
 def caffe_test(work: pathlib.Path, net: str, weights: pathlib.Path, test_list: pathlib.Path,
                batch: int) -> float:
-    """Mean EuclideanLoss of ``weights`` over every pair of ``test_list``, ``batch`` at a time."""
+    """Mean EuclideanLoss of ``weights`` over every pair of ``test_list``, ``batch`` at a time,
+    with the convolution math of ``SCORE_MATH``."""
     (work / "test.prototxt").write_text(net.replace('"data/test/list.txt"', f'"{test_list}"'))
     run = subprocess.run([str(CAFFE), "test", "--model=test.prototxt", f"--weights={weights}",
                           f"--iterations={test_iterations(test_list, batch)}"],
-                         cwd=work, capture_output=True, text=True)
+                         cwd=work, capture_output=True, text=True, env={**os.environ, **SCORE_MATH})
     found = re.findall(r"\] loss = (\S+)", run.stderr)
     if run.returncode != 0 or not found:
         raise RuntimeError(f"caffe test failed in {work}: {run.stderr[-500:]}")
     return float(found[-1])
 
 
-def train_arm(work: pathlib.Path, solver: str, start: pathlib.Path | None) -> str:
-    """Run ``caffe train`` from ``start`` (a .caffemodel or .solverstate, or None: the fillers);
-    return the engine line of its log."""
+def train_arm(work: pathlib.Path, solver: str, start: pathlib.Path | None, math: str | None = None) -> str:
+    """Run ``caffe train`` from ``start`` (a .caffemodel or .solverstate, or None: the fillers),
+    with ``CAFFE_DNNL_MATH=math`` if given; return the engine line of its log."""
     (work / "solver.prototxt").write_text(solver)
     args = [str(CAFFE), "train", "--solver=solver.prototxt"]
     if start is not None:  # absolute: caffe runs in ``work``
         args.append(f"--{'snapshot' if start.suffix == '.solverstate' else 'weights'}={start.resolve()}")
     with open(work / "caffe.log", "w") as log:
         run = subprocess.run(args, cwd=work, stderr=log, stdout=subprocess.DEVNULL,
-                             env={**os.environ, "GLOG_minloglevel": "0"})
+                             env={**os.environ, "GLOG_minloglevel": "0",
+                                  **({"CAFFE_DNNL_MATH": math} if math else {})})
     text = (work / "caffe.log").read_text()
     if run.returncode != 0:
         raise RuntimeError(f"caffe train failed in {work}: {text[-500:]}")
@@ -150,11 +160,14 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=512, help="iterations each arm trains (after --resume's)")
     p.add_argument("--test-interval", type=int, default=256)
     p.add_argument("--batch", type=int, default=8, help="training batch (arms' default) and scoring batch")
+    p.add_argument("--score-math", default="fp32", choices=MATHS,
+                   help="CAFFE_DNNL_MATH of the scoring (default fp32: every arm scored alike)")
     p.add_argument("--seed", type=int, default=1, help="identity start's seed (= the solver's random_seed)")
     args = p.parse_args()
     if not args.arm and not args.scored:
         p.error("give at least one --arm or --scored")
     arms = [parse_arm(a) for a in args.arm]
+    SCORE_MATH["CAFFE_DNNL_MATH"] = args.score_math
     if args.resume is not None and any(kind == "identity" for _, kind, _, _ in arms):
         p.error("--resume continues a run's weights: an identity arm has its own start")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
@@ -170,7 +183,7 @@ def main() -> None:
     last = first + args.iters
     steps = range(first - first % args.test_interval, last + 1, args.test_interval)
     scoring_net = nets.train_hdf5(batch=args.batch)
-    curves, rows, engine = {}, [], "engine not logged"
+    curves, rows, engines = {}, [], {}
 
     def finish(name: str, label: str, work: pathlib.Path, folder: pathlib.Path, net: str,
                seconds: float | None) -> None:
@@ -212,7 +225,7 @@ def main() -> None:
                              snapshot=args.test_interval,
                              snapshot_prefix='"snap"', net='"train.prototxt"', **overrides)
         t0 = time.perf_counter()
-        engine = train_arm(work, solver, start)
+        engines[name] = train_arm(work, solver, start, data.get("math"))
         seconds = (time.perf_counter() - t0) / args.iters
         label = kind + "".join(f", {k}={v}" for k, v in {**data, **overrides}.items())
         finish(name, label, work, work, nets.train_hdf5(batch=args.batch, residual=kind == "residual"),
@@ -227,7 +240,8 @@ def main() -> None:
         finish(name, f"scored snapshots of {folder}", work, pathlib.Path(folder), scoring_net, None)
 
     test_size = h5_shape(read_listing(test_list)[0])
-    lines = [f"CPU: {cpu}; {engine}",
+    engine = "; ".join(f"{n}: {e}" for n, e in engines.items()) or "no arm trained"
+    lines = [f"CPU: {cpu}; conv2 while training: {engine}; scored with CAFFE_DNNL_MATH={args.score_math}",
              f"solver {args.solver} (iterations {first} to {last}"
              + (f", resumed from {args.resume}" if args.resume else "") + f"), batch {args.batch}; "
              f"scored on {test_list.parent} ({sum(shard_rows(read_listing(test_list)))} pairs of "
