@@ -38,6 +38,7 @@ on the first frame of its first image.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
@@ -153,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-log-dir", help="RUNDIR/logs with Caffe logs (adam.log, sgd.log) to check training claims")
     p.add_argument("--examples", type=int, default=3, help="held-out images in figure.png (default 3; 0: no figure)")
     p.add_argument("--gpu", type=int, help="GPU device id for the CNN (needs a CUDA Caffe; default CPU)")
+    p.add_argument("--math", choices=("fp32", "bf16", "auto", "off"), default="fp32",
+                   help="CAFFE_DNNL_MATH of the CNNs on the CPU (default fp32: the same numbers on every CPU; "
+                        "bf16, restore.py's default on AMX CPUs, costs 0.3-0.5 dB on good frames, BENCHMARKS.md)")
     p.add_argument("--strict", action="store_true", help="exit with status 2 if any checklist item fails")
     p.add_argument("--out", required=True, help="output folder")
     return p
@@ -308,6 +312,9 @@ def report_header(a: argparse.Namespace, argv: list[str], results: list[run.Cond
         *(f"- compared: {name} = {a.model} + {w}" for name, w in a.compare),
         f"- BM3D: {a.bm3d}; total time {seconds:.0f} s.",
     ]
+    if a.weights or a.compare:
+        from restoration.engine import conv_engine_info
+        lines.append(f"- CNN convolutions: {conv_engine_info(a.gpu)} (`--math {a.math}`).")
     cached = [(b.name, b.apply) for b in inputs.baselines] + list(inputs.compared.items())
     for name, fn in cached:
         if isinstance(fn, CachedMethod):
@@ -367,6 +374,19 @@ def cmd_run(argv: list[str]) -> int:
     except OptionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    before = os.environ.get("CAFFE_DNNL_MATH")
+    os.environ["CAFFE_DNNL_MATH"] = a.math  # read by each convolution layer Caffe builds
+    try:
+        return _evaluate(a, argv, out, inputs)
+    finally:  # a caller's own setting comes back (main() is also called in-process)
+        if before is None:
+            os.environ.pop("CAFFE_DNNL_MATH", None)
+        else:
+            os.environ["CAFFE_DNNL_MATH"] = before
+
+
+def _evaluate(a: argparse.Namespace, argv: list[str], out: Path, inputs: RunInputs) -> int:
+    """The evaluation proper, once the options are checked and the inputs loaded."""
     if a.weights:
         inputs.net, inputs.cnn = load_cnn(a.model, a.weights, a.gpu)
     for name, w in a.compare:

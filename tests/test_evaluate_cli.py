@@ -2,6 +2,7 @@
 held-out-specimens section."""
 import csv
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -295,3 +296,21 @@ def test_column_error_on_the_frames_without_drift():
     row = next(line for line in lines if line.startswith("| full mix @ 300 |") and " of 6 | " in line
                and line.count("|") == 5)
     assert row.split("|")[2].strip() == f"{len(still)} of 6"
+
+
+def test_math_picks_the_cnn_engine_and_leaves_the_environment_as_it_was(tmp_path, monkeypatch, weights):
+    """--math sets CAFFE_DNNL_MATH for the CNN (default fp32: one table whatever the CPU),
+    results.md names the engine that ran, and the caller's setting comes back afterwards."""
+    monkeypatch.setenv("CAFFE_DNNL_MATH", "auto")
+    common = ["--model", str(DEPLOY), "--weights", str(weights), "--preset", "quick", "--size", "64",
+              "--count", "1", "--val-count", "1", "--seed", "1000", "--doses", "300", "--families",
+              "shot_noise", "--no-family-noise", "--baselines", "gaussian", "--bm3d", "off", "--examples", "0"]
+    engines = {}
+    for math_arg in (None, "off"):
+        out = tmp_path / f"eval_{math_arg}"
+        assert main(common + ([] if math_arg is None else ["--math", math_arg]) + ["--out", str(out)]) == 0
+        engines[math_arg] = next(line for line in (out / "results.md").read_text().splitlines()
+                                 if line.startswith("- CNN convolutions: "))
+        assert os.environ["CAFFE_DNNL_MATH"] == "auto"
+    assert engines[None].startswith("- CNN convolutions: dnnl fp32 ") and "`--math fp32`" in engines[None]
+    assert "caffe (CAFFE_DNNL_MATH=off)" in engines["off"] and "`--math off`" in engines["off"]
