@@ -29,6 +29,10 @@
 #           --weights FILE     fine-tune: Adam starts from FILE's weights (e.g. the shipped
 #                              models/stem_restore.caffemodel, with a schedule whose datagen
 #                              preset simulates your microscope) instead of random ones;
+#                              or FILE = another run's adam_iter_N.solverstate (its
+#                              .caffemodel beside it): Adam goes on from there (iteration N,
+#                              its moments, its rate at N) with this schedule's data, batch
+#                              and patch size (the long run's 8 x 64^2 -> 32 x 96^2 switch);
 #                              ignored once the run has snapshots
 #           --resume-from DIR  a checkpoint folder (e.g. models/checkpoint/), written by
 #                              --save-checkpoint: the run's frozen set-up and one
@@ -278,6 +282,19 @@ if [ -n "$SAVE_CHECKPOINT" ]; then
   mv "$dest.part" "$dest"; rm -rf "$dest.old"
   say "checkpoint: $(basename "$state") (+ .caffemodel, the run's set-up, logs, loss.png) in $dest"
   exit 0
+fi
+
+# --weights adam_iter_N.solverstate: the pair becomes this run's first Adam snapshot
+# (named relative to the run folder, like Caffe's own), so the stage resumes from it.
+if [[ "$INIT_WEIGHTS" == *.solverstate ]]; then
+  [[ "$(basename "$INIT_WEIGHTS")" == adam_iter_*.solverstate ]] ||
+    die "--weights $INIT_WEIGHTS: a .solverstate continues the Adam stage: expected adam_iter_N.solverstate"
+  if [ -z "$(latest_state adam)" ] && [ -z "$(latest_state sgd)" ]; then
+    "$PY" -m stem_restore.snapshots adopt "$INIT_WEIGHTS" "$RUN" ||
+      die "--weights $INIT_WEIGHTS: could not copy the pair into $RUN/snapshots"
+    say "adam: continues $(basename "$INIT_WEIGHTS") (another run's Adam stage) with this run's data"
+  fi
+  INIT_WEIGHTS=
 fi
 
 cd "$ROOT"

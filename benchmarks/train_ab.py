@@ -10,8 +10,11 @@ Each *arm* trains for the same iterations with the same solver template and
 
 plus any solver line, e.g. ``fast=paper,base_lr=0.001``, two data keys:
 ``train=DIR`` (the arm's own datagen HDF5 folder, any patch size; default DATA/train) and
-``batch=N`` (its batch; default ``--batch``), e.g. ``p96=paper,train=AB/p96,batch=4``, and
-``math=fp32|bf16|off`` (``CAFFE_DNNL_MATH`` while the arm trains; default: the environment's).
+``batch=N`` (its batch; default ``--batch``), e.g. ``p96=paper,train=AB/p96,batch=4``,
+``iters=N`` (its iterations; default ``--iters``: arms of other batch or patch sizes compared at
+the same pixels seen, e.g. 1024 iterations of 8 x 64^2 against ``iters=114`` of 32 x 96^2; such
+an arm is scored at its start and end only, in the columns of the --iters arms' start and end),
+and ``math=fp32|bf16|off`` (``CAFFE_DNNL_MATH`` while the arm trains; default: the environment's).
 Every arm is scored with ``--score-math`` (default ``fp32``), whatever math it trained with.
 
 ``--resume STATE`` continues every trained arm from a run's ``.solverstate`` (weights and
@@ -61,7 +64,7 @@ from stem_restore.figures import save_png  # noqa: E402
 from stem_restore.snapshots import copy_pair, read_listing, resume_order, shard_rows  # noqa: E402
 
 NETS = ("paper", "identity", "residual")
-DATA_KEYS = ("train", "batch", "math")  # arm keys that are not solver lines
+DATA_KEYS = ("train", "batch", "iters", "math")  # arm keys that are not solver lines
 MATHS = ("auto", "fp32", "bf16", "off")
 
 
@@ -129,16 +132,17 @@ def train_arm(work: pathlib.Path, solver: str, start: pathlib.Path | None, math:
     return next(iter(re.findall(r"Layer conv2: (.*)", text)), "engine not logged")
 
 
-def score(work: pathlib.Path, net: str, folder: pathlib.Path, iterations: range,
+def score(work: pathlib.Path, net: str, folder: pathlib.Path, iterations: dict[int, int],
           test_list: pathlib.Path, batch: int) -> dict[int, float]:
-    """{iteration: test loss} of the ``*_iter_N.caffemodel`` snapshots in ``folder`` (and below)."""
+    """{column: test loss} of the ``*_iter_N.caffemodel`` snapshots in ``folder`` (and below),
+    N = ``iterations[column]``; columns without a snapshot are left out."""
     curve = {}
-    for it in iterations:
+    for column, it in iterations.items():
         snap = next(iter(sorted(folder.rglob(f"*_iter_{it}.caffemodel"))), None)
         if snap is not None:
-            curve[it] = caffe_test(work, net, snap.resolve(), test_list, batch)
+            curve[column] = caffe_test(work, net, snap.resolve(), test_list, batch)
     if not curve:
-        raise SystemExit(f"{folder}: no *_iter_N.caffemodel for N in {list(iterations)}")
+        raise SystemExit(f"{folder}: no *_iter_N.caffemodel for N in {list(iterations.values())}")
     return curve
 
 
@@ -186,13 +190,14 @@ def main() -> None:
     curves, rows, engines = {}, [], {}
 
     def finish(name: str, label: str, work: pathlib.Path, folder: pathlib.Path, net: str,
-               seconds: float | None) -> None:
-        curve = score(work, net, folder, steps, test_list, args.batch)
-        end = sorted(folder.rglob(f"*_iter_{max(curve)}.caffemodel"))[0].resolve()
-        good = caffe_test(work, net, end, undistorted_list, args.batch)
+               seconds: float | None = None, pixels: int = 0, at: dict[int, int] | None = None) -> None:
+        """Score one arm; ``pixels``: training pixels per iteration, ``at``: {column: snapshot}."""
+        curve = score(work, net, folder, at or {i: i for i in steps}, test_list, args.batch)
+        end = sorted(folder.rglob(f"*_iter_{(at or {}).get(max(curve), max(curve))}.caffemodel"))[0]
+        good = caffe_test(work, net, end.resolve(), undistorted_list, args.batch)
         curves[name] = curve
-        rows.append((name, label, curve, good, seconds))
-        speed = "" if seconds is None else f"; {seconds:.2f} s/iteration"
+        rows.append((name, label, curve, good, seconds, pixels))
+        speed = "" if seconds is None else f"; {seconds:.2f} s/iteration, {pixels / seconds / 1e3:.0f} kpx/s"
         print(f"{name}: {curve}; undistorted {good:.2f}{speed}", flush=True)
 
     for name, kind, data, overrides in arms:
@@ -200,6 +205,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         batch = int(data.get("batch", args.batch))
+        iters = int(data.get("iters", args.iters))
         train_dir = pathlib.Path(data.get("train", args.data / "train")).resolve()
         shards = read_listing(train_dir / "list.txt")
         start = None
@@ -221,15 +227,19 @@ def main() -> None:
         # Caffe builds the net's TEST layer (reading data/test) but never runs it: the arms are
         # scored from their snapshots afterwards (test_interval must be > 0; 10^9 = never).
         (work / "data").symlink_to(args.data.resolve())
-        solver = solver_text(args.solver, max_iter=last, test_interval=10**9, test_initialization="false",
-                             snapshot=args.test_interval,
+        solver = solver_text(args.solver, max_iter=first + iters, test_interval=10**9,
+                             test_initialization="false",
+                             snapshot=args.test_interval if iters == args.iters else iters,
                              snapshot_prefix='"snap"', net='"train.prototxt"', **overrides)
         t0 = time.perf_counter()
         engines[name] = train_arm(work, solver, start, data.get("math"))
-        seconds = (time.perf_counter() - t0) / args.iters
+        seconds = (time.perf_counter() - t0) / iters
         label = kind + "".join(f", {k}={v}" for k, v in {**data, **overrides}.items())
+        height, width = h5_shape(shards[0])
+        at = None if iters == args.iters else {c: it for c, it in ((first, first), (last, first + iters))
+                                               if c in steps}
         finish(name, label, work, work, nets.train_hdf5(batch=args.batch, residual=kind == "residual"),
-               seconds)
+               seconds, batch * height * width, at)
 
     # Scored last: a run still training has written its newest snapshots by then.
     for spec in args.scored:
@@ -237,7 +247,7 @@ def main() -> None:
         work = args.out / name
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        finish(name, f"scored snapshots of {folder}", work, pathlib.Path(folder), scoring_net, None)
+        finish(name, f"scored snapshots of {folder}", work, pathlib.Path(folder), scoring_net)
 
     test_size = h5_shape(read_listing(test_list)[0])
     engine = "; ".join(f"{n}: {e}" for n, e in engines.items()) or "no arm trained"
@@ -247,11 +257,11 @@ def main() -> None:
              f"scored on {test_list.parent} ({sum(shard_rows(read_listing(test_list)))} pairs of "
              f"{test_size[0]}×{test_size[1]} px)", "",
              "| arm | net / settings | " + " | ".join(f"test @ {i}" for i in steps)
-             + f" | undistorted @ end | s/iteration |",
-             "|---|---|" + "---:|" * (len(steps) + 2)]
-    for name, label, curve, good, seconds in rows:
+             + " | undistorted @ end | s/iteration | training kpx/s |",
+             "|---|---|" + "---:|" * (len(steps) + 3)]
+    for name, label, curve, good, seconds, pixels in rows:
         cells = " | ".join(f"{curve[i]:.1f}" if i in curve else "" for i in steps)
-        speed = "(scored)" if seconds is None else f"{seconds:.2f}"
+        speed = "(scored) | " if seconds is None else f"{seconds:.2f} | {pixels / seconds / 1e3:.0f}"
         lines.append(f"| {name} | {label} | {cells} | {good:.2f} | {speed} |")
     (args.out / "ab.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -17,18 +17,21 @@ Used by ``run_training.sh`` (through the command line below) and
 * A ``.solverstate`` names its weights by the path Caffe wrote
   (``learned_net``, relative to the run folder).  :func:`copy_pair` copies a
   pair elsewhere and points the copy at the copied weights, so that
-  ``caffe train --snapshot=COPY`` continues it from any folder.
+  ``caffe train --snapshot=COPY`` continues it from any folder; with
+  ``relative_to`` (a run folder) the copy names them relative to it, as Caffe
+  does, so the run folder can move (``run_training.sh --weights STATE``: a run
+  that continues another run's Adam stage with its own data, batch or patch size).
 
 Command line (for ``run_training.sh``)::
 
     python -m stem_restore.snapshots whole STATE           # exit 0 if whole, 1 if not
     python -m stem_restore.snapshots order LIST BATCH IT   # the shard list to resume at IT
+    python -m stem_restore.snapshots adopt STATE RUN       # the pair into RUN/snapshots/
 """
 from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import sys
 
 from stem_restore.atomic import atomic_write_bytes
@@ -95,11 +98,14 @@ def is_whole(state_path: str | os.PathLike) -> bool:
         return False
 
 
-def copy_pair(state_path: str | os.PathLike, dest: str | os.PathLike) -> pathlib.Path:
+def copy_pair(state_path: str | os.PathLike, dest: str | os.PathLike,
+              relative_to: str | os.PathLike | None = None) -> pathlib.Path:
     """Copy a snapshot pair into folder ``dest``; the copied state names the copied weights.
 
     Returns the copied ``.solverstate``, whose ``learned_net`` is the copied
-    ``.caffemodel``'s absolute path.
+    ``.caffemodel``'s absolute path, or its path relative to folder ``relative_to``
+    (where ``caffe train`` will run).  The weights are written first, both atomically:
+    an interrupted copy is never a whole pair (:func:`is_whole`).
     """
     state_path, dest = pathlib.Path(state_path), pathlib.Path(dest)
     if not is_whole(state_path):
@@ -107,9 +113,10 @@ def copy_pair(state_path: str | os.PathLike, dest: str | os.PathLike) -> pathlib
                          f"wrong number of history blobs, or its .caffemodel is missing)")
     dest.mkdir(parents=True, exist_ok=True)
     model = dest / weights_of(state_path).name
-    shutil.copyfile(weights_of(state_path), model)
+    atomic_write_bytes(model, weights_of(state_path).read_bytes())
     state = _state(state_path)
-    state.learned_net = str(model.resolve())
+    state.learned_net = str(model.resolve() if relative_to is None
+                            else model.resolve().relative_to(pathlib.Path(relative_to).resolve()))
     copy = dest / state_path.name
     atomic_write_bytes(copy, state.SerializeToString())
     return copy
@@ -128,6 +135,13 @@ def _main(argv: list[str]) -> int:
             print(f"resuming at iteration {iteration}: row {row} is inside shard "
                   f"{order[0]}; the data restart at that shard's first row (not exact)", file=sys.stderr)
         sys.stdout.write("\n".join(order) + "\n")
+        return 0
+    if len(argv) == 3 and argv[0] == "adopt":
+        try:
+            copy_pair(argv[1], pathlib.Path(argv[2]) / "snapshots", relative_to=argv[2])
+        except (OSError, ValueError) as err:
+            print(err, file=sys.stderr)
+            return 1
         return 0
     print(__doc__.split("Command line (for ``run_training.sh``)::")[1].rstrip(), file=sys.stderr)
     return 2

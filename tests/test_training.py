@@ -221,6 +221,42 @@ def test_weights_fine_tunes_from_a_trained_model(schedule, uninterrupted, tmp_pa
     assert bad.returncode != 0 and "missing.caffemodel: no such file" in bad.stderr
 
 
+def test_weights_solverstate_continues_another_runs_adam_with_other_batch_and_patch(schedule, uninterrupted,
+                                                                                      tmp_path):
+    """--weights adam_iter_N.solverstate: the new run (here 60^2 patches, batch 4) takes that
+    pair as its first snapshot, named relative to the run folder, and Caffe resumes it at
+    iteration N (Adam's moments and iteration count carried over) up to its own max_iter."""
+    from stem_restore.network import caffe_pb2
+
+    done = uninterrupted[0]
+    wider = tmp_path / "wider"
+    wider.mkdir()
+    (wider / "run.env").write_text(RUN_ENV.replace("PATCH_SIZE=52", "PATCH_SIZE=60")
+                                   .replace("BATCH_SIZE=2", "BATCH_SIZE=4"))
+    (wider / "adam.prototxt").write_text(solver("adam", 6, "0.0003"))
+    (wider / "sgd.prototxt").write_text((schedule / "sgd.prototxt").read_text())
+    run = tmp_path / "continued"
+    result = subprocess.run(["bash", str(SCRIPT), "--schedule", str(wider), "--run", str(run), "--workers", "1",
+                             "--weights", str(done / "snapshots" / "adam_iter_4.solverstate"), "--train-only"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    adopted = caffe_pb2().SolverState.FromString((run / "snapshots" / "adam_iter_4.solverstate").read_bytes())
+    assert adopted.learned_net == "snapshots/adam_iter_4.caffemodel" and adopted.iter == 4
+    log = (run / "logs" / "adam.log").read_text()
+    assert "Resuming from snapshots/adam_iter_4.solverstate" in log
+    assert "Iteration 4, lr = 0.0003" in log and "batch_size: 4" in (run / "train.prototxt").read_text()
+    assert (run / "snapshots" / "adam_iter_6.solverstate").exists()
+    assert not (run / "snapshots" / "adam_iter_2.caffemodel").exists()
+    import h5py
+    with h5py.File(run / "data" / "train" / "shard-00000.h5") as f:
+        assert f["data"].shape[-2:] == (60, 60)
+
+    wrong = subprocess.run(["bash", str(SCRIPT), "--schedule", str(wider), "--run", str(tmp_path / "w"),
+                            "--weights", str(done / "snapshots" / "sgd_iter_2.solverstate")],
+                           capture_output=True, text=True, timeout=300)
+    assert wrong.returncode != 0 and "expected adam_iter_N.solverstate" in wrong.stderr
+
+
 def test_the_run_folder_is_the_source_of_truth(caffe, uninterrupted, tmp_path):
     """A run reads only its own frozen set-up: here its datagen.toml (fixed dose, no shot
     noise) and its adam.prototxt (max_iter 2), edited after set-up, decide the data and the
