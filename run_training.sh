@@ -8,13 +8,14 @@
 #
 # A schedule is a folder solvers/<name>/ (or a path to one): run.env (data sizes,
 # seeds, the datagen preset = the TOML the data are simulated from, optional INIT =
-# msra | identity: Adam's first weights), adam.prototxt
+# msra | identity: Adam's first weights, optional LOSS_FLOOR_DB + LOSS_SCALE: per-pair
+# loss weights, datagen/weights.py, with TRAIN_NET=train_hdf5_weighted.prototxt), adam.prototxt
 # and sgd.prototxt (the two chained solvers; max_iter lives only there).
 # Everything of one run lives under one folder (default runs/<schedule>), written at
 # its first start and read from there ever after (resume, evaluation, ship_model.sh):
 #   config.env  adam.prototxt  sgd.prototxt  train.prototxt  deploy.prototxt
 #   datagen.toml  [heldout.toml]          (the run's frozen set-up; the presets resolved)
-#   data/{train,test}/   logs/{adam,sgd}.log   snapshots/   loss.png
+#   data/{train,test}/ [data/train_weighted/]   logs/{adam,sgd}.log   snapshots/   loss.png
 #   final.caffemodel   eval/   restored/
 # Killed at any point and rerun with the same arguments, it resumes: finished data
 # shards are kept, a running stage restarts from its last .solverstate (exactly: the
@@ -161,6 +162,8 @@ fi
 # shellcheck source=solvers/quick/run.env
 . "$RUN/config.env"
 HELDOUT_PRESET=${HELDOUT_PRESET:-}
+LOSS_FLOOR_DB=${LOSS_FLOOR_DB:-}
+LOSS_SCALE=${LOSS_SCALE:-1}
 solver_field() {  # stage field: a field of the run's <stage>.prototxt (the one place max_iter lives)
   "$PY" - "$RUN/$1.prototxt" "$2" <<'PY'
 import sys
@@ -170,6 +173,20 @@ PY
 }
 ADAM_MAX_ITER=$(solver_field adam max_iter)
 SGD_MAX_ITER=$(solver_field sgd max_iter)
+# A weighted training net (a "weight" top, stem_restore.network.is_weighted) reads shards with
+# per-pair loss weights: LOSS_FLOOR_DB (and LOSS_SCALE) say how data/train_weighted is made.
+NET_WEIGHTED=$("$PY" - "$RUN/train.prototxt" <<'PY'
+import sys
+from stem_restore.network import is_weighted, read_net
+print(int(is_weighted(read_net(sys.argv[1]))))
+PY
+) || die "could not read $RUN/train.prototxt"
+if [ "$NET_WEIGHTED" = 1 ] && [ -z "$LOSS_FLOOR_DB" ]; then
+  die "$RUN/config.env: TRAIN_NET=$TRAIN_NET weights its loss per pair: set LOSS_FLOOR_DB (and LOSS_SCALE)"
+elif [ "$NET_WEIGHTED" = 0 ] && [ -n "$LOSS_FLOOR_DB" ]; then
+  die "$RUN/config.env: LOSS_FLOOR_DB is set but TRAIN_NET=$TRAIN_NET has no per-pair weights (use train_hdf5_weighted.prototxt)"
+fi
+TRAIN_DATA=train
 
 # INIT (run.env, optional): how Adam's first weights are drawn when --weights is not
 # given.  msra (default) = the prototxt's fillers; identity = prototxt/identity_init.py,
@@ -237,8 +254,8 @@ latest_state() {  # prefix -> newest whole .solverstate, or nothing
 # resumed at iteration N reads the list rotated to the shard where row N x batch
 # falls (stem_restore/snapshots.py; warned when that is not a shard boundary).
 write_train_list() {  # iteration
-  "$PY" -m stem_restore.snapshots order "$RUN/data/train/list.txt" "$BATCH_SIZE" "$1" \
-    > "$RUN/train_list.txt.part" || die "could not list the training shards of $RUN/data/train"
+  "$PY" -m stem_restore.snapshots order "$RUN/data/$TRAIN_DATA/list.txt" "$BATCH_SIZE" "$1" \
+    > "$RUN/train_list.txt.part" || die "could not list the training shards of $RUN/data/$TRAIN_DATA"
   mv "$RUN/train_list.txt.part" "$RUN/train_list.txt"
 }
 
@@ -299,6 +316,12 @@ fi
 
 cd "$ROOT"
 make_data train "$TRAIN_COUNT" "$TRAIN_SEED"
+if [ -n "$LOSS_FLOOR_DB" ]; then  # the same pairs with their loss weights (a pure function of each pair)
+  say "data/train_weighted: data/train with per-pair loss weights (floor $LOSS_FLOOR_DB dB, scale $LOSS_SCALE)"
+  "$PY" -m datagen weight "$RUN/data/train" --out "$RUN/data/train_weighted" \
+    --floor-db "$LOSS_FLOOR_DB" --scale "$LOSS_SCALE" >/dev/null || die "could not weight $RUN/data/train"
+  TRAIN_DATA=train_weighted
+fi
 make_data test "$TEST_COUNT" "$TEST_SEED"
 
 # Adam is done once SGD has a snapshot (a checkpoint of the SGD stage brings no Adam snapshots).

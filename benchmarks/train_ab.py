@@ -14,7 +14,9 @@ plus any solver line, e.g. ``fast=paper,base_lr=0.001``, two data keys:
 ``iters=N`` (its iterations; default ``--iters``: arms of other batch or patch sizes compared at
 the same pixels seen, e.g. 1024 iterations of 8 x 64^2 against ``iters=114`` of 32 x 96^2; such
 an arm is scored at its start and end only, in the columns of the --iters arms' start and end),
-and ``math=fp32|bf16|off`` (``CAFFE_DNNL_MATH`` while the arm trains; default: the environment's).
+``math=fp32|bf16|off`` (``CAFFE_DNNL_MATH`` while the arm trains; default: the environment's)
+and ``loss=weighted`` (the training loss weighted per pair, ``make_nets.train_hdf5(weighted=True)``;
+its ``train=`` folder made by ``python -m datagen weight``; scored with the plain loss like every arm).
 Every arm is scored with ``--score-math`` (default ``fp32``), whatever math it trained with.
 
 ``--resume STATE`` continues every trained arm from a run's ``.solverstate`` (weights and
@@ -64,8 +66,9 @@ from stem_restore.figures import save_png  # noqa: E402
 from stem_restore.snapshots import copy_pair, read_listing, resume_order, shard_rows  # noqa: E402
 
 NETS = ("paper", "identity", "residual")
-DATA_KEYS = ("train", "batch", "iters", "math")  # arm keys that are not solver lines
+DATA_KEYS = ("train", "batch", "iters", "math", "loss")  # arm keys that are not solver lines
 MATHS = ("auto", "fp32", "bf16", "off")
+LOSSES = ("plain", "weighted")
 
 
 def _module(name: str):
@@ -87,6 +90,8 @@ def parse_arm(text: str) -> tuple[str, str, dict[str, str], dict[str, str]]:
     data = {k: overrides.pop(k) for k in DATA_KEYS if k in overrides}
     if data.get("math", "auto") not in MATHS:
         raise SystemExit(f"--arm {text!r}: math={data['math']}: expected one of {MATHS}")
+    if data.get("loss", "plain") not in LOSSES:
+        raise SystemExit(f"--arm {text!r}: loss={data['loss']}: expected one of {LOSSES}")
     return name, net, data, overrides
 
 
@@ -208,6 +213,14 @@ def main() -> None:
         iters = int(data.get("iters", args.iters))
         train_dir = pathlib.Path(data.get("train", args.data / "train")).resolve()
         shards = read_listing(train_dir / "list.txt")
+        weighted = data.get("loss") == "weighted"
+        if weighted:
+            import h5py
+            from stem_restore.network import WEIGHT_BLOB
+            with h5py.File(shards[0], "r") as f:
+                if WEIGHT_BLOB not in f:
+                    raise SystemExit(f"--arm {name}: loss=weighted, but {shards[0]} has no "
+                                     f"'{WEIGHT_BLOB}' dataset (make the folder with python -m datagen weight)")
         start = None
         if kind == "identity":
             init = _module("identity_init")
@@ -221,7 +234,7 @@ def main() -> None:
                 print(f"{name}: iteration {first} x batch {batch} is inside a shard of {train_dir}: "
                       f"its data restart at that shard's first row", file=sys.stderr)
         (work / "train_list.txt").write_text("\n".join(shards) + "\n")
-        net = nets.train_hdf5(batch=batch, residual=kind == "residual")
+        net = nets.train_hdf5(batch=batch, residual=kind == "residual", weighted=weighted)
         net = net.replace('"data/train/list.txt"', '"train_list.txt"', 1)
         (work / "train.prototxt").write_text(net)
         # Caffe builds the net's TEST layer (reading data/test) but never runs it: the arms are

@@ -1,5 +1,6 @@
-"""Command line: ``python -m datagen`` (write a data set), ``python -m datagen preview``
-and ``python -m datagen resolve`` (a preset with its ``extends`` chain written out whole).
+"""Command line: ``python -m datagen`` (write a data set), ``python -m datagen preview``,
+``python -m datagen resolve`` (a preset with its ``extends`` chain written out whole) and
+``python -m datagen weight`` (a data set's shards with per-pair loss weights added).
 
 Exit status 0 on success, 2 on bad arguments, a bad preset or an unusable
 output folder (with a one-line message naming the problem), 130 on Ctrl-C
@@ -57,6 +58,32 @@ def _resolve_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _weight_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m datagen weight",
+                                description="Copy a datagen HDF5 folder with per-pair loss weights added "
+                                            "(datagen/weights.py), for a training net with weighted=True.")
+    p.add_argument("source", help="datagen HDF5 folder (its list.txt)")
+    p.add_argument("--out", required=True, help="folder for the weighted shards and their list.txt")
+    p.add_argument("--floor-db", type=float, required=True,
+                   help="PSNR (dB) at which a pair stops gaining weight (a perfect frame's weight)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="overall size (benchmarks/loss_share.py --floor-db prints the one that keeps "
+                        "a model's loss; default 1)")
+    return p
+
+
+def _weight(argv: list[str]) -> int:
+    """``python -m datagen weight``: weighted copies of a folder's shards."""
+    from .weights import weight_shards
+
+    args = _weight_parser().parse_args(argv)
+    try:
+        print(weight_shards(args.source, args.out, args.floor_db, args.scale))
+    except (ValueError, OSError) as exc:
+        return _fail("datagen weight", str(exc))
+    return 0
+
+
 def _resolve(argv: list[str]) -> int:
     """``python -m datagen resolve``: the preset as TOML, to a file or standard output."""
     from .presets import dump_preset, load_preset
@@ -95,6 +122,8 @@ def _main(argv: list[str] | None = None) -> int:
 
     if argv and argv[0] == "resolve":
         return _resolve(argv[1:])
+    if argv and argv[0] == "weight":
+        return _weight(argv[1:])
     if argv and argv[0] == "preview":
         args = _preview_parser().parse_args(argv[1:])
         prog = "datagen preview"

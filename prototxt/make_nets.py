@@ -24,7 +24,8 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script: the repository's stem_restore
 
-from stem_restore.network import CONV_NAMES, INPUT_BLOB, LAYERS, OUTPUT_BLOB, PAD, RESIDUAL_OUTPUT  # noqa: E402
+from stem_restore.network import (CONV_NAMES, INPUT_BLOB, LAYERS, OUTPUT_BLOB, PAD,  # noqa: E402
+                                  RESIDUAL_OUTPUT, WEIGHT_BLOB)
 
 CONV = """\
 layer {{
@@ -62,7 +63,7 @@ layer {{
   type: "HDF5Data"
   top: "{data}"     # distorted input, normalised (stem_restore.normalize)
   top: "label"    # clean target, normalised with the input's statistics
-  include {{ phase: {phase} }}
+{extra_top}  include {{ phase: {phase} }}
   hdf5_data_param {{
     source: "{source}"   # text file listing .h5 shards, one path a line
     batch_size: {batch}
@@ -89,6 +90,24 @@ layer {{
 }}
 """
 
+WEIGHT_TOP = """\
+  top: "{weight}"   # per-pair loss weight, N values (datagen/weights.py)
+"""
+
+WEIGHTED_LOSS = """\
+layer {{
+  name: "weighted_{blob}"
+  # Variant (not the paper's loss): each pair's {blob} times its weight, so that the
+  # EuclideanLoss below is sum_i w_i^2 |prediction_i - target_i|^2 / (2 * batch size).
+  type: "Scale"
+  bottom: "{blob}"
+  bottom: "{weight}"   # shape (N): scale_param axis 0 multiplies sample i by w_i
+  top: "weighted_{blob}"
+  include {{ phase: TRAIN }}
+  scale_param {{ axis: 0 }}
+}}
+"""
+
 LOSS = """\
 layer {{
   name: "loss"
@@ -96,9 +115,9 @@ layer {{
   # the MSE of the paper, scaled by H*W/2.
   type: "EuclideanLoss"
   bottom: "{output}"
-  bottom: "label"
+  bottom: "{label}"
   top: "loss"
-}}
+{include}}}
 """
 
 DEPLOY_INPUT = """\
@@ -137,17 +156,33 @@ layer {{
 """
 
 
-def train_hdf5(final_relu: bool = True, batch: int = 16, residual: bool = False) -> str:
+def loss(output: str, weighted: bool = False) -> str:
+    """The EuclideanLoss on ``output``; ``weighted``: in TRAIN on output and label each times
+    the pair's weight (:data:`WEIGHT_BLOB`), in TEST the plain loss (test curves stay comparable)."""
+    if not weighted:
+        return LOSS.format(output=output, label="label", include="")
+    return (WEIGHTED_LOSS.format(blob=output, weight=WEIGHT_BLOB)
+            + WEIGHTED_LOSS.format(blob="label", weight=WEIGHT_BLOB)
+            + LOSS.format(output=f"weighted_{output}", label="weighted_label",
+                          include="  include { phase: TRAIN }\n")
+            + LOSS.format(output=output, label="label", include="  include { phase: TEST }\n"))
+
+
+def train_hdf5(final_relu: bool = True, batch: int = 16, residual: bool = False,
+               weighted: bool = False) -> str:
     """The training net on HDF5 shards; ``residual`` = the variant whose loss is taken on
-    input + conv12 (with a linear last layer: a correction has both signs)."""
+    input + conv12 (with a linear last layer: a correction has both signs); ``weighted`` =
+    the training loss weighted per pair (:mod:`datagen.weights`: the shards hold ``weight``)."""
     head = 'name: "StemRestore12"\n'
-    head += HDF5_DATA.format(data=INPUT_BLOB, phase="TRAIN", source="data/train/list.txt", batch=batch)
-    head += HDF5_DATA.format(data=INPUT_BLOB, phase="TEST", source="data/test/list.txt", batch=batch)
+    head += HDF5_DATA.format(data=INPUT_BLOB, phase="TRAIN", source="data/train/list.txt", batch=batch,
+                             extra_top=WEIGHT_TOP.format(weight=WEIGHT_BLOB) if weighted else "")
+    head += HDF5_DATA.format(data=INPUT_BLOB, phase="TEST", source="data/test/list.txt", batch=batch,
+                             extra_top="")
     if residual:
         return (head + body(final_relu=False)
                 + RESIDUAL_SUM.format(top=RESIDUAL_OUTPUT, data=INPUT_BLOB, output=OUTPUT_BLOB)
-                + LOSS.format(output=RESIDUAL_OUTPUT))
-    return head + body(final_relu) + LOSS.format(output=OUTPUT_BLOB)
+                + loss(RESIDUAL_OUTPUT, weighted))
+    return head + body(final_relu) + loss(OUTPUT_BLOB, weighted)
 
 
 def train_lmdb(final_relu: bool = True, batch: int = 16) -> str:
@@ -159,7 +194,7 @@ def train_lmdb(final_relu: bool = True, batch: int = 16) -> str:
                                  source=f"data/{split}/input_lmdb", batch=batch)
         head += LMDB_DATA.format(name="label", top="label", phase=phase,
                                  source=f"data/{split}/target_lmdb", batch=batch)
-    return head + body(final_relu) + LOSS.format(output=OUTPUT_BLOB)
+    return head + body(final_relu) + loss(OUTPUT_BLOB)
 
 
 def deploy(final_relu: bool = True, size: int = 256, residual: bool = False) -> str:
@@ -180,6 +215,8 @@ def all_nets() -> dict[str, str]:
         # Option, not the default: the last convolution without ReLU.
         "deploy_linear_output.prototxt": deploy(final_relu=False),
         "train_hdf5_linear_output.prototxt": train_hdf5(final_relu=False),
+        # Option: the training loss weighted per pair (datagen/weights.py; run.env LOSS_FLOOR_DB).
+        "train_hdf5_weighted.prototxt": train_hdf5(weighted=True),
     }
 
 

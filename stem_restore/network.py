@@ -27,7 +27,7 @@ __all__ = [
     "RECEPTIVE_FIELD", "CONTEXT", "N_PARAMS", "PARAM_BLOBS", "history_blobs",
     "PrototxtError", "caffe_pb2", "parse_net", "parse_solver", "read_net",
     "in_test_phase", "ConvGeometry", "conv_geometry", "conv_layers", "receptive_field", "check_net",
-    "RESIDUAL_OUTPUT", "is_residual_sum", "is_residual",
+    "RESIDUAL_OUTPUT", "is_residual_sum", "is_residual", "WEIGHT_BLOB", "is_weighted",
 ]
 
 #: Convolution layers of the paper's network.
@@ -59,6 +59,9 @@ PARAM_BLOBS = 2 * N_CONV
 #: :data:`INPUT_BLOB` and :data:`OUTPUT_BLOB`, so the 12 layers learn the correction
 #: (Zhang et al. 2017, DnCNN).  Same parameters and ``.caffemodel`` layout as the paper's net.
 RESIDUAL_OUTPUT = "restored"
+#: Per-pair loss weight (N) of a weighted training net, and the HDF5 dataset it is read from
+#: (``HDF5Data`` reads the dataset named like its top; :mod:`datagen.weights`).
+WEIGHT_BLOB = "weight"
 
 #: History blobs per parameter blob in a ``.solverstate``, by Caffe solver type:
 #: momentum (or squared-gradient) history; AdaDelta and Adam keep a second set.
@@ -250,6 +253,12 @@ def is_residual(net) -> bool:
     :func:`is_residual_sum`): restore.py then reads :data:`RESIDUAL_OUTPUT`."""
     layers = [layer for layer in net.layer if in_test_phase(layer)]
     return bool(layers) and is_residual_sum(layers[-1])
+
+
+def is_weighted(net) -> bool:
+    """True if the parsed NetParameter trains on per-pair loss weights: a layer of its TRAIN
+    phase writes :data:`WEIGHT_BLOB` (its shards must hold that dataset, :mod:`datagen.weights`)."""
+    return any(WEIGHT_BLOB in layer.top for layer in net.layer)
 
 
 def conv_layers(net) -> list:

@@ -317,6 +317,48 @@ def test_init_identity_starts_adam_at_the_identity(schedule, tmp_path):
     assert refused.returncode != 0 and "INIT=zeros: expected msra or identity" in refused.stderr
 
 
+def test_loss_weights_train_on_weighted_copies_of_the_pairs(schedule, tmp_path):
+    """run.env LOSS_FLOOR_DB + LOSS_SCALE with the weighted net: the run weights its pairs
+    (data/train_weighted, datagen/weights.py) and Caffe reads those shards in training, so
+    the first training loss is sum_i w_i^2 |y_i - t_i|^2 / 2N of the identity start; its
+    test loss stays the plain one.  A weighted net without weights (or the reverse) is refused."""
+    import h5py
+
+    from datagen.weights import loss_weights
+
+    custom = tmp_path / "schedule"
+    custom.mkdir()
+    env = RUN_ENV.replace("TRAIN_NET=train_hdf5.prototxt", "TRAIN_NET=train_hdf5_weighted.prototxt")
+    (custom / "run.env").write_text(env + "INIT=identity\nLOSS_FLOOR_DB=35\nLOSS_SCALE=0.01\n")
+    (custom / "adam.prototxt").write_text(solver("adam", 2, "0.0003"))
+    (custom / "sgd.prototxt").write_text((schedule / "sgd.prototxt").read_text())
+    run = tmp_path / "run"
+    result = subprocess.run(["bash", str(SCRIPT), "--schedule", str(custom), "--run", str(run), "--workers", "1",
+                             "--train-only"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    listed = (run / "train_list.txt").read_text().split()
+    assert listed and all("/data/train_weighted/" in line for line in listed)
+    with h5py.File(listed[0]) as f:
+        x, y, w = f["data"][:2].astype(np.float64), f["label"][:2].astype(np.float64), f["weight"][:2]
+    assert np.array_equal(w, loss_weights(x, y, 35.0, 0.01)[:2])
+    identity = ((np.maximum(x, 0) - y) ** 2).reshape(2, -1).sum(axis=1)  # the start: output = max(input, 0)
+    first = re.search(r"Iteration 0 .*?Train net output #0: loss = (\S+)",
+                      (run / "logs" / "adam.log").read_text(), re.S)
+    assert first and float(first.group(1)) == pytest.approx((w.astype(np.float64) ** 2 * identity).sum() / 4,
+                                                            rel=1e-4)
+
+    for name, text in (("plain_net", env.replace("train_hdf5_weighted", "train_hdf5") + "LOSS_FLOOR_DB=35\n"),
+                       ("no_floor", env)):
+        bad = tmp_path / name
+        bad.mkdir()
+        (bad / "run.env").write_text(text)
+        for f in ("adam.prototxt", "sgd.prototxt"):
+            (bad / f).write_text((custom / f).read_text())
+        refused = subprocess.run(["bash", str(SCRIPT), "--schedule", str(bad), "--run", str(tmp_path / f"r_{name}")],
+                                 capture_output=True, text=True, timeout=300)
+        assert refused.returncode != 0 and "LOSS_FLOOR_DB" in refused.stderr, refused.stderr
+
+
 def test_committed_checkpoint_is_a_whole_pair():
     """models/checkpoint/ holds one .caffemodel + .solverstate pair that git tracks (a
     fresh clone must be able to --resume-from it; *.solverstate is ignored elsewhere)."""

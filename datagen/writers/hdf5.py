@@ -1,7 +1,8 @@
 """HDF5 shards for Caffe's ``HDF5Data`` layer.
 
 Each shard holds float32 datasets ``data`` (input) and ``label`` (target),
-shape N x 1 x H x W, C order.  Caffe loads a file whole and refuses a blob of
+shape N x 1 x H x W, C order, and optionally ``weight`` (``WEIGHT_BLOB``, N: per-pair loss weights,
+:mod:`datagen.weights`).  Caffe loads a file whole and refuses a blob of
 more than INT_MAX elements, so N*H*W must stay below 2**31 - 1.  Files are
 written to a temporary name in the same folder and renamed (atomic).
 """
@@ -13,12 +14,15 @@ import pathlib
 import numpy as np
 
 from stem_restore.atomic import atomic_path
+from stem_restore.network import WEIGHT_BLOB
 
 HDF5_MAX_ELEMENTS = 2**31 - 1
 
 
-def write_hdf5_shard(path: str | os.PathLike, data: np.ndarray, label: np.ndarray) -> pathlib.Path:
-    """Atomically write one shard (``data``, ``label``: N x 1 x H x W float32)."""
+def write_hdf5_shard(path: str | os.PathLike, data: np.ndarray, label: np.ndarray,
+                     weight: np.ndarray | None = None) -> pathlib.Path:
+    """Atomically write one shard (``data``, ``label``: N x 1 x H x W float32; ``weight``:
+    N finite floats >= 0, or None)."""
     import h5py
 
     path = pathlib.Path(path)
@@ -28,10 +32,17 @@ def write_hdf5_shard(path: str | os.PathLike, data: np.ndarray, label: np.ndarra
         raise ValueError(f"data {data.shape} and label {label.shape} must be equal N x C x H x W")
     if data.size > HDF5_MAX_ELEMENTS:
         raise ValueError(f"{path}: {data.size} elements exceed Caffe's INT_MAX blob limit")
+    if weight is not None:
+        weight = np.ascontiguousarray(weight, dtype=np.float32)
+        if weight.shape != data.shape[:1] or not np.all(np.isfinite(weight)) or np.any(weight < 0):
+            raise ValueError(f"{path}: weight must be {data.shape[0]} finite values >= 0, "
+                             f"got shape {weight.shape}")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("data", data=data, track_times=False)
             f.create_dataset("label", data=label, track_times=False)
+            if weight is not None:
+                f.create_dataset(WEIGHT_BLOB, data=weight, track_times=False)
     return path
 
 
