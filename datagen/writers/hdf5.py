@@ -1,8 +1,8 @@
 """HDF5 shards for Caffe's ``HDF5Data`` layer.
 
 Each shard holds float32 datasets ``data`` (input) and ``label`` (target),
-shape N x 1 x H x W, C order, and optionally ``weight`` (``WEIGHT_BLOB``, N: per-pair loss weights,
-:mod:`datagen.weights`).  Caffe loads a file whole and refuses a blob of
+shape N x 1 x H x W, C order, and optionally ``weight`` (``WEIGHT_BLOB``, N values:
+per-pair loss weights, :mod:`datagen.weights`).  Caffe loads a file whole and refuses a blob of
 more than INT_MAX elements, so N*H*W must stay below 2**31 - 1.  Files are
 written to a temporary name in the same folder and renamed (atomic).
 """
