@@ -284,21 +284,28 @@ def test_the_run_folder_is_the_source_of_truth(caffe, uninterrupted, tmp_path):
         assert not np.array_equal(f["data"][:], g["data"][:])  # same seed, other physics
 
 
-def test_init_identity_starts_adam_at_the_identity(schedule, tmp_path):
-    """run.env INIT=identity: Adam starts from prototxt/identity_init.py's weights (written
-    into the run, seeded by adam.prototxt's random_seed), so the held-out loss before the
-    first step is exactly that of output = max(input, 0) on the run's test pairs."""
-    import h5py
-
+def train_two_iterations(schedule, tmp_path, env: str):
+    """A schedule folder with run.env ``env`` and a 2-iteration Adam stage, trained with
+    --train-only into tmp_path/run; returns (schedule folder, run folder)."""
     custom = tmp_path / "schedule"
     custom.mkdir()
-    (custom / "run.env").write_text(RUN_ENV + "INIT=identity\n")
+    (custom / "run.env").write_text(env)
     (custom / "adam.prototxt").write_text(solver("adam", 2, "0.0003"))
     (custom / "sgd.prototxt").write_text((schedule / "sgd.prototxt").read_text())
     run = tmp_path / "run"
     result = subprocess.run(["bash", str(SCRIPT), "--schedule", str(custom), "--run", str(run), "--workers", "1",
                              "--train-only"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return custom, run
+
+
+def test_init_identity_starts_adam_at_the_identity(schedule, tmp_path):
+    """run.env INIT=identity: Adam starts from prototxt/identity_init.py's weights (written
+    into the run, seeded by adam.prototxt's random_seed), so the held-out loss before the
+    first step is exactly that of output = max(input, 0) on the run's test pairs."""
+    import h5py
+
+    custom, run = train_two_iterations(schedule, tmp_path, RUN_ENV + "INIT=identity\n")
     log = parse_caffe_log((run / "logs" / "adam.log").read_text())
     assert log.finetune_from.endswith("init.caffemodel")
     with h5py.File(run / "data" / "test" / "shard-00000.h5") as f:
@@ -326,16 +333,9 @@ def test_loss_weights_train_on_weighted_copies_of_the_pairs(schedule, tmp_path):
 
     from datagen.weights import loss_weights
 
-    custom = tmp_path / "schedule"
-    custom.mkdir()
     env = RUN_ENV.replace("TRAIN_NET=train_hdf5.prototxt", "TRAIN_NET=train_hdf5_weighted.prototxt")
-    (custom / "run.env").write_text(env + "INIT=identity\nLOSS_FLOOR_DB=35\nLOSS_SCALE=0.01\n")
-    (custom / "adam.prototxt").write_text(solver("adam", 2, "0.0003"))
-    (custom / "sgd.prototxt").write_text((schedule / "sgd.prototxt").read_text())
-    run = tmp_path / "run"
-    result = subprocess.run(["bash", str(SCRIPT), "--schedule", str(custom), "--run", str(run), "--workers", "1",
-                             "--train-only"], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    custom, run = train_two_iterations(schedule, tmp_path,
+                                       env + "INIT=identity\nLOSS_FLOOR_DB=35\nLOSS_SCALE=0.01\n")
     listed = (run / "train_list.txt").read_text().split()
     assert listed and all("/data/train_weighted/" in line for line in listed)
     with h5py.File(listed[0]) as f:
