@@ -272,6 +272,7 @@ def test_split_layers_are_targets(tmp_path):
     net = _load_weights()
     split = net.layer.add()
     split.name = "conv11_relu11_0_split"
-    split.blobs.add().CopyFrom(net.layer[1].blobs[1])
+    conv1 = next(layer for layer in net.layer if layer.name == "conv1")
+    split.blobs.add().CopyFrom(conv1.blobs[1])
     with pytest.raises(ModelError, match=r"'conv11_relu11_0_split' .*Split layer\): 1 weight blobs"):
         validate_model(tmp_path / "split.prototxt", _save(net, tmp_path / "split.caffemodel"))
