@@ -149,7 +149,8 @@ def heldout_section(heldout: Sequence[ConditionResult], preset: str) -> list[str
 
 def drift_section(results: Sequence[ConditionResult]) -> list[str]:
     """Markdown lines: each method's PSNR on the full-mix test images that have drift, beside
-    the drift-only reference (nothing when no result has such images)."""
+    the drift-only reference, then its PSNR and column error on the images without drift
+    (nothing when no result has drifting images)."""
     rows = [r for r in results if r.n_drifted]
     if not rows:
         return []
@@ -169,20 +170,30 @@ def drift_section(results: Sequence[ConditionResult]) -> list[str]:
                      f"{r.drifted_psnr[DRIFT_CEILING]:.2f} | {r.drifted_psnr['raw']:.2f} | "
                      + " | ".join(cells) + " |")
     lines.append("")
-    rows = [r for r in rows if r.undrifted_column_error]
-    if rows:
-        methods = _methods(rows)
-        lines += ["Atomic-column position error (RMS, px) on the other test images, those *without* drift: "
-                  "what each method does to atomic positions where no drift hides them.", "",
-                  "| condition | images without drift | " + " | ".join(methods) + " |",
-                  "|---|---:|" + "---:|" * len(methods)]
-        for r in rows:
-            vals = r.undrifted_column_error
-            cells = [f"{vals[m]:.3f}" if m in vals else "–" for m in methods]
-            lines.append(f"| {r.condition.label} | {r.scores[0].n - r.n_drifted} of {r.scores[0].n} | "
-                         + " | ".join(cells) + " |")
-        lines.append("")
+    rows = [r for r in rows if r.undrifted_psnr]
+    lines += _undrifted_table(rows, "undrifted_psnr", ".2f",
+                              "Mean PSNR (dB) on the other test images, those *without* drift: how far "
+                              "each method gets where drift caps no score.")
+    lines += _undrifted_table(rows, "undrifted_column_error", ".3f",
+                              "Atomic-column position error (RMS, px) on the test images *without* drift: "
+                              "what each method does to atomic positions where no drift hides them.")
     return lines
+
+
+def _undrifted_table(rows: Sequence[ConditionResult], attribute: str, fmt: str, caption: str) -> list[str]:
+    """One table of the drift section: ``attribute`` (a method -> value dict of each result) on the
+    images without drift."""
+    if not rows:
+        return []
+    methods = _methods(rows)
+    lines = [caption, "", "| condition | images without drift | " + " | ".join(methods) + " |",
+             "|---|---:|" + "---:|" * len(methods)]
+    for r in rows:
+        vals = getattr(r, attribute)
+        cells = [format(vals[m], fmt) if m in vals else "–" for m in methods]
+        lines.append(f"| {r.condition.label} | {r.scores[0].n - r.n_drifted} of {r.scores[0].n} | "
+                     + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def markdown_report(results: Sequence[ConditionResult], header: str, checklists: str,

@@ -37,8 +37,9 @@ Drift ceiling
 For every full-mix condition the command line also passes the test images'
 ``datagen.drift_only_references``: each method is scored again on the images whose
 drift is on, beside that reference, the best any single-frame method can do there
-(:data:`DRIFT_CEILING`), and by the column-position error on the images without drift (what
-a method does to atomic positions where no drift hides them).
+(:data:`DRIFT_CEILING`), and on the images without drift by its PSNR (where drift caps no
+method's score) and its column-position error (what a method does to atomic positions where no
+drift hides them).
 """
 from __future__ import annotations
 
@@ -127,7 +128,9 @@ class ConditionResult:
     #: PSNR over them, with :data:`DRIFT_CEILING` = the drift-only reference itself.
     n_drifted: int = 0
     drifted_psnr: dict[str, float] = field(default_factory=dict)
-    #: Each method's column-position error (px) over the other test images, those without drift.
+    #: Each method's mean PSNR (dB) and column-position error (px) over the other test images,
+    #: those without drift.
+    undrifted_psnr: dict[str, float] = field(default_factory=dict)
     undrifted_column_error: dict[str, float] = field(default_factory=dict)
 
 
@@ -225,7 +228,8 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
     drift_refs : sequence of arrays, optional
         ``datagen.drift_only_references`` of ``test``: each method is also scored on the
         images with drift (``n_drifted``, ``drifted_psnr``), beside the drift-only reference,
-        and on the images without drift by its column-position error (``undrifted_column_error``).
+        and on the images without drift by its PSNR and column-position error
+        (``undrifted_psnr``, ``undrifted_column_error``).
     compared : mapping of method name -> callable, optional
         Further networks scored like ``cnn`` (names ``cnn_<label>``, see :func:`is_cnn`).
     """
@@ -238,8 +242,8 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
 
     undrifted = [i for i in range(len(clean)) if i not in drifted]
 
-    def on_drifted(outputs: Sequence[np.ndarray]) -> float:
-        return float(np.mean([min(psnr(outputs[i], clean[i]), PSNR_CAP_DB) for i in drifted]))
+    def mean_psnr(outputs: Sequence[np.ndarray], which: Sequence[int]) -> float:
+        return float(np.mean([min(psnr(outputs[i], clean[i]), PSNR_CAP_DB) for i in which]))
 
     target_spread = float(np.mean([scan_shift_spread(c) for c in clean]))
     res.examples["raw"] = distorted[:n_examples]
@@ -251,13 +255,14 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
                                 target_scan_spread_px=target_spread, seconds_per_image=secs, **stats))
         res.examples[method] = outputs[:n_examples]
         if drifted:
-            res.drifted_psnr[method] = on_drifted(outputs)
+            res.drifted_psnr[method] = mean_psnr(outputs, drifted)
             if undrifted:
+                res.undrifted_psnr[method] = mean_psnr(outputs, undrifted)
                 res.undrifted_column_error[method] = rms_column_error([outputs[i] for i in undrifted],
                                                                       [clean[i] for i in undrifted])
 
     if drifted:
-        res.drifted_psnr[DRIFT_CEILING] = on_drifted(drift_refs)
+        res.drifted_psnr[DRIFT_CEILING] = mean_psnr(drift_refs, drifted)
 
     add("raw", "", distorted, 0.0)
     for b in baselines:

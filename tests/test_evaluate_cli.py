@@ -269,10 +269,11 @@ def test_compare_scores_other_weights_on_the_same_images(tmp_path, capsys, caffe
     assert main(missing) == 2 and "gone.caffemodel: caffemodel not found" in capsys.readouterr().err
 
 
-def test_column_error_on_the_frames_without_drift():
-    """Where some test images drift and others do not, each method's column error is also
-    reported over the images without drift alone (drift moves every column, so the overall
-    column error mostly measures drift), in a second table of the drift section."""
+def test_psnr_and_column_error_on_the_frames_without_drift():
+    """Where some test images drift and others do not, each method's PSNR and column error are
+    also reported over the images without drift alone (drift caps every method's PSNR and moves
+    every column, so the overall numbers mostly measure drift), in two more tables of the drift
+    section."""
     import datagen
     from datagen.presets import full_mix, with_dose
     from evaluate import report, run
@@ -292,10 +293,16 @@ def test_column_error_on_the_frames_without_drift():
     assert res.undrifted_column_error["raw"] == pytest.approx(raw, rel=1e-12, nan_ok=True)
     overall = next(s.column_error_px for s in res.scores if s.method == "raw")
     assert math.isfinite(raw) and raw != overall  # a different set of images than the main table's
+    raw_psnr = np.mean([min(run.psnr(test[i][0], test[i][1]), run.PSNR_CAP_DB) for i in still])
+    assert set(res.undrifted_psnr) == {"raw", "gaussian"}
+    assert res.undrifted_psnr["raw"] == pytest.approx(raw_psnr, rel=1e-12)
+    assert res.undrifted_psnr["raw"] != next(s.psnr_mean for s in res.scores if s.method == "raw")
     lines = report.drift_section([res])
-    row = next(line for line in lines if line.startswith("| full mix @ 300 |") and " of 6 | " in line
-               and line.count("|") == 5)
-    assert row.split("|")[2].strip() == f"{len(still)} of 6"
+    rows = [line for line in lines if line.startswith("| full mix @ 300 |") and line.count("|") == 5]
+    assert len(rows) == 2 and all(r.split("|")[2].strip() == f"{len(still)} of 6" for r in rows)
+    psnr_row, error_row = rows
+    assert psnr_row.split("|")[3].strip() == f"{raw_psnr:.2f}"
+    assert error_row.split("|")[3].strip() == f"{raw:.3f}"
 
 
 def test_math_picks_the_cnn_engine_and_leaves_the_environment_as_it_was(tmp_path, monkeypatch, weights):
