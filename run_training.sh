@@ -9,13 +9,15 @@
 # A schedule is a folder solvers/<name>/ (or a path to one): run.env (data sizes,
 # seeds, the datagen preset = the TOML the data are simulated from, optional INIT =
 # msra | identity: Adam's first weights, optional LOSS_FLOOR_DB + LOSS_SCALE: per-pair
-# loss weights, datagen/weights.py, with TRAIN_NET=train_hdf5_weighted.prototxt), adam.prototxt
-# and sgd.prototxt (the two chained solvers; max_iter lives only there).
+# loss weights, datagen/weights.py, with TRAIN_NET=train_hdf5_weighted.prototxt, optional
+# DRAW_PASSES: fresh training pairs after every DRAW_PASSES passes, see DRAW_PASSES
+# below), adam.prototxt and sgd.prototxt (the two chained solvers; max_iter lives only there).
 # Everything of one run lives under one folder (default runs/<schedule>), written at
 # its first start and read from there ever after (resume, evaluation, ship_model.sh):
 #   config.env  adam.prototxt  sgd.prototxt  train.prototxt  deploy.prototxt
 #   datagen.toml  [heldout.toml]          (the run's frozen set-up; the presets resolved)
-#   data/{train,test}/ [data/train_weighted/]   logs/{adam,sgd}.log   snapshots/   loss.png
+#   data/{train,test}/ [data/train_weighted/]   (DRAW_PASSES: data/train-draw<d>[_weighted]/)
+#   logs/{adam,sgd}.log   snapshots/   loss.png
 #   final.caffemodel   eval/   restored/
 # Killed at any point and rerun with the same arguments, it resumes: finished data
 # shards are kept, a running stage restarts from its last .solverstate (exactly: the
@@ -164,6 +166,7 @@ fi
 HELDOUT_PRESET=${HELDOUT_PRESET:-}
 LOSS_FLOOR_DB=${LOSS_FLOOR_DB:-}
 LOSS_SCALE=${LOSS_SCALE:-1}
+DRAW_PASSES=${DRAW_PASSES:-}
 solver_field() {  # stage field: a field of the run's <stage>.prototxt (the one place max_iter lives)
   "$PY" - "$RUN/$1.prototxt" "$2" <<'PY'
 import sys
@@ -187,6 +190,20 @@ elif [ "$NET_WEIGHTED" = 0 ] && [ -n "$LOSS_FLOOR_DB" ]; then
   die "$RUN/config.env: LOSS_FLOOR_DB is set but TRAIN_NET=$TRAIN_NET has no per-pair weights (use train_hdf5_weighted.prototxt)"
 fi
 TRAIN_DATA=train
+# DRAW_PASSES (run.env, optional): the training pairs are drawn afresh after every DRAW_PASSES
+# passes over TRAIN_COUNT of them (issue 13: "fresh data rather than many epochs").  Draw d is
+# samples d x TRAIN_COUNT .. (d+1) x TRAIN_COUNT - 1 of TRAIN_SEED's endless stream (datagen
+# --first), in data/train-draw<d>/; it is read for DRAW_ITERS iterations.  The draw a stage reads
+# at its iteration N follows from N alone (position N in Adam, ADAM_MAX_ITER + N in SGD), so a
+# resumed run, or one continued from a checkpoint on another machine, reads the very same pairs.
+# Without it a run reads one draw (data/train) for ever.
+DRAW_ITERS=
+if [ -n "$DRAW_PASSES" ]; then
+  [[ "$DRAW_PASSES" =~ ^[1-9][0-9]*$ ]] || die "$RUN/config.env: DRAW_PASSES=$DRAW_PASSES: expected a positive integer"
+  (( TRAIN_COUNT * DRAW_PASSES % BATCH_SIZE == 0 )) ||
+    die "$RUN/config.env: DRAW_PASSES x TRAIN_COUNT = $((TRAIN_COUNT * DRAW_PASSES)) pairs is not a whole number of batches of $BATCH_SIZE"
+  DRAW_ITERS=$((TRAIN_COUNT * DRAW_PASSES / BATCH_SIZE))
+fi
 
 # INIT (run.env, optional): how Adam's first weights are drawn when --weights is not
 # given.  msra (default) = the prototxt's fillers; identity = prototxt/identity_init.py,
@@ -224,12 +241,32 @@ if [ -n "$RESUME_FROM" ]; then
 fi
 
 # --- 1. data ----------------------------------------------------------------
-make_data() {  # split count seed
-  local split=$1 count=$2 seed=$3
-  say "data/$split: $count pairs of ${PATCH_SIZE}x${PATCH_SIZE}, preset $DATAGEN_PRESET (datagen.toml), seed $seed"
+make_data() {  # split count seed [first sample]
+  local split=$1 count=$2 seed=$3 first=${4:-0}
+  say "data/$split: $count pairs of ${PATCH_SIZE}x${PATCH_SIZE}, preset $DATAGEN_PRESET (datagen.toml), seed $seed${4:+, samples $first..$((first + count - 1))}"
   "$PY" -m datagen --preset "$RUN/datagen.toml" --count "$count" --size "$PATCH_SIZE" \
-    --out "$RUN/data/$split" --format hdf5 --seed "$seed" --workers "$WORKERS" \
+    --out "$RUN/data/$split" --format hdf5 --seed "$seed" --first "$first" --workers "$WORKERS" \
     ${SHARD_SIZE:+--shard-size "$SHARD_SIZE"}
+}
+# The training pairs of data/SPLIT as Caffe reads them: TRAIN_DATA = SPLIT, or with
+# LOSS_FLOOR_DB its copy with per-pair loss weights (a pure function of each pair).
+use_train_data() {  # split
+  TRAIN_DATA=$1
+  [ -n "$LOSS_FLOOR_DB" ] || return 0
+  say "data/${1}_weighted: data/$1 with per-pair loss weights (floor $LOSS_FLOOR_DB dB, scale $LOSS_SCALE)"
+  "$PY" -m datagen weight "$RUN/data/$1" --out "$RUN/data/${1}_weighted" \
+    --floor-db "$LOSS_FLOOR_DB" --scale "$LOSS_SCALE" >/dev/null || die "could not weight $RUN/data/$1"
+  TRAIN_DATA=${1}_weighted
+}
+# Draw d written (resumed if half done) and read; the other draws are deleted once it is
+# complete (each is ~TRAIN_COUNT pairs of disk, and any can be regenerated from the seed).
+use_draw() {  # d
+  local split=train-draw$1 old
+  make_data "$split" "$TRAIN_COUNT" "$TRAIN_SEED" $(($1 * TRAIN_COUNT)) || die "could not write draw $1 (data/$split)"
+  use_train_data "$split"
+  for old in "$RUN"/data/train-draw*; do
+    case "${old##*/}" in "$split"|"${split}_weighted") ;; *) say "data/${old##*/}: an earlier draw, deleted"; rm -rf "$old" ;; esac
+  done
 }
 
 # --- 2./3. the two solver stages ---------------------------------------------
@@ -259,29 +296,55 @@ write_train_list() {  # iteration
   mv "$RUN/train_list.txt.part" "$RUN/train_list.txt"
 }
 
+# With DRAW_PASSES a stage runs in chunks that end where a draw does: Caffe trains to the
+# chunk's end (<stage>.chunk.prototxt: the stage's solver with that max_iter; Caffe snapshots
+# there), the next draw is written, and the stage resumes from that snapshot; the last chunk
+# runs <stage>.prototxt itself.
 train_stage() {  # name max_iter [--weights=...]
-  local name=$1 max_iter=$2 init=${3:-} state
+  local name=$1 max_iter=$2 init=${3:-} state offset=0 it end solver draw
+  [ "$name" = adam ] || offset=$ADAM_MAX_ITER  # SGD's iteration N is the run's position ADAM_MAX_ITER + N
   # Finished = the last snapshot is whole (Caffe writes the .caffemodel first, then the .solverstate).
   if [ -f "$RUN/snapshots/${name}_iter_${max_iter}.solverstate" ] &&
      snapshot_ok "$RUN/snapshots/${name}_iter_${max_iter}.solverstate"; then
     say "$name: finished earlier (${name}_iter_${max_iter}.caffemodel), not rerun"; return
   fi
-  state=$(latest_state "$name")
-  local args=("--solver=$name.prototxt" "${CAFFE_ARGS[@]}")
-  local it=0
-  if [ -n "$state" ]; then
-    it=${state##*_iter_}; it=${it%.solverstate}
-    say "$name: resuming from $(basename "$state")"
-    args+=("--snapshot=snapshots/$(basename "$state")")
-  elif [ -n "$init" ]; then
-    args+=("$init")
-  fi
-  write_train_list "$it"
-  say "$name: caffe train ${args[*]}  (log: logs/$name.log)"
-  echo "### run_training.sh $(date -u +%FT%TZ): caffe train ${args[*]}" >> "$RUN/logs/$name.log"
-  # The log is part of the run (loss curve, checklist): INFO level, whatever the caller set.
-  (cd "$RUN" && GLOG_minloglevel=0 "$CAFFE" train "${args[@]}" 2>> "logs/$name.log") ||
-    die "$name stage failed; see $RUN/logs/$name.log"
+  while :; do
+    state=$(latest_state "$name")
+    local args=("${CAFFE_ARGS[@]}")
+    it=0
+    if [ -n "$state" ]; then
+      it=${state##*_iter_}; it=${it%.solverstate}
+      [ "$it" -lt "$max_iter" ] || return 0
+      say "$name: resuming from $(basename "$state")"
+      args+=("--snapshot=snapshots/$(basename "$state")")
+    elif [ -n "$init" ]; then
+      args+=("$init")
+    fi
+    solver=$name.prototxt; draw=
+    if [ -n "$DRAW_ITERS" ]; then
+      draw=$(((offset + it) / DRAW_ITERS))
+      use_draw "$draw"
+      end=$(((draw + 1) * DRAW_ITERS - offset))
+      if [ "$end" -lt "$max_iter" ]; then  # the last chunk runs the stage's own solver
+        solver=$name.chunk.prototxt
+        sed -E "s/^max_iter:[[:space:]]*[0-9]+/max_iter: $end/" "$RUN/$name.prototxt" > "$RUN/$solver.part"
+        mv "$RUN/$solver.part" "$RUN/$solver"
+        [ "$(solver_field "${solver%.prototxt}" max_iter)" = "$end" ] || die "could not write $RUN/$solver"
+      else
+        end=$max_iter
+      fi
+      write_train_list $((offset + it))
+    else
+      write_train_list "$it"
+    fi
+    args=("--solver=$solver" "${args[@]}")
+    say "$name: caffe train ${args[*]}  (log: logs/$name.log)${draw:+; draw $draw (data/$TRAIN_DATA) to iteration $end}"
+    echo "### run_training.sh $(date -u +%FT%TZ): caffe train ${args[*]}${draw:+  (draw $draw: data/$TRAIN_DATA, to iteration $end)}" >> "$RUN/logs/$name.log"
+    # The log is part of the run (loss curve, checklist): INFO level, whatever the caller set.
+    (cd "$RUN" && GLOG_minloglevel=0 "$CAFFE" train "${args[@]}" 2>> "logs/$name.log") ||
+      die "$name stage failed; see $RUN/logs/$name.log"
+    [ -n "$DRAW_ITERS" ] || return 0
+  done
 }
 
 # --save-checkpoint: the run's newest whole snapshot pair, its logs and loss curve
@@ -315,12 +378,9 @@ if [[ "$INIT_WEIGHTS" == *.solverstate ]]; then
 fi
 
 cd "$ROOT"
-make_data train "$TRAIN_COUNT" "$TRAIN_SEED"
-if [ -n "$LOSS_FLOOR_DB" ]; then  # the same pairs with their loss weights (a pure function of each pair)
-  say "data/train_weighted: data/train with per-pair loss weights (floor $LOSS_FLOOR_DB dB, scale $LOSS_SCALE)"
-  "$PY" -m datagen weight "$RUN/data/train" --out "$RUN/data/train_weighted" \
-    --floor-db "$LOSS_FLOOR_DB" --scale "$LOSS_SCALE" >/dev/null || die "could not weight $RUN/data/train"
-  TRAIN_DATA=train_weighted
+if [ -z "$DRAW_ITERS" ]; then  # one draw for the whole run (with DRAW_PASSES: train_stage's use_draw)
+  make_data train "$TRAIN_COUNT" "$TRAIN_SEED"
+  use_train_data train
 fi
 make_data test "$TEST_COUNT" "$TEST_SEED"
 

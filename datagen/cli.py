@@ -31,6 +31,9 @@ def _generate_parser() -> argparse.ArgumentParser:
                    help="hdf5 (HDF5Data shards + list.txt) or lmdb (input_lmdb + target_lmdb)")
     p.add_argument("--workers", type=int, default=1, help="simulation processes (output identical for any)")
     p.add_argument("--seed", type=int, default=0, help="data set seed (sample i: SeedSequence([seed, i]))")
+    p.add_argument("--first", type=int, default=0,
+                   help="index of the first sample: write samples FIRST..FIRST+COUNT-1 of the seed's "
+                        "stream (default 0; FIRST = d x COUNT is a fresh draw d of the same data set)")
     p.add_argument("--shard-size", type=int, default=None,
                    help="pairs per shard / LMDB transaction (default: ~64 MB per shard)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -147,7 +150,7 @@ def _main(argv: list[str] | None = None) -> int:
         preset = load_preset(args.preset)
         out = generate(preset, args.count, args.size, args.out, fmt=args.format,
                        workers=args.workers, seed=args.seed, shard_size=args.shard_size,
-                       progress=not args.quiet)
+                       progress=not args.quiet, first=args.first)
     except (DatagenError, ValueError) as exc:
         return _fail(prog, str(exc))
     print(out)

@@ -260,14 +260,19 @@ def parse_caffe_log(text: str, path: str = "<log>") -> CaffeLog:
     """
     lines = text.splitlines()
     log = CaffeLog(path=path)
+    chunk = False
     for line in lines:
         m = _GLOG.match(line)
         if m and log.first_time is None:
             log.first_time = f"{m.group(2)} {m.group(3)}"
+        if line.startswith("### run_training.sh"):
+            # run_training.sh's DRAW_PASSES: a chunk of the stage (<stage>.chunk.prototxt) ends
+            # where a draw of the training pairs does, not where the stage does.
+            chunk = ".chunk.prototxt" in line
         if "Initializing solver from parameters" in line:
             log.done = False  # a later `caffe train` in the same log (a resume): done only if it finished
         if "Optimization Done" in line:
-            log.done = True
+            log.done = not chunk
         fm = re.search(r"Finetuning from (\S+)", line)
         if fm:
             log.finetune_from = fm.group(1)

@@ -129,6 +129,22 @@ def test_resume_keeps_finished_shards_and_refuses_other_settings(tmp_path):
     assert r.returncode == 2 and "refusing to resume" in r.stderr and "count" in r.stderr
 
 
+def test_first_writes_a_later_stretch_of_the_same_stream(hdf5_runs, tmp_path):
+    """--first 16 --count 8 (a fresh draw of a data set of 8) holds exactly rows 16..23 of
+    the 24-pair run with the same seed, any worker count; its manifest records first, and
+    a resume with another first is refused (a draw never mixes with another one)."""
+    full = hdf5_runs[0]
+    draw = gen(tmp_path / "d2", "--first", 16, count=8, workers=2)
+    assert draw.joinpath("shard-00000.h5").read_bytes() == full.joinpath("shard-00002.h5").read_bytes()
+    assert json.loads(draw.joinpath("manifest.json").read_text())["first"] == 16
+    assert "first" not in json.loads(full.joinpath("manifest.json").read_text())  # old manifests still match
+    r = run_cli("--preset", "quick", "--count", 8, "--size", 64, "--out", draw, "--seed", 7,
+                "--shard-size", 8, "--first", 8, "--quiet")
+    assert r.returncode == 2 and "refusing to resume" in r.stderr and "first" in r.stderr
+    r = run_cli("--preset", "quick", "--count", 8, "--size", 64, "--out", tmp_path / "neg", "--first", -1, "--quiet")
+    assert r.returncode == 2 and "--first" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_killed_run_leaves_no_corrupt_shard_and_resumes_identically(tmp_path):
     ref = gen(tmp_path / "ref", count=120, shard=10)
     out = tmp_path / "killed"

@@ -108,7 +108,7 @@ def test_train_nets_feed_euclidean_loss_from_both_data_formats(caffe):
     assert not any(layer.HasField("transform_param") for layer in data_layers)
 
 
-@pytest.mark.parametrize("schedule", ["quick", "short", "long", "paper"])
+@pytest.mark.parametrize("schedule", ["quick", "short", "long", "long96", "long96w", "long96d", "paper"])
 def test_schedules_write_out_adam_and_sgd_settings(caffe, schedule):
     folder = REPO / "solvers" / schedule
     adam = parse_solver(caffe, folder / "adam.prototxt")
@@ -127,6 +127,8 @@ def test_schedules_write_out_adam_and_sgd_settings(caffe, schedule):
         if key in env:
             load_preset(env[key].strip('"'))
     assert env.get("INIT", "msra") in ("msra", "identity")  # run_training.sh's two starts
+    if "DRAW_PASSES" in env:  # a fresh draw begins at a whole iteration, at row 0 of its first shard
+        assert int(env["TRAIN_COUNT"]) * int(env["DRAW_PASSES"]) % int(env["BATCH_SIZE"]) == 0
     # Snapshots where a resumed run reads the same batches: at an epoch end, or at a shard
     # boundary (run_training.sh rotates the shard list to it).
     batch, count = int(env["BATCH_SIZE"]), int(env["TRAIN_COUNT"])

@@ -359,6 +359,52 @@ def test_loss_weights_train_on_weighted_copies_of_the_pairs(schedule, tmp_path):
         assert refused.returncode != 0 and "LOSS_FLOOR_DB" in refused.stderr, refused.stderr
 
 
+def test_draw_passes_trains_each_draw_of_fresh_pairs_then_the_next(caffe, schedule, tmp_path):
+    """run.env DRAW_PASSES=1: the 8 training pairs are drawn afresh every pass (4 iterations of
+    batch 2): Adam 0-4 reads draw 0 (samples 0-7 of seed 1), 4-8 draw 1 (samples 8-15), SGD,
+    whose iteration N is the run's position 8 + N, draw 2 (16-23).  Each stage trains in chunks
+    that end where a draw does, a draw is deleted once the next is written, and the Adam
+    stage counts as finished only after its last chunk.  A batch that does not divide the
+    draw is refused."""
+    import json
+
+    from evaluate.checks import check_training_logs
+
+    custom = tmp_path / "schedule"
+    custom.mkdir()
+    (custom / "run.env").write_text(RUN_ENV + "DRAW_PASSES=1\n")
+    for f in ("adam.prototxt", "sgd.prototxt"):
+        (custom / f).write_text((schedule / f).read_text())
+    run = tmp_path / "run"
+    result = subprocess.run(["bash", str(SCRIPT), "--schedule", str(custom), "--run", str(run), "--workers", "1",
+                             "--train-only"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    adam_log = (run / "logs" / "adam.log").read_text()
+    sgd_log = (run / "logs" / "sgd.log").read_text()
+    assert "--solver=adam.chunk.prototxt" in adam_log and "(draw 0: data/train-draw0, to iteration 4)" in adam_log
+    assert "--solver=adam.prototxt --snapshot=snapshots/adam_iter_4.solverstate" in adam_log
+    assert "(draw 1: data/train-draw1, to iteration 8)" in adam_log
+    assert "(draw 2: data/train-draw2, to iteration 4)" in sgd_log
+    assert sorted(p.name for p in (run / "data").iterdir()) == ["test", "train-draw2"]
+    manifest = json.loads((run / "data" / "train-draw2" / "manifest.json").read_text())
+    assert (manifest["seed"], manifest["first"], manifest["count"]) == (1, 16, 8)
+    assert all("/data/train-draw2/" in line for line in (run / "train_list.txt").read_text().split())
+    # Adam's first chunk ended with "Optimization Done" at 4; only the last one finishes the stage.
+    adam = parse_caffe_log(adam_log)
+    assert adam.done and not parse_caffe_log(adam_log.split("--solver=adam.prototxt --snapshot")[0]).done
+    finished = [item for item in check_training_logs(run / "logs") if "finished" in item.claim]
+    assert len(finished) == 2 and all(item.passed for item in finished), finished
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "run.env").write_text(RUN_ENV.replace("BATCH_SIZE=2", "BATCH_SIZE=3") + "DRAW_PASSES=1\n")
+    for f in ("adam.prototxt", "sgd.prototxt"):
+        (bad / f).write_text((schedule / f).read_text())
+    refused = subprocess.run(["bash", str(SCRIPT), "--schedule", str(bad), "--run", str(tmp_path / "r2")],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "not a whole number of batches of 3" in refused.stderr, refused.stderr
+
+
 def test_committed_checkpoint_is_a_whole_pair():
     """models/checkpoint/ holds one .caffemodel + .solverstate pair that git tracks (a
     fresh clone must be able to --resume-from it; *.solverstate is ignored elsewhere)."""

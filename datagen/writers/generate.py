@@ -1,8 +1,10 @@
 """Write a data set of normalised training pairs, resumably and in parallel.
 
 Sample i always comes from ``SeedSequence([seed, i])`` and is written at a
-fixed place (shard i // shard_size, row i % shard_size), so the output is
-byte-identical for any number of workers.  Workers only simulate; the main
+fixed place (shard j // shard_size, row j % shard_size, j = i - first), so the
+output is byte-identical for any number of workers.  ``first`` > 0 writes a later
+stretch of the same seed's endless stream of samples: a fresh draw of a data set
+(run_training.sh's DRAW_PASSES).  Workers only simulate; the main
 process writes each shard atomically as soon as it is complete.  A rerun with
 the same settings keeps finished shards and writes the rest; a rerun with
 different settings is refused (``manifest.json``).
@@ -106,17 +108,19 @@ def _check_manifest(out: pathlib.Path, manifest: dict) -> None:
 _WORK: dict = {}
 
 
-def _init_worker(preset: dict, size: int, seed: int, pool_worker: bool = False) -> None:
+def _init_worker(preset: dict, size: int, seed: int, first: int = 0, pool_worker: bool = False) -> None:
     """Set the worker's parameters.  A pool worker ignores SIGINT: Ctrl-C reaches the whole
     process group, and only the main process handles it (it terminates the pool), so no
     worker prints a KeyboardInterrupt traceback."""
     if pool_worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORK.update(preset=preset, size=size, seed=seed)
+    _WORK.update(preset=preset, size=size, seed=seed, first=first)
 
 
 def _make_sample(index: int) -> tuple[int, np.ndarray, np.ndarray]:
-    distorted, clean = simulate_pair(_WORK["preset"], _WORK["size"], sample_rng(_WORK["seed"], index))
+    """Row ``index`` of the data set: sample ``first + index`` of the seed's stream."""
+    rng = sample_rng(_WORK["seed"], _WORK["first"] + index)
+    distorted, clean = simulate_pair(_WORK["preset"], _WORK["size"], rng)
     x, y = make_training_pair(distorted, clean)
     return index, x, y
 
@@ -191,11 +195,15 @@ def _resolve_shard_size(size, shard_size: int | None) -> int:
 
 
 def _manifest(preset, preset_dict: dict, seed: int, count: int, size: int, fmt: str,
-              shard_size: int) -> dict:
-    """The settings a resumed run must repeat exactly (``manifest.json``)."""
-    return {"datagen_manifest": 1, "preset": preset_dict.get("name", str(preset)),
-            "preset_sha256": preset_digest(preset_dict), "seed": int(seed), "count": count,
-            "size": size, "format": fmt, "shard_size": shard_size}
+              shard_size: int, first: int = 0) -> dict:
+    """The settings a resumed run must repeat exactly (``manifest.json``); ``first`` only
+    when it is not 0, so the manifests written before it existed still match."""
+    manifest = {"datagen_manifest": 1, "preset": preset_dict.get("name", str(preset)),
+                "preset_sha256": preset_digest(preset_dict), "seed": int(seed), "count": count,
+                "size": size, "format": fmt, "shard_size": shard_size}
+    if first:
+        manifest["first"] = first
+    return manifest
 
 
 def _shard_bounds(count: int, shard_size: int) -> list[tuple[int, int, int]]:
@@ -212,19 +220,19 @@ def _progress_bar(count: int, remaining: int, name: str, progress: bool):
 
 
 @contextlib.contextmanager
-def _samples(indices: list[int], preset_dict: dict, size: int, seed: int, workers: int):
-    """``(index, x, y)`` for ``indices``, in order; simulated by a pool of ``workers``
+def _samples(indices: list[int], preset_dict: dict, size: int, seed: int, first: int, workers: int):
+    """``(index, x, y)`` for the rows ``indices``, in order; simulated by a pool of ``workers``
     processes (terminated on exit) when there is more than one and more than one sample."""
     if workers > 1 and len(indices) > 1:
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(preset_dict, size, seed, True))
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(preset_dict, size, seed, first, True))
         try:
             yield pool.imap(_make_sample, indices, chunksize=max(1, min(16, len(indices) // (4 * workers))))
         finally:
             pool.terminate()
             pool.join()
     else:
-        _init_worker(preset_dict, size, seed)
+        _init_worker(preset_dict, size, seed, first)
         yield map(_make_sample, indices)
 
 
@@ -243,8 +251,12 @@ def _write_shards(samples, todo: list[tuple[int, int, int]], sink, bar) -> None:
 
 
 def generate(preset, count: int, size: int, out, fmt: str = "hdf5", workers: int = 1,
-             seed: int = 0, shard_size: int | None = None, progress: bool = True) -> pathlib.Path:
+             seed: int = 0, shard_size: int | None = None, progress: bool = True,
+             first: int = 0) -> pathlib.Path:
     """Write ``count`` normalised pairs of ``size``^2 to ``out``; return ``out``.
+
+    Row j holds sample ``first + j`` of ``seed`` (:func:`datagen.pipeline.sample_rng`):
+    ``first = d * count`` is draw d of a data set that is drawn afresh every few epochs.
 
     HDF5: ``out/shard-%05d.h5`` + ``out/list.txt`` (absolute paths).
     LMDB: ``out/input_lmdb`` + ``out/target_lmdb``.  Both: ``out/manifest.json``,
@@ -252,10 +264,12 @@ def generate(preset, count: int, size: int, out, fmt: str = "hdf5", workers: int
     """
     shard_size = _resolve_shard_size(size, shard_size)
     _check_args(count, size, fmt, workers, shard_size)
+    if not isinstance(first, int) or first < 0:
+        raise DatagenError(f"--first must be a non-negative integer, got {first}")
     preset_dict = resolve_preset(preset)
     out = pathlib.Path(out).resolve()
     _prepare_folder(out)
-    _check_manifest(out, _manifest(preset, preset_dict, seed, count, size, fmt, shard_size))
+    _check_manifest(out, _manifest(preset, preset_dict, seed, count, size, fmt, shard_size, first))
 
     bounds = _shard_bounds(count, shard_size)
     sink = _Hdf5Sink(out, size) if fmt == "hdf5" else _LmdbSink(out, count, size)
@@ -263,7 +277,7 @@ def generate(preset, count: int, size: int, out, fmt: str = "hdf5", workers: int
         todo = [(k, a, b) for k, a, b in bounds if not sink.done(k, a, b)]
         indices = [i for _, a, b in todo for i in range(a, b)]
         with _progress_bar(count, len(indices), out.name, progress) as bar, \
-                _samples(indices, preset_dict, size, seed, workers) as samples:
+                _samples(indices, preset_dict, size, seed, first, workers) as samples:
             _write_shards(samples, todo, sink, bar)
     finally:
         sink.close()
