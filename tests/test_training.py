@@ -364,8 +364,8 @@ def test_draw_passes_trains_each_draw_of_fresh_pairs_then_the_next(caffe, schedu
     batch 2): Adam 0-4 reads draw 0 (samples 0-7 of seed 1), 4-8 draw 1 (samples 8-15), SGD,
     whose iteration N is the run's position 8 + N, draw 2 (16-23).  Each stage trains in chunks
     that end where a draw does, a draw is deleted once the next is written, and the Adam
-    stage counts as finished only after its last chunk.  A batch that does not divide the
-    draw is refused."""
+    stage counts as finished only after its last chunk; a run continued from a checkpoint in
+    mid draw ends with the same weights.  A batch that does not divide the draw is refused."""
     import json
 
     from evaluate.checks import check_training_logs
@@ -394,6 +394,25 @@ def test_draw_passes_trains_each_draw_of_fresh_pairs_then_the_next(caffe, schedu
     assert adam.done and not parse_caffe_log(adam_log.split("--solver=adam.prototxt --snapshot")[0]).done
     finished = [item for item in check_training_logs(run / "logs") if "finished" in item.claim]
     assert len(finished) == 2 and all(item.passed for item in finished), finished
+
+    # Continued on a "fresh machine" from Adam 6 (mid draw 1; a checkpoint folder as
+    # --save-checkpoint writes one): draw 1 is regenerated, read from where 6 stopped, and the
+    # run ends with the very same weights.
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for f in FROZEN:
+        (ckpt / f).write_bytes((run / f).read_bytes())
+    for f in ("adam_iter_6.caffemodel", "adam_iter_6.solverstate"):
+        (ckpt / f).write_bytes((run / "snapshots" / f).read_bytes())
+    again = tmp_path / "again"
+    resumed = subprocess.run(["bash", str(SCRIPT), "--resume-from", str(ckpt), "--run", str(again), "--workers", "1",
+                              "--train-only"], capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "(draw 1: data/train-draw1, to iteration 8)" in (again / "logs" / "adam.log").read_text()
+    a, b = weights(caffe, run), weights(caffe, again)
+    for name in a:
+        for wa, wb in zip(a[name], b[name]):
+            np.testing.assert_array_equal(wa, wb, err_msg=name)
 
     bad = tmp_path / "bad"
     bad.mkdir()
