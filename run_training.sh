@@ -47,7 +47,7 @@
 #                              logs and loss.png to DIR (replacing it) and exit: what a fresh
 #                              machine needs to --resume-from (e.g. models/checkpoint)
 # Environment: CAFFE_DNNL_MATH=auto|fp32|bf16|off  the CPU build's convolution engine
-#              (default auto: bf16 on CPUs with AMX, else fp32; off: Caffe's own im2col path)
+#              (default auto: bf16 on CPUs with AVX512-BF16 or AMX, else fp32; off: Caffe's own im2col path)
 set -euo pipefail
 # The script is one { ... } group: bash reads and parses it whole before running
 # any of it, so editing this file while a run is going cannot change that run.

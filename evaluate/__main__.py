@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", type=int, help="GPU device id for the CNN (needs a CUDA Caffe; default CPU)")
     p.add_argument("--math", choices=("fp32", "bf16", "auto", "off"), default="fp32",
                    help="CAFFE_DNNL_MATH of the CNNs on the CPU (default fp32: the same numbers on every CPU; "
-                        "bf16, restore.py's default on AMX CPUs, costs 0.3-0.5 dB on good frames, BENCHMARKS.md)")
+                        "bf16, restore.py's default on CPUs with AVX512-BF16 or AMX, costs 0.3-0.5 dB on good frames, BENCHMARKS.md)")
     p.add_argument("--strict", action="store_true", help="exit with status 2 if any checklist item fails")
     p.add_argument("--out", required=True, help="output folder")
     return p

@@ -13,7 +13,7 @@ if str(REPO) not in sys.path:
 
 #: The suite checks fp32 contracts (pycaffe == the numpy reference, tiles == whole frames,
 #: training thresholds), so every Caffe net it builds, here or in a `caffe` subprocess, computes
-#: in fp32 whatever the CPU: the engine's default (auto) would run bf16 on AMX machines, and the
+#: in fp32 whatever the CPU: the engine's default (auto) would run bf16 on AVX512-BF16 and AMX machines, and the
 #: CI machine may be one.  bf16 has its own tests with its own tolerance
 #: (tests/test_dnnl_engine.py switches the mode per test with ``math_mode``).
 os.environ["CAFFE_DNNL_MATH"] = "fp32"
