@@ -41,7 +41,9 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage, signal
 
-from .metrics import DEFAULT_MAX_SHIFT, PSNR_CAP_DB, line_shifts, pair_shifts, psnr
+from stem_restore.rowalign import align_rows, estimate_row_offsets, shift_rows  # noqa: F401 (re-exported)
+
+from .metrics import PSNR_CAP_DB, psnr
 
 __all__ = [
     "Baseline", "BASELINES", "gaussian", "median", "align_rows", "align_gaussian", "shift_rows", "estimate_row_offsets", "anscombe", "inverse_anscombe",
@@ -57,83 +59,6 @@ def gaussian(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
 def median(image: np.ndarray, size: int = 3) -> np.ndarray:
     """Median filter over a ``size`` x ``size`` px window (reflective borders)."""
     return ndimage.median_filter(np.asarray(image, dtype=np.float64), size=int(size), mode="reflect")
-
-
-def shift_rows(image: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Move the content of each row ``i`` by ``-shifts[i]`` px along x.
-
-    Linear interpolation; samples beyond the row's ends take the edge value.
-    Integer shifts are exact away from the borders.
-    """
-    img = np.asarray(image, dtype=np.float64)
-    x = np.arange(img.shape[1], dtype=np.float64)
-    out = np.empty_like(img)
-    for i, (row, s) in enumerate(zip(img, shifts)):
-        out[i] = np.interp(x + s, x, row)
-    return out
-
-
-def estimate_row_offsets(image: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT, smooth: float = 1.0,
-                         detrend: int = 15, reference: str = "previous", half_window: int = 3,
-                         iterations: int = 2) -> np.ndarray:
-    """Per-row x offset (px) of each scan line.
-
-    Two references, both cross-correlation based (:func:`evaluate.metrics.pair_shifts`):
-
-    ``reference="previous"`` (Gwyddion-like): the shift of each row relative to
-    the previous row, integrated down the image; integration turns genuine
-    structure (lattice tilt, slow drift) and estimation errors into a slow
-    trend, removed with a running median of ``detrend`` rows (0: the global
-    median).
-
-    ``reference="local"``: each row against the mean of its ``half_window``
-    neighbours on either side (the row itself excluded), which averages out
-    their jitter; no integration, so errors do not accumulate.  Repeated
-    ``iterations`` times on the progressively aligned image.
-
-    Parameters
-    ----------
-    image : ndarray
-        2-D image, fast-scan axis x last.
-    max_shift : int
-        Largest shift searched, px.
-    smooth : float
-        Gaussian sigma (px) along x before correlating (noise robustness).
-    detrend : int
-        Running-median window (rows) for ``reference="previous"``.
-    reference : {"previous", "local"}
-    half_window : int
-        Rows on each side forming the local reference.
-    iterations : int
-        Refinement passes for ``reference="local"``.
-    """
-    img = np.asarray(image, dtype=np.float64)
-    if reference == "previous":
-        d = line_shifts(img, max_shift=max_shift, smooth=smooth)
-        offsets = np.concatenate([[0.0], np.cumsum(d)])
-        if detrend and detrend > 1:
-            trend = ndimage.median_filter(offsets, size=int(detrend), mode="nearest")
-        else:
-            trend = np.median(offsets)
-        return offsets - trend
-    if reference != "local":
-        raise ValueError(f"reference must be 'previous' or 'local', got {reference!r}")
-    if smooth > 0:
-        img = ndimage.gaussian_filter1d(img, smooth, axis=1)
-    offsets = np.zeros(img.shape[0])
-    size = 2 * int(half_window) + 1
-    for _ in range(max(1, int(iterations))):
-        aligned = shift_rows(img, offsets)
-        window_sum = ndimage.uniform_filter1d(aligned, size=size, axis=0, mode="reflect") * size
-        ref = (window_sum - aligned) / (size - 1)
-        offsets += pair_shifts(ref, aligned, max_shift)
-        offsets -= np.median(offsets)
-    return offsets
-
-
-def align_rows(image: np.ndarray, **params) -> np.ndarray:
-    """Row-by-row cross-correlation line alignment; parameters as :func:`estimate_row_offsets`."""
-    return shift_rows(image, estimate_row_offsets(image, **params))
 
 
 def align_gaussian(image: np.ndarray, sigma: float = 1.0, **align_params) -> np.ndarray:

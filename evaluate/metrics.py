@@ -51,12 +51,12 @@ import numpy as np
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from stem_restore.rowalign import (DEFAULT_MAX_SHIFT, line_shifts, pair_shifts, row_shift,  # noqa: F401 (re-exported)
+                                   subpixel_peak)
+
 __all__ = ["clean_range", "psnr", "ssim", "column_peaks", "column_position_error", "row_shift", "pair_shifts",
            "line_shifts", "scan_shift_spread"]
 
-#: Default largest line-to-line shift searched, in px.  Lattice images are
-#: periodic: a larger window could jump to the next column (one period away).
-DEFAULT_MAX_SHIFT = 6
 #: Per-image PSNR cap (dB) used when averaging over images: an image left
 #: identical to its target (e.g. a family that happened to change nothing)
 #: has PSNR = inf, which would make every mean infinite.
@@ -161,7 +161,7 @@ def _locate(smoothed: np.ndarray, peaks: np.ndarray) -> np.ndarray:
         win = smoothed[y - r:y + r + 1, x - r:x + r + 1]
         dy, dx = np.unravel_index(int(np.argmax(win)), win.shape)
         py, px = y - r + dy, x - r + dx
-        out[i] = py + _subpixel_peak(smoothed[:, px], py), px + _subpixel_peak(smoothed[py], px)
+        out[i] = py + subpixel_peak(smoothed[:, px], py), px + subpixel_peak(smoothed[py], px)
     return out
 
 
@@ -178,89 +178,6 @@ def column_position_error(image: np.ndarray, clean: np.ndarray) -> float:
     true = _locate(ndimage.gaussian_filter(ref, PEAK_SMOOTH_PX), peaks)
     found = _locate(ndimage.gaussian_filter(img, PEAK_SMOOTH_PX), peaks)
     return float(np.sqrt(np.mean(np.sum((found - true) ** 2, axis=1))))
-
-
-def _subpixel_peak(cc: np.ndarray, k: int) -> float:
-    """Offset of the parabola vertex through ``cc[k-1], cc[k], cc[k+1]`` (in samples)."""
-    if k <= 0 or k >= cc.size - 1:
-        return 0.0
-    a, b, c = cc[k - 1], cc[k], cc[k + 1]
-    denom = a - 2.0 * b + c
-    if denom >= 0:  # not a maximum (flat or convex): keep the integer peak
-        return 0.0
-    return float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5))
-
-
-def row_shift(reference: np.ndarray, row: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT) -> float:
-    """Shift ``s`` (px, sub-pixel) such that ``row[x] ~ reference[x - s]``.
-
-    Uses the normalised cross-correlation of the mean-free lines over the
-    overlapping samples for every integer lag in ``[-max_shift, max_shift]``,
-    then a parabolic fit around the best lag.  A positive ``s`` means the row's
-    content sits further right (larger x) than in the reference.
-    """
-    a = np.asarray(reference, dtype=np.float64).reshape(1, -1)
-    b = np.asarray(row, dtype=np.float64).reshape(1, -1)
-    if a.shape != b.shape:
-        raise ValueError(f"rows must have the same length, got {a.shape[1]} and {b.shape[1]}")
-    return float(pair_shifts(a, b, max_shift)[0])
-
-
-def line_shifts(image: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT, smooth: float = 0.0) -> np.ndarray:
-    """Line-to-line shifts (px) along the fast-scan axis x between adjacent rows.
-
-    Same estimator as :func:`row_shift` (normalised cross-correlation over the
-    overlap, parabolic sub-pixel peak), vectorised over all row pairs.
-
-    Parameters
-    ----------
-    image : ndarray
-        2-D image, rows = scan lines (slow axis y first, fast axis x last).
-    max_shift : int
-        Largest shift searched, px.
-    smooth : float
-        Optional Gaussian sigma (px) applied along x before correlating
-        (reduces the influence of pixel noise); 0 = none.
-
-    Returns
-    -------
-    ndarray, shape (ny - 1,)
-        ``d[i]`` = shift of row ``i + 1`` relative to row ``i`` (positive:
-        row ``i + 1``'s content lies at larger x).
-    """
-    img = np.asarray(image, dtype=np.float64)
-    if img.ndim != 2 or img.shape[0] < 2 or img.shape[1] < 4:
-        raise ValueError(f"need a 2-D image with >= 2 rows and >= 4 columns, got shape {img.shape}")
-    if smooth > 0:
-        img = ndimage.gaussian_filter1d(img, smooth, axis=1)
-    return pair_shifts(img[:-1], img[1:], max_shift)
-
-
-def pair_shifts(references: np.ndarray, rows: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT) -> np.ndarray:
-    """Row-wise :func:`row_shift`: shift (px) of ``rows[i]`` relative to ``references[i]``.
-
-    Both arrays have shape (m, n).  Normalised cross-correlation over the
-    overlap for each integer lag in ``[-max_shift, max_shift]``, parabolic
-    sub-pixel peak.
-    """
-    ref = np.asarray(references, dtype=np.float64)
-    nxt = np.asarray(rows, dtype=np.float64)
-    n = ref.shape[1]
-    max_shift = int(min(max_shift, n // 2))
-    lags = np.arange(-max_shift, max_shift + 1)
-    cc = np.empty((ref.shape[0], lags.size))
-    for i, s in enumerate(lags):
-        if s >= 0:
-            u, v = ref[:, : n - s], nxt[:, s:]
-        else:
-            u, v = ref[:, -s:], nxt[:, : n + s]
-        u = u - u.mean(axis=1, keepdims=True)
-        v = v - v.mean(axis=1, keepdims=True)
-        den = np.sqrt((u * u).sum(axis=1) * (v * v).sum(axis=1))
-        num = (u * v).sum(axis=1)
-        cc[:, i] = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-    k = np.argmax(cc, axis=1)
-    return np.array([lags[kk] + _subpixel_peak(row, kk) for row, kk in zip(cc, k)], dtype=np.float64)
 
 
 def scan_shift_spread(image: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT, smooth: float = 0.0) -> float:

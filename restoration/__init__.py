@@ -33,6 +33,8 @@ reference
     the tests to check pycaffe's output).
 outputs
     Atomic writers for the restored / difference TIFFs and the figure panel.
+prealign
+    ``--align-rows`` / ``align_rows=``: row alignment of each frame before the net.
 api
     The Python API above.
 cli
@@ -44,4 +46,4 @@ from .io import InputError
 from .validate import ModelError
 
 __all__ = ["restore", "load_model", "Model", "InputError", "ModelError",
-           "io", "tiling", "engine", "stream", "reference", "outputs", "api", "cli"]
+           "io", "tiling", "engine", "stream", "reference", "outputs", "prealign", "api", "cli"]

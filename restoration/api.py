@@ -9,7 +9,7 @@
     ...     out = model.restore(frame, progress=False)
 
 The options are restore.py's (``--model``, ``--weights``, ``--gpu``, ``--tile``,
-``--engine``) with the same defaults; the result is the array restore.py
+``--engine``, ``--align-rows``) with the same defaults; the result is the array restore.py
 writes to ``<name>_restored.tif`` for the same frame, bit for bit (both run
 :meth:`restoration.engine.Restorer.restore` on the frame as read).
 
@@ -36,6 +36,7 @@ from stem_restore.network import CONTEXT, RECEPTIVE_FIELD
 
 from .engine import ENGINES, Restorer, conv_engine_info, file_sha256
 from .io import InputError, check_signal_array
+from .prealign import RowAligned, align_option
 from .validate import ModelError, glog_reason, trial_load, validate_model
 
 # Caffe's INFO logs (every layer of every net it builds) off the terminal / notebook; set
@@ -271,6 +272,11 @@ class Model:
         0 = whole image (``--tile``).  The result does not depend on it.
     engine : {"auto", "layers", "net"}
         ``--engine``; see :mod:`restoration.engine`.
+    align_rows : bool, str or None
+        ``--align-rows``: align the scan lines of each frame before the net
+        (:mod:`restoration.prealign`; off by default).  True: the default
+        parameters; a ``"key=value,..."`` string: parameters of
+        :func:`stem_restore.rowalign.align_rows`.
     checked : bool
         The files, options and GPU were already checked (restore.py does so
         before it creates its output folder); only Caffe's trial load runs.
@@ -280,15 +286,16 @@ class Model:
     ModelError
         Missing or invalid model files (one line naming the file).
     ValueError
-        Bad ``tile`` or ``engine``.
+        Bad ``tile``, ``engine`` or ``align_rows``.
     RuntimeError
         The GPU cannot be used.
     """
 
     def __init__(self, model: str | Path | None = None, weights: str | Path | None = None,
                  gpu: int | None = None, tile: int | None = None, engine: str = "auto",
-                 checked: bool = False):
+                 align_rows: bool | str | None = None, checked: bool = False):
         self.model, self.weights = model_files(model, weights)
+        self.align_rows = align_option(align_rows)
         if not checked:
             check_tile(tile)
             check_engine(engine)
@@ -302,6 +309,8 @@ class Model:
         except Exception as err:
             raise ModelError(f"cannot load model {self.model} with weights {self.weights}: "
                              f"{err}") from err
+        if self.align_rows is not None:
+            self.restorer = RowAligned(self.restorer, self.align_rows)
         self.gpu, self.tile = gpu, tile
         self.weights_sha256 = file_sha256(self.weights)
         self.conv_engine = conv_engine_info(gpu)
@@ -328,6 +337,7 @@ class Model:
                 "device": "cpu" if self.gpu is None else f"gpu:{self.gpu}",
                 "normalization": NORMALIZATION,
                 "small_image_padding": f"symmetric to {RECEPTIVE_FIELD} px, cropped back",
+                "align_rows": self.align_rows,
             },
         }
 
@@ -373,36 +383,37 @@ class Model:
 _CACHE: dict[tuple, Model] = {}
 
 
-def _cache_key(model, weights, gpu, tile, engine) -> tuple:
+def _cache_key(model, weights, gpu, tile, engine, align_rows) -> tuple:
     """Resolved files with their size and modification time (a retrained file reloads)."""
     files = model_files(model, weights)
     stamps = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return stamps + (gpu, tile, engine)
+    return stamps + (gpu, tile, engine, align_option(align_rows))
 
 
 def load_model(model: str | Path | None = None, weights: str | Path | None = None,
-               gpu: int | None = None, tile: int | None = None, engine: str = "auto") -> Model:
+               gpu: int | None = None, tile: int | None = None, engine: str = "auto",
+               align_rows: bool | str | None = None) -> Model:
     """Load (and check) a :class:`Model` once; restore many frames with ``Model.restore``.
 
     Same options and defaults as restore.py.  Each call loads anew; :func:`restore`
     keeps the last model it loaded.
     """
-    return Model(model, weights, gpu=gpu, tile=tile, engine=engine)
+    return Model(model, weights, gpu=gpu, tile=tile, engine=engine, align_rows=align_rows)
 
 
-def cached_model(model=None, weights=None, gpu=None, tile=None, engine="auto") -> Model:
+def cached_model(model=None, weights=None, gpu=None, tile=None, engine="auto", align_rows=None) -> Model:
     """The model :func:`restore` uses: loaded on the first call, kept while the options and
     the files (size, modification time) stay the same."""
-    key = _cache_key(model, weights, gpu, tile, engine)
+    key = _cache_key(model, weights, gpu, tile, engine, align_rows)
     if key not in _CACHE:
         _CACHE.clear()  # one net at a time: each holds Caffe's buffers
-        _CACHE[key] = Model(model, weights, gpu=gpu, tile=tile, engine=engine)
+        _CACHE[key] = Model(model, weights, gpu=gpu, tile=tile, engine=engine, align_rows=align_rows)
     return _CACHE[key]
 
 
 def restore(image, model: str | Path | Model | None = None, weights: str | Path | None = None,
             gpu: int | None = None, tile: int | None = None, engine: str = "auto",
-            progress: bool | None = None):
+            progress: bool | None = None, align_rows: bool | str | None = None):
     """Restore STEM frames with the CNN; results are in the input's intensity units.
 
     Parameters
@@ -414,9 +425,9 @@ def restore(image, model: str | Path | Model | None = None, weights: str | Path 
     model : path, Model or None
         Deploy prototxt (default: the shipped one), or a loaded :class:`Model`
         (then leave the other model options at their defaults).
-    weights, gpu, tile, engine
-        As restore.py's ``--weights``, ``--gpu``, ``--tile``, ``--engine``
-        (see :class:`Model`).  The default model is loaded on the first call
+    weights, gpu, tile, engine, align_rows
+        As restore.py's ``--weights``, ``--gpu``, ``--tile``, ``--engine``,
+        ``--align-rows`` (see :class:`Model`).  The default model is loaded on the first call
         and cached (:func:`cached_model`).
     progress : bool or None
         A tqdm bar on stderr; None (default): for stacks and frames of at
@@ -441,11 +452,12 @@ def restore(image, model: str | Path | Model | None = None, weights: str | Path 
         Bad model files, options, or GPU (see :class:`Model`).
     """
     if isinstance(model, Model):
-        if (weights, gpu, tile, engine) != (None, None, None, "auto"):
-            raise ValueError("pass weights/gpu/tile/engine to load_model(), not with a loaded Model")
+        if (weights, gpu, tile, engine, align_rows) != (None, None, None, "auto", None):
+            raise ValueError("pass weights/gpu/tile/engine/align_rows to load_model(), not with a "
+                             "loaded Model")
         net = model
     else:
         if not is_signal2d(image):
             check_array(image)  # bad input fails before the net is loaded
-        net = cached_model(model, weights, gpu, tile, engine)
+        net = cached_model(model, weights, gpu, tile, engine, align_rows)
     return net.restore(image, progress=progress)

@@ -1,0 +1,117 @@
+"""Does the CNN leave line jitter that a whole-row estimate removes?  The net, and the net after row alignment.
+
+The net sees 49 px around a pixel, so it can estimate a scan line's x offset from at most 49 px
+of that line and its neighbours; row alignment (``stem_restore.rowalign.align_rows``, what
+``restore.py --align-rows`` does first) cross-correlates whole lines (256 px here).  On the
+evaluation's test images this prints, per condition, the mean PSNR and the column-position
+error (evaluate's metrics, the same seeds and data_range as ``python -m evaluate``) of: the raw
+frame, row alignment, the net, and the net applied to the row-aligned frame; for the full mix
+also the gain on the frames without drift.  Conditions: line jitter alone and with shot noise,
+three families whose raw frames are good (flyback, detector lag, shot noise alone: what
+alignment costs where there is no jitter), the full mix and the held-out mix.
+
+    python benchmarks/pre_align.py --weights runs/long96d/snapshots/adam_iter_N.caffemodel
+    python benchmarks/pre_align.py --also aligned=runs/align96/snapshots/adam_iter_N.caffemodel
+
+``--also NAME=WEIGHTS`` adds a net (same deploy prototxt) applied to the row-aligned frames,
+e.g. one trained on row-aligned inputs (``benchmarks/align_shards.py``).
+
+Row alignment runs with fixed parameters (``--align``; default: those evaluate's grid search
+picked for align_rows on the full mix's validation images at doses 300 and 1000), not tuned
+per condition.  Set ``CAFFE_DNNL_MATH=fp32`` for numbers comparable with the evaluation's.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import platform
+import sys
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import datagen  # noqa: E402
+from evaluate import run  # noqa: E402
+from evaluate.metrics import psnr  # noqa: E402
+from stem_restore.rowalign import DEFAULT_ALIGN, align_rows, parse_align  # noqa: E402
+
+#: Families whose raw frames are already good (evaluate's table @ 300: 52-53 dB raw for flyback
+#: and detector lag): where alignment can only move good rows.
+GOOD_FRAMES = ("flyback", "detector_lag", "shot_noise")
+
+
+def conditions(doses: list[float]) -> list[tuple[str, run.Condition]]:
+    """(preset role, condition): line jitter alone and with shot noise, the full mix, the held-out mix."""
+    mid = sorted(doses)[len(doses) // 2]
+    out = [("base", run.Condition("scan_jitter", mid)), ("base", run.Condition("scan_jitter", mid, True))]
+    out += [("base", run.Condition(f, mid)) for f in GOOD_FRAMES]
+    out += [("base", c) for c in run.make_conditions([], doses)]
+    out += [("heldout", c) for c in run.heldout_conditions(doses)]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="deploy prototxt (default: the shipped one)")
+    p.add_argument("--weights", default=None, help=".caffemodel (default: the shipped one)")
+    p.add_argument("--preset", default=str(REPO / "runs/long96d/datagen.toml"))
+    p.add_argument("--heldout-preset", default=str(REPO / "runs/long96d/heldout.toml"))
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--doses", default="100,300,1000")
+    p.add_argument("--align", default=DEFAULT_ALIGN, help=f"align_rows parameters (default {DEFAULT_ALIGN})")
+    p.add_argument("--also", action="append", default=[], metavar="NAME=WEIGHTS",
+                   help="another .caffemodel, applied to the row-aligned frames (repeatable)")
+    a = p.parse_args()
+
+    import restoration
+
+    model = restoration.load_model(a.model, a.weights)
+    others = {}
+    for item in a.also:
+        name, eq, weights = item.partition("=")
+        if not eq:
+            p.error(f"--also {item!r}: expected NAME=WEIGHTS")
+        others[f"{name}(align_rows)"] = restoration.load_model(a.model, weights)
+    align = parse_align(a.align)
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+               platform.processor())
+    print(f"CPU: {cpu}; convolutions: {model.conv_engine}")
+    print(f"weights: {a.weights or 'shipped'}; align_rows({a.align}); {a.count} images of {a.size}², seed {a.seed}")
+    for name, net in others.items():
+        print(f"{name}: weights {net.weights}")
+    print()
+    presets = {"base": datagen.load_preset(a.preset), "heldout": datagen.load_preset(a.heldout_preset)}
+    methods = ("raw", "align_rows", "cnn", "cnn(align_rows)") + tuple(others)
+    print("| condition | " + " | ".join(f"{m} dB" for m in methods)
+          + " | " + " | ".join(f"{m} − cnn, no-drift frames" for m in methods[3:]) + " | "
+          + " | ".join(f"{m} px" for m in methods) + " |")
+    print("|---|" + "---:|" * (3 * len(methods) - 3))
+    for role, cond in conditions([float(d) for d in a.doses.split(",")]):
+        preset = run.condition_preset(presets[role], cond)
+        pairs = datagen.simulate_pairs(preset, a.count, a.size, a.seed)
+        clean = [c for _, c in pairs]
+        outs = {"raw": [d for d, _ in pairs]}
+        outs["align_rows"] = [align_rows(d, **align) for d in outs["raw"]]
+        outs["cnn"] = [model.restore(d) for d in outs["raw"]]
+        outs["cnn(align_rows)"] = [model.restore(d) for d in outs["align_rows"]]
+        for name, net in others.items():
+            outs[name] = [net.restore(d) for d in outs["align_rows"]]
+        db = {m: np.array([psnr(o, c) for o, c in zip(outs[m], clean)]) for m in methods}
+        still = ["–"] * (len(methods) - 3)
+        if cond.family is None:
+            refs = datagen.drift_only_references(preset, a.count, a.size, a.seed)
+            keep = np.array([np.array_equal(r, c) for r, c in zip(refs, clean)])
+            still = [f"{(db[m][keep] - db['cnn'][keep]).mean():+.2f} ({keep.sum()} of {a.count})"
+                     for m in methods[3:]]
+        px = {m: run.rms_column_error(outs[m], clean) for m in methods}
+        print(f"| {cond.label} | " + " | ".join(f"{db[m].mean():.2f}" for m in methods)
+              + " | " + " | ".join(still) + " | "
+              + " | ".join(f"{px[m]:.3f}" for m in methods) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

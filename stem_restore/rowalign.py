@@ -1,0 +1,219 @@
+"""Scan-line alignment along the fast-scan axis: the one home of the row-shift estimator.
+
+Used by the evaluation (``evaluate.metrics.line_shifts``: a ground-truth-free scan-noise
+measure; ``evaluate.baselines.align_rows``: a classical baseline), by ``restore.py
+--align-rows`` (row alignment before the net) and by ``benchmarks/align_shards.py``.
+
+Estimator: the normalised cross-correlation of two mean-free lines over their overlap, for
+every integer lag in ``[-max_shift, max_shift]`` px, with a parabola through the three samples
+around the maximum for the sub-pixel peak.  Alignment in the spirit of Gwyddion's row
+alignment: each row's x offset is estimated against its neighbours and the row is shifted
+back by linear interpolation (:func:`estimate_row_offsets`, :func:`align_rows`).
+Images are 2-D, rows = scan lines (slow axis y first, fast axis x last); shifts in px.  SciPy is
+imported where it is used: importing this module (restoration does) stays cheap.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["DEFAULT_MAX_SHIFT", "DEFAULT_ALIGN", "subpixel_peak", "row_shift", "pair_shifts", "line_shifts", "shift_rows",
+           "estimate_row_offsets", "align_rows", "parse_align"]
+
+#: Default largest line-to-line shift searched, in px.  Lattice images are
+#: periodic: a larger window could jump to the next column (one period away).
+DEFAULT_MAX_SHIFT = 6
+
+
+def subpixel_peak(cc: np.ndarray, k: int) -> float:
+    """Offset of the parabola vertex through ``cc[k-1], cc[k], cc[k+1]`` (in samples)."""
+    if k <= 0 or k >= cc.size - 1:
+        return 0.0
+    a, b, c = cc[k - 1], cc[k], cc[k + 1]
+    denom = a - 2.0 * b + c
+    if denom >= 0:  # not a maximum (flat or convex): keep the integer peak
+        return 0.0
+    return float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5))
+
+
+def row_shift(reference: np.ndarray, row: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT) -> float:
+    """Shift ``s`` (px, sub-pixel) such that ``row[x] ~ reference[x - s]``.
+
+    Uses the normalised cross-correlation of the mean-free lines over the
+    overlapping samples for every integer lag in ``[-max_shift, max_shift]``,
+    then a parabolic fit around the best lag.  A positive ``s`` means the row's
+    content sits further right (larger x) than in the reference.
+    """
+    a = np.asarray(reference, dtype=np.float64).reshape(1, -1)
+    b = np.asarray(row, dtype=np.float64).reshape(1, -1)
+    if a.shape != b.shape:
+        raise ValueError(f"rows must have the same length, got {a.shape[1]} and {b.shape[1]}")
+    return float(pair_shifts(a, b, max_shift)[0])
+
+
+def line_shifts(image: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT, smooth: float = 0.0) -> np.ndarray:
+    """Line-to-line shifts (px) along the fast-scan axis x between adjacent rows.
+
+    Same estimator as :func:`row_shift` (normalised cross-correlation over the
+    overlap, parabolic sub-pixel peak), vectorised over all row pairs.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D image, rows = scan lines (slow axis y first, fast axis x last).
+    max_shift : int
+        Largest shift searched, px.
+    smooth : float
+        Optional Gaussian sigma (px) applied along x before correlating
+        (reduces the influence of pixel noise); 0 = none.
+
+    Returns
+    -------
+    ndarray, shape (ny - 1,)
+        ``d[i]`` = shift of row ``i + 1`` relative to row ``i`` (positive:
+        row ``i + 1``'s content lies at larger x).
+    """
+    from scipy import ndimage
+
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2 or img.shape[0] < 2 or img.shape[1] < 4:
+        raise ValueError(f"need a 2-D image with >= 2 rows and >= 4 columns, got shape {img.shape}")
+    if smooth > 0:
+        img = ndimage.gaussian_filter1d(img, smooth, axis=1)
+    return pair_shifts(img[:-1], img[1:], max_shift)
+
+
+def pair_shifts(references: np.ndarray, rows: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT) -> np.ndarray:
+    """Row-wise :func:`row_shift`: shift (px) of ``rows[i]`` relative to ``references[i]``.
+
+    Both arrays have shape (m, n).  Normalised cross-correlation over the
+    overlap for each integer lag in ``[-max_shift, max_shift]``, parabolic
+    sub-pixel peak.
+    """
+    ref = np.asarray(references, dtype=np.float64)
+    nxt = np.asarray(rows, dtype=np.float64)
+    n = ref.shape[1]
+    max_shift = int(min(max_shift, n // 2))
+    lags = np.arange(-max_shift, max_shift + 1)
+    cc = np.empty((ref.shape[0], lags.size))
+    for i, s in enumerate(lags):
+        if s >= 0:
+            u, v = ref[:, : n - s], nxt[:, s:]
+        else:
+            u, v = ref[:, -s:], nxt[:, : n + s]
+        u = u - u.mean(axis=1, keepdims=True)
+        v = v - v.mean(axis=1, keepdims=True)
+        den = np.sqrt((u * u).sum(axis=1) * (v * v).sum(axis=1))
+        num = (u * v).sum(axis=1)
+        cc[:, i] = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    k = np.argmax(cc, axis=1)
+    return np.array([lags[kk] + subpixel_peak(row, kk) for row, kk in zip(cc, k)], dtype=np.float64)
+
+
+
+def shift_rows(image: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Move the content of each row ``i`` by ``-shifts[i]`` px along x.
+
+    Linear interpolation; samples beyond the row's ends take the edge value.
+    Integer shifts are exact away from the borders.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    x = np.arange(img.shape[1], dtype=np.float64)
+    out = np.empty_like(img)
+    for i, (row, s) in enumerate(zip(img, shifts)):
+        out[i] = np.interp(x + s, x, row)
+    return out
+
+
+def estimate_row_offsets(image: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT, smooth: float = 1.0,
+                         detrend: int = 15, reference: str = "previous", half_window: int = 3,
+                         iterations: int = 2) -> np.ndarray:
+    """Per-row x offset (px) of each scan line.
+
+    Two references, both cross-correlation based (:func:`pair_shifts`):
+
+    ``reference="previous"`` (Gwyddion-like): the shift of each row relative to
+    the previous row, integrated down the image; integration turns genuine
+    structure (lattice tilt, slow drift) and estimation errors into a slow
+    trend, removed with a running median of ``detrend`` rows (0: the global
+    median).
+
+    ``reference="local"``: each row against the mean of its ``half_window``
+    neighbours on either side (the row itself excluded), which averages out
+    their jitter; no integration, so errors do not accumulate.  Repeated
+    ``iterations`` times on the progressively aligned image.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D image, fast-scan axis x last.
+    max_shift : int
+        Largest shift searched, px.
+    smooth : float
+        Gaussian sigma (px) along x before correlating (noise robustness).
+    detrend : int
+        Running-median window (rows) for ``reference="previous"``.
+    reference : {"previous", "local"}
+    half_window : int
+        Rows on each side forming the local reference.
+    iterations : int
+        Refinement passes for ``reference="local"``.
+    """
+    from scipy import ndimage
+
+    img = np.asarray(image, dtype=np.float64)
+    if reference == "previous":
+        d = line_shifts(img, max_shift=max_shift, smooth=smooth)
+        offsets = np.concatenate([[0.0], np.cumsum(d)])
+        if detrend and detrend > 1:
+            trend = ndimage.median_filter(offsets, size=int(detrend), mode="nearest")
+        else:
+            trend = np.median(offsets)
+        return offsets - trend
+    if reference != "local":
+        raise ValueError(f"reference must be 'previous' or 'local', got {reference!r}")
+    if smooth > 0:
+        img = ndimage.gaussian_filter1d(img, smooth, axis=1)
+    offsets = np.zeros(img.shape[0])
+    size = 2 * int(half_window) + 1
+    for _ in range(max(1, int(iterations))):
+        aligned = shift_rows(img, offsets)
+        window_sum = ndimage.uniform_filter1d(aligned, size=size, axis=0, mode="reflect") * size
+        ref = (window_sum - aligned) / (size - 1)
+        offsets += pair_shifts(ref, aligned, max_shift)
+        offsets -= np.median(offsets)
+    return offsets
+
+
+def align_rows(image: np.ndarray, **params) -> np.ndarray:
+    """Row-by-row cross-correlation line alignment; parameters as :func:`estimate_row_offsets`."""
+    return shift_rows(image, estimate_row_offsets(image, **params))
+
+
+
+#: Row alignment before the net (``restore.py --align-rows``, ``benchmarks/pre_align.py``):
+#: the parameters the evaluation's grid search picked for the ``align_rows`` baseline on the
+#: full mix's validation images at doses 300 and 1000 (``key=value,...``, :func:`parse_align`).
+DEFAULT_ALIGN = "reference=local,smooth=1,half_window=4"
+
+
+def parse_align(text: str) -> dict:
+    """``"key=value,..."`` -> keyword arguments of :func:`align_rows` (numbers as numbers).
+
+    Raises ValueError naming the item for an unknown key or an item without ``=``.
+    """
+    known = {"max_shift", "smooth", "detrend", "reference", "half_window", "iterations"}
+    out: dict = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or key not in known:
+            raise ValueError(f"row alignment option {item!r}: expected key=value with key one of "
+                             f"{', '.join(sorted(known))}")
+        for kind in (int, float):
+            try:
+                out[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out

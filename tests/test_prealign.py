@@ -1,0 +1,117 @@
+"""Row alignment before the net (restoration.prealign, restore.py --align-rows), with the real model."""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from helpers import PYTHON, RESTORE_PY
+
+import restoration
+from restoration.prealign import align_option
+from stem_restore.rowalign import DEFAULT_ALIGN, align_rows, parse_align, shift_rows
+
+
+@pytest.fixture(scope="module")
+def nets(caffe):
+    """The shipped model without and with row alignment first."""
+    return restoration.load_model(), restoration.load_model(align_rows=True)
+
+
+def jittered(seed: int = 11, shape=(96, 100), amplitude: int = 2):
+    """A frame whose rows all carry the same random texture along x (counts, Poisson noise), and
+    the same frame with each row moved by a random whole number of px up to ``amplitude``: a
+    structure whose row shifts cross-correlation determines (a lattice's low-contrast rows
+    between atom rows can lock one period off: BENCHMARKS.md "the net after row alignment")."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    profile = ndimage.gaussian_filter1d(rng.normal(size=shape[1]), 2.0)
+    expected = 200 + 800 * (profile - profile.min()) / np.ptp(profile)
+    clean = rng.poisson(np.broadcast_to(expected, shape)).astype(np.float64)
+    shifts = rng.integers(-amplitude, amplitude + 1, shape[0]).astype(float)
+    return clean, shift_rows(clean, shifts)
+
+
+def test_option_text():
+    assert align_option(None) is None and align_option(False) is None and align_option("") is None
+    assert align_option(True) == DEFAULT_ALIGN
+    assert align_option(" smooth=2 , half_window=3") == "smooth=2,half_window=3"
+    assert parse_align("smooth=1.5,reference=previous,detrend=9") == {
+        "smooth": 1.5, "reference": "previous", "detrend": 9}
+    with pytest.raises(ValueError, match=r"row alignment option 'sigma=2'"):
+        align_option("sigma=2")
+    with pytest.raises(ValueError, match=r"row alignment option 'local'"):
+        align_option("local")
+    with pytest.raises(ValueError, match=r"align_rows must be True, False, None"):
+        align_option(3)
+
+
+def test_aligned_model_is_alignment_then_the_net(nets):
+    """Bit for bit: the option is row alignment with the default parameters, then the same net."""
+    plain, aligned = nets
+    _, frame = jittered()
+    expected = plain.restore(align_rows(frame, **parse_align(DEFAULT_ALIGN)), progress=False)
+    np.testing.assert_array_equal(aligned.restore(frame, progress=False), expected)
+    assert aligned.provenance()["parameters"]["align_rows"] == DEFAULT_ALIGN
+    assert plain.provenance()["parameters"]["align_rows"] is None
+    assert aligned.engine == plain.engine
+
+
+def test_alignment_undoes_row_shifts_the_net_cannot(nets):
+    """Whole-px row shifts of up to 2 px: aligned first, the restored frames are much closer to
+    the restored unshifted frames than the net's own results (which keep much of the shifts)."""
+    plain, aligned = nets
+    inner = np.s_[8:-8, 8:-8]  # away from the edge values that shifting brings in
+    err = {"plain": [], "aligned": []}
+    for seed in (11, 12, 13):
+        clean, frame = jittered(seed)
+        target = plain.restore(clean, progress=False)
+        for name, net in (("plain", plain), ("aligned", aligned)):
+            err[name].append(np.sqrt(np.mean((net.restore(frame, progress=False) - target)[inner] ** 2)))
+    assert np.mean(err["aligned"]) < 0.65 * np.mean(err["plain"]), err
+
+
+def test_stacks_and_small_frames(nets):
+    """Each frame of a stack is aligned on its own; frames under 3 rows or 4 columns pass as they are."""
+    plain, aligned = nets
+    frames = np.stack([jittered(seed=s)[1] for s in (12, 13)])
+    out = aligned.restore(frames, progress=False)
+    for k in range(2):
+        np.testing.assert_array_equal(out[k], aligned.restore(frames[k], progress=False))
+    small = np.random.default_rng(14).poisson(500.0, (2, 60)).astype(np.float32)
+    np.testing.assert_array_equal(aligned.restore(small, progress=False), plain.restore(small, progress=False))
+
+
+def test_restore_function_and_cache(caffe):
+    _, frame = jittered(seed=15)
+    a = restoration.restore(frame, align_rows=True, progress=False)
+    b = restoration.restore(frame, progress=False)
+    assert not np.array_equal(a, b)  # a different model in the cache, not the plain one again
+    np.testing.assert_array_equal(restoration.restore(frame, align_rows=DEFAULT_ALIGN, progress=False), a)
+
+
+def test_restore_py_option(tmp_path, nets):
+    """--align-rows[=PARAMS]: the API's result, the parameters in the TIFF's provenance; a bad
+    parameter stops the run before anything is written, naming it."""
+    import tifffile
+
+    from restoration.outputs import read_info
+
+    _, frame = jittered(seed=16)
+    tifffile.imwrite(tmp_path / "f.tif", frame.astype(np.float32))
+    out = tmp_path / "out"
+    r = subprocess.run([str(PYTHON), str(RESTORE_PY), str(tmp_path / "f.tif"), "-o", str(out),
+                        "--align-rows=smooth=2,half_window=3"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    expected = restoration.load_model(align_rows="smooth=2,half_window=3").restore(
+        frame.astype(np.float32), progress=False)
+    np.testing.assert_array_equal(tifffile.imread(out / "f_restored.tif"), expected)
+    assert read_info(out / "f_restored.tif")["parameters"]["align_rows"] == "smooth=2,half_window=3"
+
+    bad = tmp_path / "bad"
+    r = subprocess.run([str(PYTHON), str(RESTORE_PY), str(tmp_path / "f.tif"), "-o", str(bad),
+                        "--align-rows=width=3"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "row alignment option 'width=3'" in r.stderr, r.stderr
+    assert not bad.exists()
