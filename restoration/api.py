@@ -276,7 +276,7 @@ class Model:
         ``--align-rows``: align the scan lines of each frame before the net
         (:mod:`restoration.prealign`; off by default).  True: the default
         parameters; a ``"key=value,..."`` string: parameters of
-        :func:`stem_restore.rowalign.align_rows`.
+        :func:`stem_restore.rowalign.align_rows` that override the defaults.
     checked : bool
         The files, options and GPU were already checked (restore.py does so
         before it creates its output folder); only Caffe's trial load runs.

@@ -4,9 +4,10 @@ The net sees 49 px around a pixel (:data:`stem_restore.network.RECEPTIVE_FIELD`)
 estimate a scan line's x offset only from that short piece of the line; cross-correlating
 whole lines (:func:`stem_restore.rowalign.align_rows`) estimates it from the full width.  On
 the evaluation's 256² frames, aligning first and then running the shipped net gained +1.1 dB
-on line jitter and +0.3 dB on the full mix, but it moves good rows too: on frames without line
-jitter it costs (BENCHMARKS.md "restoring: the net after row alignment").  Hence an option,
-off by default, for frames with visible line jitter.
+on line jitter and +0.3 dB on the full mix, but it moves good rows too: frames whose median
+line offset is below 0.15 px are left alone (the frame gate), and still good frames lose 0.5-1.0
+dB (BENCHMARKS.md "restoring: the net after row alignment", "row alignment's frame gate").
+Hence an option, off by default, for frames with visible line jitter.
 
 :class:`RowAligned` wraps a restorer: each frame is row-aligned (float64), then restored;
 results stay in the input's intensity units.  Frames under 3 rows or 4 columns pass unaligned.
@@ -24,7 +25,8 @@ def align_option(value: bool | str | None) -> str | None:
     """The canonical ``key=value,...`` text of an ``align_rows`` option, or None for off.
 
     ``True`` -> :data:`stem_restore.rowalign.DEFAULT_ALIGN`; a string is checked with
-    :func:`stem_restore.rowalign.parse_align` (ValueError naming a bad item); ``False`` /
+    :func:`stem_restore.rowalign.parse_align` (ValueError naming a bad item) and overrides those
+    keys of ``DEFAULT_ALIGN`` (``"smooth=2"``: the defaults with ``smooth=2``); ``False`` /
     ``None`` / ``""`` -> None.
     """
     if value is None or value is False or value == "":
@@ -33,7 +35,7 @@ def align_option(value: bool | str | None) -> str | None:
         return DEFAULT_ALIGN
     if not isinstance(value, str):
         raise ValueError(f"align_rows must be True, False, None or 'key=value,...', got {value!r}")
-    params = parse_align(value)
+    params = {**parse_align(DEFAULT_ALIGN), **parse_align(value)}
     return ",".join(f"{k}={v}" for k, v in params.items())
 
 

@@ -37,7 +37,8 @@ def jittered(seed: int = 11, shape=(96, 100), amplitude: int = 2):
 def test_option_text():
     assert align_option(None) is None and align_option(False) is None and align_option("") is None
     assert align_option(True) == DEFAULT_ALIGN
-    assert align_option(" smooth=2 , half_window=3") == "smooth=2,half_window=3"
+    merged = align_option(" smooth=2 , half_window=3")  # given keys override the defaults
+    assert parse_align(merged) == {**parse_align(DEFAULT_ALIGN), "smooth": 2, "half_window": 3}
     assert parse_align("smooth=1.5,reference=previous,detrend=9") == {
         "smooth": 1.5, "reference": "previous", "detrend": 9}
     with pytest.raises(ValueError, match=r"row alignment option 'sigma=2'"):
@@ -108,7 +109,7 @@ def test_restore_py_option(tmp_path, nets):
     expected = restoration.load_model(align_rows="smooth=2,half_window=3").restore(
         frame.astype(np.float32), progress=False)
     np.testing.assert_array_equal(tifffile.imread(out / "f_restored.tif"), expected)
-    assert read_info(out / "f_restored.tif")["parameters"]["align_rows"] == "smooth=2,half_window=3"
+    assert read_info(out / "f_restored.tif")["parameters"]["align_rows"] == align_option("smooth=2,half_window=3")
 
     bad = tmp_path / "bad"
     r = subprocess.run([str(PYTHON), str(RESTORE_PY), str(tmp_path / "f.tif"), "-o", str(bad),
