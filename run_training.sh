@@ -43,11 +43,18 @@
 #                              is set up from it; the data are regenerated from its seeds
 #                              (deterministic) and the stage resumes exactly
 #           --train-only       stop after training and the loss curve (no evaluation/examples)
+#           --for SECONDS      stop training after SECONDS of wall time (a chunk on a rented or lent
+#                              GPU): Caffe is interrupted, and its stop snapshot is kept only where
+#                              the run resumes exactly from it (a shard boundary), else the last
+#                              periodic one stands; then like --train-only
 #           --save-checkpoint DIR  write the run's frozen set-up, its newest whole snapshot pair,
 #                              logs and loss.png to DIR (replacing it) and exit: what a fresh
 #                              machine needs to --resume-from (e.g. models/checkpoint)
 # Environment: CAFFE_DNNL_MATH=auto|fp32|bf16|off  the CPU build's convolution engine
 #              (default auto: bf16 on CPUs with AVX512-BF16 or AMX, else fp32; off: Caffe's own im2col path)
+#              CAFFE_CUDA_MATH=tf32|fp32  the GPU build's cuBLAS math (default tf32 on sm_80+)
+#              PREFETCH_DRAWS=auto|1|0  with DRAW_PASSES, write the next draw in the background
+#              while Caffe trains (default auto: with --gpu, where the CPU is otherwise idle)
 set -euo pipefail
 # The script is one { ... } group: bash reads and parses it whole before running
 # any of it, so editing this file while a run is going cannot change that run.
@@ -62,6 +69,8 @@ WORKERS=$(nproc)
 INIT_WEIGHTS=
 RESUME_FROM=
 TRAIN_ONLY=0
+STOP_AFTER=
+TIME_UP=0
 SAVE_CHECKPOINT=
 #: The frozen set-up of a run (and of a checkpoint): written once, read ever after.
 FROZEN=(config.env adam.prototxt sgd.prototxt train.prototxt deploy.prototxt datagen.toml)
@@ -79,12 +88,17 @@ while [ $# -gt 0 ]; do
     --weights) INIT_WEIGHTS=${2:?--weights needs a .caffemodel}; shift ;;
     --resume-from) RESUME_FROM=${2:?--resume-from needs a checkpoint folder}; shift ;;
     --train-only) TRAIN_ONLY=1 ;;
+    --for) STOP_AFTER=${2:?--for needs a number of seconds}; shift ;;
     --save-checkpoint) SAVE_CHECKPOINT=${2:?--save-checkpoint needs a folder}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
   shift
 done
+if [ -n "$STOP_AFTER" ]; then
+  [[ "$STOP_AFTER" =~ ^[1-9][0-9]*$ ]] || die "--for $STOP_AFTER: expected a whole number of seconds"
+  DEADLINE=$((SECONDS + STOP_AFTER)); TRAIN_ONLY=1
+fi
 [ -x "$PY" ] && [ -x "$CAFFE" ] || die "Caffe is not installed: run 'bash scripts/install.sh' first."
 abspath() { (cd "$(dirname "$1")" && echo "$(pwd)/$(basename "$1")"); }
 
@@ -197,6 +211,7 @@ TRAIN_DATA=train
 # at its iteration N follows from N alone (position N in Adam, ADAM_MAX_ITER + N in SGD), so a
 # resumed run, or one continued from a checkpoint on another machine, reads the very same pairs.
 # Without it a run reads one draw (data/train) for ever.
+case "${PREFETCH_DRAWS:=auto}" in auto|0|1) ;; *) die "PREFETCH_DRAWS=$PREFETCH_DRAWS: expected auto, 1 or 0" ;; esac
 DRAW_ITERS=
 if [ -n "$DRAW_PASSES" ]; then
   [[ "$DRAW_PASSES" =~ ^[1-9][0-9]*$ ]] || die "$RUN/config.env: DRAW_PASSES=$DRAW_PASSES: expected a positive integer"
@@ -260,13 +275,37 @@ use_train_data() {  # split
 }
 # Draw d written (resumed if half done) and read; the other draws are deleted once it is
 # complete (each is ~TRAIN_COUNT pairs of disk, and any can be regenerated from the seed).
+# On a GPU (--gpu) the CPU is idle while Caffe trains: draw d+1 is written in the background
+# meanwhile (PREFETCH_PID), and waited for before it is used or the run stops.
+PREFETCH_PID=
 use_draw() {  # d
   local split=train-draw$1 old
+  wait_prefetch
   make_data "$split" "$TRAIN_COUNT" "$TRAIN_SEED" $(($1 * TRAIN_COUNT)) || die "could not write draw $1 (data/$split)"
   use_train_data "$split"
   for old in "$RUN"/data/train-draw*; do
-    case "${old##*/}" in "$split"|"${split}_weighted") ;; *) say "data/${old##*/}: an earlier draw, deleted"; rm -rf "$old" ;; esac
+    case "${old##*/}" in "$split"|"${split}_weighted"|"train-draw$(($1 + 1))"*) ;;
+      *) say "data/${old##*/}: an earlier draw, deleted"; rm -rf "$old" ;; esac
   done
+  if [ "$PREFETCH_DRAWS" = 1 ] || { [ "$PREFETCH_DRAWS" = auto ] && [ -n "$GPU" ]; }; then
+    say "data/train-draw$(($1 + 1)): written in the background while Caffe trains (log: logs/prefetch.out)"
+    set -m  # its own process group, which stop_prefetch can interrupt whole
+    ( make_data "train-draw$(($1 + 1))" "$TRAIN_COUNT" "$TRAIN_SEED" $((($1 + 1) * TRAIN_COUNT)) &&
+      { [ -z "$LOSS_FLOOR_DB" ] || use_train_data "train-draw$(($1 + 1))"; } ) >> "$RUN/logs/prefetch.out" 2>&1 &
+    PREFETCH_PID=$!
+    set +m
+  fi
+}
+wait_prefetch() {  # the background draw finished (its failure is not fatal: use_draw redoes it)
+  [ -n "$PREFETCH_PID" ] || return 0
+  wait "$PREFETCH_PID" || say "the background draw stopped early (logs/prefetch.out); written in the foreground"
+  PREFETCH_PID=
+}
+stop_prefetch() {  # --for: interrupt the background draw (datagen keeps its finished shards)
+  [ -n "$PREFETCH_PID" ] || return 0
+  kill -INT -- "-$PREFETCH_PID" 2>/dev/null || true
+  wait "$PREFETCH_PID" 2>/dev/null || true
+  PREFETCH_PID=
 }
 
 # --- 2./3. the two solver stages ---------------------------------------------
@@ -341,10 +380,36 @@ train_stage() {  # name max_iter [--weights=...]
     say "$name: caffe train ${args[*]}  (log: logs/$name.log)${draw:+; draw $draw (data/$TRAIN_DATA) to iteration $end}"
     echo "### run_training.sh $(date -u +%FT%TZ): caffe train ${args[*]}${draw:+  (draw $draw: data/$TRAIN_DATA, to iteration $end)}" >> "$RUN/logs/$name.log"
     # The log is part of the run (loss curve, checklist): INFO level, whatever the caller set.
-    (cd "$RUN" && GLOG_minloglevel=0 "$CAFFE" train "${args[@]}" 2>> "logs/$name.log") ||
-      die "$name stage failed; see $RUN/logs/$name.log"
+    local limit=() rc=0
+    if [ -n "$STOP_AFTER" ]; then
+      limit=(timeout -s INT $((DEADLINE - SECONDS)))
+      [ "${limit[3]}" -gt 0 ] || { stop_in_time "$name"; return 0; }
+    fi
+    (cd "$RUN" && GLOG_minloglevel=0 "${limit[@]}" "$CAFFE" train "${args[@]}" 2>> "logs/$name.log") || rc=$?
+    if [ "$rc" = 124 ] && [ -n "$STOP_AFTER" ]; then stop_in_time "$name"; return 0; fi
+    [ "$rc" = 0 ] || die "$name stage failed; see $RUN/logs/$name.log"
     [ -n "$DRAW_ITERS" ] || return 0
   done
+}
+
+# --for: Caffe was interrupted (SIGINT: it stops and snapshots at the iteration it was in).
+# That snapshot is kept only if the stage resumes exactly from it (its next row starts a
+# shard); else it goes and the last periodic snapshot (a whole number of shards) stands.
+stop_in_time() {  # stage
+  local state it offset=0
+  TIME_UP=1
+  stop_prefetch
+  [ "$1" = adam ] || offset=$ADAM_MAX_ITER
+  state=$(latest_state "$1")
+  if [ -n "$state" ]; then
+    it=${state##*_iter_}; it=${it%.solverstate}
+    if ! "$PY" -m stem_restore.snapshots exact "$RUN/data/$TRAIN_DATA/list.txt" "$BATCH_SIZE" $((offset + it)); then
+      say "$1: the stop snapshot at iteration $it is inside a shard (not exactly resumable): removed"
+      rm -f "$state" "${state%.solverstate}.caffemodel"
+      state=$(latest_state "$1")
+    fi
+  fi
+  say "$1: stopped after --for $STOP_AFTER s${state:+; newest snapshot $(basename "$state")}"
 }
 
 # --save-checkpoint: the run's newest whole snapshot pair, its logs and loss curve
@@ -391,7 +456,12 @@ else
   train_stage adam "$ADAM_MAX_ITER" ${INIT_WEIGHTS:+"--weights=$INIT_WEIGHTS"}
 fi
 # SGD starts from Adam's final weights; a solverstate cannot cross solver types.
-train_stage sgd "$SGD_MAX_ITER" "--weights=snapshots/adam_iter_${ADAM_MAX_ITER}.caffemodel"
+[ "$TIME_UP" = 1 ] || train_stage sgd "$SGD_MAX_ITER" "--weights=snapshots/adam_iter_${ADAM_MAX_ITER}.caffemodel"
+wait_prefetch
+if [ "$TIME_UP" = 1 ]; then  # --for: the loss curve so far, then stop (the run resumes with the same command)
+  "$PY" -m evaluate.losscurve "$RUN/logs" -o "$RUN/loss.png"
+  say "done (--for $STOP_AFTER): $RUN/snapshots, $RUN/loss.png"; exit 0
+fi
 if ! [ "$RUN/final.caffemodel" -nt "$RUN/snapshots/sgd_iter_${SGD_MAX_ITER}.caffemodel" ]; then
   cp "$RUN/snapshots/sgd_iter_${SGD_MAX_ITER}.caffemodel" "$RUN/final.caffemodel.part"
   mv "$RUN/final.caffemodel.part" "$RUN/final.caffemodel"

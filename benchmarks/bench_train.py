@@ -6,6 +6,10 @@
    given batch and patch size: seconds per iteration, patches/s, GFLOP/s.
 2. With ``--run``, the seconds per iteration that Caffe itself logged while
    training that run ("Iteration N (x iter/s, ...)"), per stage.
+
+With ``--gpu N`` step 1 runs on that GPU once per cuBLAS math mode
+(``CAFFE_CUDA_MATH=fp32`` then ``tf32``, scripts/patches/cuda/0102-*), in one
+run, and prints their ratio.  The device (CPU model or GPU name) is printed first.
 """
 from __future__ import annotations
 
@@ -27,16 +31,34 @@ def flops_per_pixel(n_layers: int = 12, filters: int = 64, k: int = 5) -> float:
     return 2.0 * macs
 
 
-def caffe_time(batch: int, size: int, iterations: int = 5) -> tuple[float, float]:
+def device_name(gpu: int | None) -> str:
+    """The CPU model (/proc/cpuinfo), or the GPU's name as Caffe's device_query logs it."""
+    if gpu is None:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+        return "unknown CPU"
+    q = subprocess.run([str(CAFFE), "device_query", f"-gpu={gpu}"], capture_output=True, text=True,
+                       env={**os.environ, "GLOG_minloglevel": "0"})
+    m = re.search(r"Name:\s+(.+)", q.stderr)
+    return m.group(1).strip() if m else f"GPU {gpu} (device_query failed: {q.stderr.strip()[-200:]})"
+
+
+def caffe_time(batch: int, size: int, iterations: int = 5, gpu: int | None = None,
+               env: dict | None = None) -> tuple[float, float]:
     """(forward ms, forward+backward ms) per iteration from ``caffe time``."""
     deploy = (REPO / "prototxt" / "deploy.prototxt").read_text()
     deploy = re.sub(r"dim: 1 dim: 1 dim: \d+ dim: \d+", f"dim: {batch} dim: 1 dim: {size} dim: {size}", deploy)
     deploy = deploy.replace('name: "StemRestore12"\n', 'name: "StemRestore12"\nforce_backward: true\n', 1)
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
         f.write(deploy)
-    run = subprocess.run([str(CAFFE), "time", f"-model={f.name}", f"-iterations={iterations}"],
-                         capture_output=True, text=True, env={**os.environ, "GLOG_minloglevel": "0"})
+    cmd = [str(CAFFE), "time", f"-model={f.name}", f"-iterations={iterations}"]
+    cmd += [f"-gpu={gpu}"] if gpu is not None else []
+    run = subprocess.run(cmd, capture_output=True, text=True,
+                         env={**os.environ, "GLOG_minloglevel": "0", **(env or {})})
     os.unlink(f.name)
+    if run.returncode != 0:
+        raise SystemExit(f"caffe time failed: {run.stderr.strip()[-1000:]}")
     fwd = float(re.search(r"Average Forward pass: ([\d.]+) ms", run.stderr).group(1))
     fb = float(re.search(r"Average Forward-Backward: ([\d.]+) ms", run.stderr).group(1))
     return fwd, fb
@@ -52,13 +74,25 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--run", type=pathlib.Path)
+    p.add_argument("--gpu", type=int, help="time on this GPU, in fp32 and tf32 cuBLAS math")
+    p.add_argument("--iterations", type=int, default=5)
     a = p.parse_args()
-    fwd, fb = caffe_time(a.batch, a.size)
+    print(f"device: {device_name(a.gpu)}; engine: "
+          f"{'cuBLAS (im2col + GEMM)' if a.gpu is not None else 'CAFFE_DNNL_MATH=' + os.environ.get('CAFFE_DNNL_MATH', 'auto')}")
     px = a.batch * a.size * a.size
     gflop = 3 * flops_per_pixel() * px / 1e9  # backward ~ 2x forward
-    print(f"caffe time, batch {a.batch} x {a.size}^2: forward {fwd / 1000:.2f} s, forward+backward "
-          f"{fb / 1000:.2f} s/iter = {a.batch / (fb / 1000):.2f} patches/s, "
-          f"{gflop / (fb / 1000):.1f} GFLOP/s (training), {flops_per_pixel() * px / 1e9 / (fwd / 1000):.1f} GFLOP/s (forward)")
+    modes = [("fp32", {"CAFFE_CUDA_MATH": "fp32"}), ("tf32", {"CAFFE_CUDA_MATH": "tf32"})] if a.gpu is not None \
+        else [("", {})]
+    times = {}
+    for mode, env in modes:
+        fwd, fb = caffe_time(a.batch, a.size, a.iterations, a.gpu, env)
+        times[mode] = fb
+        print(f"caffe time{' ' + mode if mode else ''}, batch {a.batch} x {a.size}^2: forward {fwd / 1000:.3f} s, "
+              f"forward+backward {fb / 1000:.3f} s/iter = {a.batch / (fb / 1000):.1f} patches/s, "
+              f"{gflop / (fb / 1000):.1f} GFLOP/s (training), "
+              f"{flops_per_pixel() * px / 1e9 / (fwd / 1000):.1f} GFLOP/s (forward)")
+    if len(times) == 2:
+        print(f"tf32 / fp32 speed: {times['fp32'] / times['tf32']:.2f}x")
     if a.run:
         for log in sorted((a.run / "logs").glob("*.log")):
             s = logged_seconds_per_iter(log)

@@ -30,6 +30,24 @@ def test_resume_order_starts_at_the_shard_holding_the_next_row(iteration, first,
     assert order == PATHS[PATHS.index(first):] + PATHS[:PATHS.index(first)]  # a rotation, not a shuffle
 
 
+def test_exact_command_answers_whether_a_stage_resumes_exactly(tmp_path):
+    """``exact LIST BATCH IT`` (run_training.sh --for): exit 0 at a shard boundary, 1 inside a shard."""
+    import h5py
+    import numpy as np
+
+    listing = tmp_path / "list.txt"
+    paths = []
+    for name, rows in (("a.h5", 8), ("b.h5", 12)):
+        with h5py.File(tmp_path / name, "w") as fh:
+            fh["data"] = np.zeros((rows, 1, 2, 2), np.float32)
+        paths.append(str(tmp_path / name))
+    listing.write_text("\n".join(paths) + "\n")
+    for iteration, code in ((0, 0), (2, 0), (3, 1), (5, 0), (6, 1)):
+        cli = subprocess.run([sys.executable, "-m", "stem_restore.snapshots", "exact", str(listing), "4",
+                              str(iteration)], capture_output=True, text=True)
+        assert cli.returncode == code, (iteration, cli.stderr)
+
+
 def test_resume_order_refuses_bad_arguments():
     with pytest.raises(ValueError):
         snapshots.resume_order(PATHS, [8, 8], batch=4, iteration=1)

@@ -424,6 +424,68 @@ def test_draw_passes_trains_each_draw_of_fresh_pairs_then_the_next(caffe, schedu
     assert refused.returncode != 0 and "not a whole number of batches of 3" in refused.stderr, refused.stderr
 
 
+def test_prefetched_draws_train_to_the_same_weights(caffe, schedule, tmp_path):
+    """PREFETCH_DRAWS=1 (the default with --gpu): draw d+1 is written in the background while
+    Caffe trains on draw d; the run reads the very same pairs and ends with the same weights
+    as one that writes each draw when it needs it.  A bad value is refused."""
+    custom = tmp_path / "schedule"
+    custom.mkdir()
+    (custom / "run.env").write_text(RUN_ENV + "DRAW_PASSES=1\n")
+    for f in ("adam.prototxt", "sgd.prototxt"):
+        (custom / f).write_text((schedule / f).read_text())
+    runs, out = {}, {}
+    for flag in ("0", "1", "yes"):
+        runs[flag] = tmp_path / f"run_{flag}"
+        result = subprocess.run(["bash", str(SCRIPT), "--schedule", str(custom), "--run", str(runs[flag]),
+                                 "--workers", "1", "--train-only"], capture_output=True, text=True, timeout=900,
+                                env={**os.environ, "PREFETCH_DRAWS": flag})
+        out[flag] = result
+    assert out["yes"].returncode != 0 and "PREFETCH_DRAWS=yes: expected auto, 1 or 0" in out["yes"].stderr
+    for flag in ("0", "1"):
+        assert out[flag].returncode == 0, out[flag].stdout[-3000:] + out[flag].stderr[-3000:]
+    assert "train-draw1: written in the background" in out["1"].stdout
+    assert "written in the background" not in out["0"].stdout
+    assert "train-draw1" in (runs["1"] / "logs" / "prefetch.out").read_text()
+    a, b = weights(caffe, runs["0"]), weights(caffe, runs["1"])
+    for name in a:
+        for wa, wb in zip(a[name], b[name]):
+            np.testing.assert_array_equal(wa, wb, err_msg=name)
+
+
+def test_for_stops_training_in_time_at_an_exactly_resumable_snapshot(schedule, tmp_path):
+    """--for SECONDS (a chunk on a lent or rented GPU): Caffe is interrupted after SECONDS of
+    wall time; the run ends like --train-only (loss curve, no SGD, no evaluation), and the
+    newest snapshot is one the stage resumes exactly from (a shard boundary: an even iteration
+    here, shards of 2 iterations): an odd stop snapshot is removed.  A second --for resumes."""
+    custom = tmp_path / "schedule"
+    custom.mkdir()
+    (custom / "run.env").write_text(RUN_ENV)
+    # Far more iterations than fit in the time; periodic snapshots rarely (every 50).
+    adam = solver("adam", 100000, "0.0003").replace("snapshot: 2\n", "snapshot: 50\n")
+    (custom / "adam.prototxt").write_text(adam.replace("test_interval: 4", "test_interval: 1000"))
+    (custom / "sgd.prototxt").write_text((schedule / "sgd.prototxt").read_text())
+    run = tmp_path / "run"
+    cmd = ["bash", str(SCRIPT), "--schedule", str(custom), "--run", str(run), "--workers", "1", "--for", "25"]
+    t0 = time.time()
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert time.time() - t0 < 25 + 60, "--for did not stop Caffe"
+    assert "adam: stopped after --for 25 s" in result.stdout
+    assert (run / "loss.png").exists() and not (run / "final.caffemodel").exists()
+    assert not (run / "logs" / "sgd.log").exists()
+    iters = sorted(int(p.stem.split("_iter_")[1]) for p in (run / "snapshots").glob("adam_iter_*.solverstate"))
+    assert iters and iters[-1] % 2 == 0 and all(i % 50 == 0 or i == iters[-1] for i in iters), iters
+    assert parse_caffe_log((run / "logs" / "adam.log").read_text()).train_losses[-1][0] >= iters[-1] - 1
+    if "inside a shard" in result.stdout:  # the stop snapshot fell inside a shard and was removed
+        assert re.search(r"iteration (\d*[13579]) is inside a shard", result.stdout)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"adam: resuming from adam_iter_{iters[-1]}.solverstate" in again.stdout
+
+    bad = subprocess.run(cmd[:-1] + ["10s"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--for 10s: expected a whole number of seconds" in bad.stderr
+
+
 def test_committed_checkpoint_is_a_whole_pair():
     """models/checkpoint/ holds one .caffemodel + .solverstate pair that git tracks (a
     fresh clone must be able to --resume-from it; *.solverstate is ignored elsewhere)."""
