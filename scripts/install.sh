@@ -6,7 +6,7 @@
 # linked against oneDNN from pinned, checksummed wheels (.caffe/dnnl).
 #
 #   bash scripts/install.sh            # CPU Caffe (OpenBLAS)
-#   bash scripts/install.sh --cuda     # GPU Caffe (cuBLAS, cuDNN if present); needs nvcc
+#   bash scripts/install.sh --cuda     # GPU Caffe (cuBLAS; cuDNN if it is version 5-7); needs nvcc
 #
 # Options:  --jobs N        parallel compile jobs (default: nproc)
 #           --no-cpp-tests  skip building/running Caffe's C++ test suite after a build
@@ -324,7 +324,15 @@ cmake_flags() {
       # CUDA 13 dropped Pascal (60/61) and Volta (70); CUDA 11.8-12.x has them all.
       if [ "${major:-0}" -ge 13 ]; then arch="75 80 86 89 90"; else arch="60 61 70 75 80 86 89 90"; fi
     fi
-    ls /usr/include/cudnn*.h /usr/include/*/cudnn*.h /usr/local/cuda/include/cudnn*.h >/dev/null 2>&1 && cudnn=ON
+    # Caffe 1.0's cuDNN layers use the cuDNN 5-7 API (cudnnGetConvolutionForwardAlgorithm and
+    # friends, removed in cuDNN 8): with a newer cuDNN the build uses cuBLAS (im2col + GEMM).
+    local h v
+    h=$(ls /usr/include/cudnn_version*.h /usr/include/*/cudnn_version*.h /usr/local/cuda/include/cudnn_version.h \
+           /usr/include/cudnn.h /usr/include/*/cudnn.h /usr/local/cuda/include/cudnn.h 2>/dev/null | head -n 1 || true)
+    v=; [ -z "$h" ] || v=$(sed -n 's/^#define CUDNN_MAJOR[[:space:]]*\([0-9]*\).*/\1/p' "$h" | head -n 1)
+    if [ -n "$v" ] && [ "$v" -le 7 ]; then cudnn=ON
+    elif [ -n "$v" ]; then say "cuDNN $v found: newer than Caffe 1.0's cuDNN code (5-7), so not used"
+    fi
     CMAKE_FLAGS+=(-DCPU_ONLY=OFF "-DUSE_CUDNN=$cudnn" -DCUDA_ARCH_NAME=Manual
                   "-DCUDA_ARCH_BIN=$arch" "-DCUDA_ARCH_PTX=${arch##* }")
     cuda_math_libs
@@ -394,9 +402,9 @@ verify_caffe() {
   (cd "$dir/build" && make -j"$JOBS" test.testbin > "$dir/make-tests.log" 2>&1) ||
     die "building Caffe's C++ tests failed; see $dir/make-tests.log"
   # Caffe's tests read src/caffe/test/test_data relative to the source root.
-  # The DNNL engine runs them in fp32 (Caffe's gradient-check tolerances are
-  # fp32's); bf16 is checked against fp32 by tests/test_dnnl_engine.py.
-  (cd "$dir/src" && CAFFE_DNNL_MATH=fp32 "$dir/build/test/test.testbin" "${filter[@]}" > "$dir/cpp-tests.log" 2>&1) ||
+  # The DNNL engine and cuBLAS run them in fp32 (Caffe's gradient-check tolerances
+  # are fp32's); bf16 is checked against fp32 by tests/test_dnnl_engine.py.
+  (cd "$dir/src" && CAFFE_DNNL_MATH=fp32 CAFFE_CUDA_MATH=fp32 "$dir/build/test/test.testbin" "${filter[@]}" > "$dir/cpp-tests.log" 2>&1) ||
     die "Caffe's C++ tests failed; see $dir/cpp-tests.log"
   say "caffe C++ tests: $(grep -E '^\[  PASSED  \]' "$dir/cpp-tests.log") in $((SECONDS - t0)) s"
 }
