@@ -5,12 +5,13 @@
 # h5py and matplotlib, but none of Caffe's build dependencies: a cloud GPU image, a
 # machine without network, a session's lent GPU.
 #
-#   bash scripts/gpu_bundle.sh [ARCHIVE]     # default .caffe/caffe-gpu.tar.xz
+#   bash scripts/gpu_bundle.sh [--build DIR] [--no-wheels] [ARCHIVE]   # default .caffe/caffe-gpu.tar.xz
 #
 # The archive holds bin/caffe, lib/ (libcaffe and every shared library it loads except
 # the C library, the C++ runtime, the driver's and CUDA's), python/caffe/proto
 # (caffe_pb2: the project reads prototxt with Caffe's own schema), wheels/ (ase and
-# protobuf, which such images lack) and env.sh.  On the GPU machine, in a checkout:
+# protobuf, which such images lack; --no-wheels leaves them out) and env.sh.  On the GPU
+# machine, in a checkout (scripts/gpu_chunk.sh does all of it):
 #
 #   mkdir -p /tmp/cg && tar -xJf caffe-gpu.tar.xz -C /tmp/cg && . /tmp/cg/env.sh
 #   bash run_training.sh --resume-from models/checkpoint --gpu 0 --for 600
@@ -18,18 +19,33 @@
 # env.sh finds cuBLAS/cuRAND, installs the wheels into the bundle, checks that every
 # library resolves (else it names the missing ones and returns 1) and gives the checkout
 # a .venv/bin/{python,caffe} that run_training.sh uses: python3 with the project, the
-# wheels and caffe_pb2 on its path, and the bundle's caffe.
+# wheels and caffe_pb2 on its path, and a wrapper that runs the bundle's caffe with the
+# bundle's libraries (Python keeps its own).  --build DIR packs another build (e.g.
+# .caffe/cpu, which is how the tests check the packing on a machine without CUDA).
+# BUNDLE_XZ_LEVEL (default 6) trades the archive's size for packing time.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$ROOT/.caffe/cuda
-OUT=${1:-$ROOT/.caffe/caffe-gpu.tar.xz}
+OUT=
+WITH_WHEELS=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build) BUILD=$(cd "${2:?--build needs a folder}" && pwd); shift ;;
+    --no-wheels) WITH_WHEELS=0 ;;
+    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "gpu_bundle: unknown option '$1' (see --help)" >&2; exit 1 ;;
+    *) OUT=$1 ;;
+  esac
+  shift
+done
+OUT=${OUT:-$ROOT/.caffe/caffe-gpu.tar.xz}
 # Pure-Python or abi3 wheels for the GPU machine's Python (3.12 in PyTorch's images):
 # the versions of requirements.txt.
 WHEELS=(ase==3.29.0 protobuf==4.25.9)
 
 die() { printf 'gpu_bundle: ERROR: %s\n' "$*" >&2; exit 1; }
-[ -x "$BUILD/build/tools/caffe" ] || die "no GPU build in $BUILD: run 'bash scripts/install.sh --cuda' first"
-grep -q 'CPU_ONLY:BOOL=OFF' "$BUILD/build/CMakeCache.txt" || die "$BUILD is not a GPU build"
+[ -x "$BUILD/build/tools/caffe" ] || die "no Caffe build in $BUILD: run 'bash scripts/install.sh --cuda' first"
+grep -q 'CPU_ONLY:BOOL=OFF' "$BUILD/build/CMakeCache.txt" || echo "gpu_bundle: note: $BUILD is a CPU-only build"
 
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
@@ -47,9 +63,11 @@ done
 ldd "$STAGE/bin/caffe" | grep -q 'not found' && die "the build itself has unresolved libraries: $(ldd "$STAGE/bin/caffe" | grep 'not found' | tr -s ' \n' ' ')"
 strip --strip-unneeded "$STAGE/bin/caffe" "$STAGE"/lib/*.so* 2>/dev/null || true
 
-"$ROOT/.venv/bin/python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-  --implementation cp --platform manylinux2014_x86_64 -d "$STAGE/wheels" "${WHEELS[@]}" ||
-  die "could not download the wheels ${WHEELS[*]}"
+if [ "$WITH_WHEELS" = 1 ]; then
+  "$ROOT/.venv/bin/python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux2014_x86_64 -d "$STAGE/wheels" "${WHEELS[@]}" ||
+    die "could not download the wheels ${WHEELS[*]}"
+fi
 
 cat > "$STAGE/env.sh" <<'ENV'
 # Source in a stem-restore checkout on the GPU machine (see scripts/gpu_bundle.sh).
@@ -67,7 +85,7 @@ cg_main() {
   # The libraries are the caffe tool's alone (a wrapper sets them): Python keeps its own.
   missing=$(LD_LIBRARY_PATH="$CG/lib$dirs" ldd "$CG/bin/caffe" | awk '/not found/ {print $1}' | tr '\n' ' ')
   [ -z "$missing" ] || { echo "env.sh: $CG/bin/caffe: libraries not found: $missing" >&2; return 1; }
-  if [ ! -f "$CG/site/.done" ]; then
+  if [ ! -f "$CG/site/.done" ] && ls "$CG"/wheels/*.whl >/dev/null 2>&1; then
     "$py" -m pip install -q --no-index --no-deps --no-compile --target "$CG/site" "$CG"/wheels/*.whl &&
       touch "$CG/site/.done" || { echo "env.sh: could not install $CG/wheels" >&2; return 1; }
   fi
@@ -86,5 +104,5 @@ cg_main
 ENV
 
 mkdir -p "$(dirname "$OUT")"
-tar -I 'xz -T0 -6' -cf "$OUT.part" -C "$STAGE" . && mv "$OUT.part" "$OUT"
+tar -I "xz -T0 -${BUNDLE_XZ_LEVEL:-6}" -cf "$OUT.part" -C "$STAGE" . && mv "$OUT.part" "$OUT"
 echo "gpu_bundle: $OUT ($(du -h "$OUT" | cut -f1); $(ls "$STAGE/lib" | wc -l) libraries)"

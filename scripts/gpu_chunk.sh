@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One chunk of a training run on a GPU machine that has only the NVIDIA driver, CUDA 13's
+# cuBLAS and Python 3 (a rented or lent GPU; see scripts/gpu_bundle.sh), from a checkout:
+#
+#   bash scripts/gpu_chunk.sh BUNDLE SECONDS OUTDIR [run_training.sh options]
+#   bash scripts/gpu_chunk.sh caffe-gpu.tar.xz 470 /tmp/out --run runs/long96d --resume-from models/checkpoint
+#
+# It unpacks the bundle (env.sh), times the net on GPU 0 in fp32 and TF32 while the first
+# draw of pairs is written (benchmarks/bench_train.py --gpu 0), trains
+# `run_training.sh --gpu 0 --for SECONDS [options]`, and copies what a CPU machine needs to
+# go on into OUTDIR (at most 8 files): the run's newest snapshot pair, logs/adam.log (and
+# sgd.log), loss.png, bench.txt and the run's output train.out.  Back home, with RUN the
+# same run folder:
+#
+#   cp OUTDIR/*_iter_*.caffemodel OUTDIR/*_iter_*.solverstate RUN/snapshots/ && cp OUTDIR/*.log RUN/logs/
+#   bash run_training.sh --run RUN --train-only      # goes on on the CPU, or --save-checkpoint DIR
+#
+# SECONDS counts from the start of run_training.sh (data included); the command as a whole
+# takes ~20 s longer (unpacking, loss curve, copies).  Environment: GPU (default 0; empty:
+# train on the CPU, as the tests do with a bundle of the CPU build), BENCH=0 skips the timing.
+set -uo pipefail
+[ $# -ge 3 ] || { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+BUNDLE=$1 SECONDS_FOR=$2 OUTDIR=$3
+shift 3
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+mkdir -p "$OUTDIR" || exit 1
+OUTDIR=$(cd "$OUTDIR" && pwd)
+say() { printf '[gpu_chunk] %s\n' "$*"; }
+
+say "$(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -n 1)"
+say "cpu:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) x $(nproc)"
+CG=$(mktemp -d /tmp/caffe-gpu.XXXXXX)
+tar -xJf "$BUNDLE" -C "$CG" || { say "could not unpack $BUNDLE"; exit 1; }
+# shellcheck source=/dev/null
+. "$CG/env.sh" || exit 1
+.venv/bin/python -c "from stem_restore.network import caffe_pb2; caffe_pb2()" || { say "the project's Python does not import"; exit 1; }
+
+# run_training.sh writes data on the CPUs first; the GPU is timed meanwhile.
+GPU=${GPU-0}
+bash run_training.sh ${GPU:+--gpu "$GPU"} --for "$SECONDS_FOR" "$@" > "$OUTDIR/train.out" 2>&1 &
+train=$!
+if [ "${BENCH:-1}" = 1 ]; then
+  .venv/bin/python benchmarks/bench_train.py ${GPU:+--gpu "$GPU"} --batch 32 --size 96 --iterations 10 2>&1 |
+    tee "$OUTDIR/bench.txt"
+fi
+wait "$train"; rc=$?
+say "run_training.sh exit status $rc"
+tail -n 8 "$OUTDIR/train.out"
+
+run=$(sed -n 's/.*done (--for [0-9]*): \(.*\)\/snapshots, .*/\1/p; s/.*done (--train-only): \(.*\)\/final.caffemodel, .*/\1/p' \
+  "$OUTDIR/train.out" | tail -n 1)
+[ -n "$run" ] && [ -d "$run" ] || { say "no run folder in train.out"; exit 1; }
+state=$(ls -t "$run"/snapshots/*_iter_*.solverstate 2>/dev/null | head -n 1)
+[ -n "$state" ] || { say "no snapshot in $run/snapshots"; exit 1; }
+cp "$state" "${state%.solverstate}.caffemodel" "$run"/logs/*.log "$OUTDIR/"
+[ ! -f "$run/loss.png" ] || cp "$run/loss.png" "$OUTDIR/"
+grep -hE "Iteration [0-9]+ \(" "$run"/logs/*.log | tail -n 2
+say "newest snapshot $(basename "$state"); OUTDIR: $(ls "$OUTDIR" | tr '\n' ' ')"
+exit "$rc"
