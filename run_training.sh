@@ -382,8 +382,8 @@ train_stage() {  # name max_iter [--weights=...]
     # The log is part of the run (loss curve, checklist): INFO level, whatever the caller set.
     local limit=() rc=0
     if [ -n "$STOP_AFTER" ]; then
-      limit=(timeout -s INT $((DEADLINE - SECONDS)))
-      [ "${limit[3]}" -gt 0 ] || { stop_in_time "$name"; return 0; }
+      limit=(timeout -k 120 -s INT $((DEADLINE - SECONDS)))  # SIGKILL if Caffe has not stopped 2 min later
+      [ "${limit[5]}" -gt 0 ] || { stop_in_time "$name"; return 0; }
     fi
     (cd "$RUN" && GLOG_minloglevel=0 "${limit[@]}" "$CAFFE" train "${args[@]}" 2>> "logs/$name.log") || rc=$?
     if [ "$rc" = 124 ] && [ -n "$STOP_AFTER" ]; then stop_in_time "$name"; return 0; fi

@@ -326,10 +326,10 @@ cmake_flags() {
     fi
     # Caffe 1.0's cuDNN layers use the cuDNN 5-7 API (cudnnGetConvolutionForwardAlgorithm and
     # friends, removed in cuDNN 8): with a newer cuDNN the build uses cuBLAS (im2col + GEMM).
-    local h v
-    h=$(ls /usr/include/cudnn_version*.h /usr/include/*/cudnn_version*.h /usr/local/cuda/include/cudnn_version.h \
-           /usr/include/cudnn.h /usr/include/*/cudnn.h /usr/local/cuda/include/cudnn.h 2>/dev/null | head -n 1 || true)
-    v=; [ -z "$h" ] || v=$(sed -n 's/^#define CUDNN_MAJOR[[:space:]]*\([0-9]*\).*/\1/p' "$h" | head -n 1)
+    local v  # CUDNN_MAJOR: in cudnn_version.h since cuDNN 8, in cudnn.h before
+    v=$(cat /usr/include/cudnn_version*.h /usr/include/*/cudnn_version*.h /usr/local/cuda/include/cudnn_version.h \
+            /usr/include/cudnn.h /usr/include/*/cudnn.h /usr/local/cuda/include/cudnn.h 2>/dev/null |
+        sed -n 's/^#define CUDNN_MAJOR[[:space:]]*\([0-9]*\).*/\1/p' | head -n 1 || true)
     if [ -n "$v" ] && [ "$v" -le 7 ]; then cudnn=ON
     elif [ -n "$v" ]; then say "cuDNN $v found: newer than Caffe 1.0's cuDNN code (5-7), so not used"
     fi
