@@ -44,7 +44,10 @@ The comparison on the long run's data (session 6), with the long run's Adam solv
         --solver runs/long/adam.prototxt --iters 512 --test-interval 256 \\
         --scored paper=runs/long/snapshots --arm identity=identity
 
-Prints the CPU model and the convolution engine Caffe chose.
+``--gpu N`` trains and scores every arm on that GPU (GPU Caffe, e.g. from scripts/gpu_bundle.sh on
+a lent machine: a rate A/B of a few thousand iterations per arm fits in minutes there).
+
+Prints the CPU model (and the GPU's name with ``--gpu``) and the convolution engine Caffe chose.
 """
 from __future__ import annotations
 
@@ -103,7 +106,8 @@ def test_iterations(listing: pathlib.Path, batch: int) -> int:
     return rows // batch
 
 
-SCORE_MATH = {"CAFFE_DNNL_MATH": "fp32"}  # set by --score-math
+SCORE_MATH = {"CAFFE_DNNL_MATH": "fp32", "CAFFE_CUDA_MATH": "fp32"}  # set by --score-math
+GPU_ARGS: list[str] = []  # ["--gpu=N"] with --gpu: every caffe train and test runs there
 
 
 def caffe_test(work: pathlib.Path, net: str, weights: pathlib.Path, test_list: pathlib.Path,
@@ -112,7 +116,7 @@ def caffe_test(work: pathlib.Path, net: str, weights: pathlib.Path, test_list: p
     with the convolution math of ``SCORE_MATH``."""
     (work / "test.prototxt").write_text(net.replace('"data/test/list.txt"', f'"{test_list}"'))
     run = subprocess.run([str(CAFFE), "test", "--model=test.prototxt", f"--weights={weights}",
-                          f"--iterations={test_iterations(test_list, batch)}"],
+                          f"--iterations={test_iterations(test_list, batch)}", *GPU_ARGS],
                          cwd=work, capture_output=True, text=True, env={**os.environ, **SCORE_MATH})
     found = re.findall(r"\] loss = (\S+)", run.stderr)
     if run.returncode != 0 or not found:
@@ -124,7 +128,7 @@ def train_arm(work: pathlib.Path, solver: str, start: pathlib.Path | None, math:
     """Run ``caffe train`` from ``start`` (a .caffemodel or .solverstate, or None: the fillers),
     with ``CAFFE_DNNL_MATH=math`` if given; return the engine line of its log."""
     (work / "solver.prototxt").write_text(solver)
-    args = [str(CAFFE), "train", "--solver=solver.prototxt"]
+    args = [str(CAFFE), "train", "--solver=solver.prototxt", *GPU_ARGS]
     if start is not None:  # absolute: caffe runs in ``work``
         args.append(f"--{'snapshot' if start.suffix == '.solverstate' else 'weights'}={start.resolve()}")
     with open(work / "caffe.log", "w") as log:
@@ -172,15 +176,24 @@ def main() -> None:
     p.add_argument("--score-math", default="fp32", choices=MATHS,
                    help="CAFFE_DNNL_MATH of the scoring (default fp32: every arm scored alike)")
     p.add_argument("--seed", type=int, default=1, help="identity start's seed (= the solver's random_seed)")
+    p.add_argument("--gpu", type=int, help="train and score on this GPU (GPU Caffe: cuBLAS in TF32 while "
+                   "training, CAFFE_CUDA_MATH; in fp32 while scoring unless --score-math says otherwise)")
     args = p.parse_args()
     if not args.arm and not args.scored:
         p.error("give at least one --arm or --scored")
     arms = [parse_arm(a) for a in args.arm]
     SCORE_MATH["CAFFE_DNNL_MATH"] = args.score_math
+    SCORE_MATH["CAFFE_CUDA_MATH"] = "fp32" if args.score_math in ("fp32", "off") else "tf32"
+    if args.gpu is not None:
+        GPU_ARGS.append(f"--gpu={args.gpu}")
     if args.resume is not None and any(kind == "identity" for _, kind, _, _ in arms):
         p.error("--resume continues a run's weights: an identity arm has its own start")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
                platform.processor())
+    if args.gpu is not None:
+        query = subprocess.run(["nvidia-smi", f"--id={args.gpu}", "--query-gpu=name", "--format=csv,noheader"],
+                               capture_output=True, text=True)
+        cpu += f"; GPU {args.gpu}: {query.stdout.strip() or 'unknown (nvidia-smi failed)'}"
     nets = _module("make_nets")
     args.out.mkdir(parents=True, exist_ok=True)
     undistorted_list = (args.undistorted / "list.txt").resolve()
