@@ -278,15 +278,18 @@ use_train_data() {  # split
 # On a GPU (--gpu) the CPU is idle while Caffe trains: draw d+1 is written in the background
 # meanwhile (PREFETCH_PID), and waited for before it is used or the run stops.
 PREFETCH_PID=
+trap stop_prefetch EXIT  # an error, or Ctrl-C, must not leave a datagen writing on its own
 use_draw() {  # d
   local split=train-draw$1 old
   wait_prefetch
   make_data "$split" "$TRAIN_COUNT" "$TRAIN_SEED" $(($1 * TRAIN_COUNT)) || die "could not write draw $1 (data/$split)"
   use_train_data "$split"
   for old in "$RUN"/data/train-draw*; do
-    case "${old##*/}" in "$split"|"${split}_weighted"|"train-draw$(($1 + 1))"*) ;;
+    case "${old##*/}" in "$split"|"${split}_weighted"|"train-draw$(($1 + 1))"|"train-draw$(($1 + 1))_weighted") ;;
       *) say "data/${old##*/}: an earlier draw, deleted"; rm -rf "$old" ;; esac
   done
+  # The next draw is read only if the run goes on past this one (Adam + SGD positions).
+  [ $((($1 + 1) * DRAW_ITERS)) -lt $((ADAM_MAX_ITER + SGD_MAX_ITER)) ] || return 0
   if [ "$PREFETCH_DRAWS" = 1 ] || { [ "$PREFETCH_DRAWS" = auto ] && [ -n "$GPU" ]; }; then
     say "data/train-draw$(($1 + 1)): written in the background while Caffe trains (log: logs/prefetch.out)"
     set -m  # its own process group, which stop_prefetch can interrupt whole
@@ -301,9 +304,11 @@ wait_prefetch() {  # the background draw finished (its failure is not fatal: use
   wait "$PREFETCH_PID" || say "the background draw stopped early (logs/prefetch.out); written in the foreground"
   PREFETCH_PID=
 }
-stop_prefetch() {  # --for: interrupt the background draw (datagen keeps its finished shards)
+# A script started with & (no job control) runs with SIGINT ignored, and so do its children:
+# SIGTERM ends the whole group (shards are written atomically; datagen resumes at the next run).
+stop_prefetch() {  # --for, or the script ends early: end the background draw
   [ -n "$PREFETCH_PID" ] || return 0
-  kill -INT -- "-$PREFETCH_PID" 2>/dev/null || true
+  kill -TERM -- "-$PREFETCH_PID" 2>/dev/null || true
   wait "$PREFETCH_PID" 2>/dev/null || true
   PREFETCH_PID=
 }
@@ -354,6 +359,7 @@ train_stage() {  # name max_iter [--weights=...]
     if [ -n "$state" ]; then
       it=${state##*_iter_}; it=${it%.solverstate}
       [ "$it" -lt "$max_iter" ] || return 0
+      if [ -n "$STOP_AFTER" ] && [ "$SECONDS" -ge "$DEADLINE" ]; then stop_in_time "$name" "$it"; return 0; fi
       say "$name: resuming from $(basename "$state")"
       args+=("--snapshot=snapshots/$(basename "$state")")
     elif [ -n "$init" ]; then
@@ -382,11 +388,14 @@ train_stage() {  # name max_iter [--weights=...]
     # The log is part of the run (loss curve, checklist): INFO level, whatever the caller set.
     local limit=() rc=0
     if [ -n "$STOP_AFTER" ]; then
-      limit=(timeout -k 120 -s INT $((DEADLINE - SECONDS)))  # SIGKILL if Caffe has not stopped 2 min later
-      [ "${limit[5]}" -gt 0 ] || { stop_in_time "$name"; return 0; }
+      # SIGINT at the deadline (Caffe stops and snapshots), SIGKILL if it has not stopped 2 min later.
+      limit=(timeout --foreground -k 120 -s INT $((DEADLINE - SECONDS)))
+      [ "${limit[6]}" -gt 0 ] || { stop_in_time "$name" "$it"; return 0; }
     fi
     (cd "$RUN" && GLOG_minloglevel=0 "${limit[@]}" "$CAFFE" train "${args[@]}" 2>> "logs/$name.log") || rc=$?
-    if [ "$rc" = 124 ] && [ -n "$STOP_AFTER" ]; then stop_in_time "$name"; return 0; fi
+    if [ -n "$STOP_AFTER" ] && { [ "$rc" = 124 ] || { [ "$rc" = 137 ] && [ "$SECONDS" -ge "$DEADLINE" ]; }; }; then
+      stop_in_time "$name" "$it"; return 0
+    fi
     [ "$rc" = 0 ] || die "$name stage failed; see $RUN/logs/$name.log"
     [ -n "$DRAW_ITERS" ] || return 0
   done
@@ -395,18 +404,23 @@ train_stage() {  # name max_iter [--weights=...]
 # --for: Caffe was interrupted (SIGINT: it stops and snapshots at the iteration it was in).
 # That snapshot is kept only if the stage resumes exactly from it (its next row starts a
 # shard); else it goes and the last periodic snapshot (a whole number of shards) stands.
-stop_in_time() {  # stage
-  local state it offset=0
+stop_in_time() {  # stage, the iteration this chunk started at (its snapshots are newer)
+  local state it offset=0 rc=0
   TIME_UP=1
   stop_prefetch
-  [ "$1" = adam ] || offset=$ADAM_MAX_ITER
+  # The row the data list is rotated by: the run's position with draws, the stage's iteration without.
+  [ "$1" = adam ] || [ -z "$DRAW_ITERS" ] || offset=$ADAM_MAX_ITER
   state=$(latest_state "$1")
   if [ -n "$state" ]; then
     it=${state##*_iter_}; it=${it%.solverstate}
-    if ! "$PY" -m stem_restore.snapshots exact "$RUN/data/$TRAIN_DATA/list.txt" "$BATCH_SIZE" $((offset + it)); then
-      say "$1: the stop snapshot at iteration $it is inside a shard (not exactly resumable): removed"
-      rm -f "$state" "${state%.solverstate}.caffemodel"
-      state=$(latest_state "$1")
+    if [ "$it" -gt "$2" ]; then
+      "$PY" -m stem_restore.snapshots exact "$RUN/data/$TRAIN_DATA/list.txt" "$BATCH_SIZE" $((offset + it)) || rc=$?
+      [ "$rc" -le 1 ] || die "could not read the shard list $RUN/data/$TRAIN_DATA/list.txt"
+      if [ "$rc" = 1 ]; then
+        say "$1: the stop snapshot at iteration $it is inside a shard (not exactly resumable): removed"
+        rm -f "$state" "${state%.solverstate}.caffemodel"
+        state=$(latest_state "$1")
+      fi
     fi
   fi
   say "$1: stopped after --for $STOP_AFTER s${state:+; newest snapshot $(basename "$state")}"
@@ -459,7 +473,7 @@ fi
 [ "$TIME_UP" = 1 ] || train_stage sgd "$SGD_MAX_ITER" "--weights=snapshots/adam_iter_${ADAM_MAX_ITER}.caffemodel"
 wait_prefetch
 if [ "$TIME_UP" = 1 ]; then  # --for: the loss curve so far, then stop (the run resumes with the same command)
-  "$PY" -m evaluate.losscurve "$RUN/logs" -o "$RUN/loss.png"
+  "$PY" -m evaluate.losscurve "$RUN/logs" -o "$RUN/loss.png" || say "no loss curve (see above); the snapshots stand"
   say "done (--for $STOP_AFTER): $RUN/snapshots, $RUN/loss.png"; exit 0
 fi
 if ! [ "$RUN/final.caffemodel" -nt "$RUN/snapshots/sgd_iter_${SGD_MAX_ITER}.caffemodel" ]; then

@@ -79,7 +79,8 @@ cg_main() {
   for lib in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13; do
     d=$( { ls -d /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib 2>/dev/null;
            "$py" -c 'import site; print("\n".join(site.getsitepackages()))'; } |
-         while read -r p; do [ -d "$p/nvidia" ] && p=$p/nvidia; find "$p/" -maxdepth 4 -name "$lib*" 2>/dev/null; done | head -n 1)
+         while read -r p; do [ -d "$p/nvidia" ] && p=$p/nvidia; find "$p/" -maxdepth 4 -name "$lib*" 2>/dev/null || true; done |
+         head -n 1 || true)
     [ -n "$d" ] && dirs="$dirs:$(dirname "$d")"
   done
   # The libraries are the caffe tool's alone (a wrapper sets them): Python keeps its own.
@@ -89,12 +90,12 @@ cg_main() {
     "$py" -m pip install -q --no-index --no-deps --no-compile --target "$CG/site" "$CG"/wheels/*.whl &&
       touch "$CG/site/.done" || { echo "env.sh: could not install $CG/wheels" >&2; return 1; }
   fi
-  export PYTHONPATH="$PWD:$CG/site:$CG/python${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONPATH="$PWD:$CG/site:$CG/python${PYTHONPATH:+:$PYTHONPATH}"  # this shell; the shim carries it too
   if [ -e .venv ] && [ ! -f .venv/.gpu-bundle ]; then
     echo "env.sh: $PWD/.venv exists and is not this bundle's: run from a checkout without one" >&2; return 1
   fi
   mkdir -p .venv/bin && touch .venv/.gpu-bundle
-  printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v "$py")" > .venv/bin/python
+  printf '#!/bin/sh\nPYTHONPATH="%s" exec %s "$@"\n' "$PYTHONPATH" "$(command -v "$py")" > .venv/bin/python
   printf '#!/bin/sh\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec %s "$@"\n' \
     "$CG/lib$dirs" "$CG/bin/caffe" > .venv/bin/caffe
   chmod +x .venv/bin/python .venv/bin/caffe
@@ -104,5 +105,6 @@ cg_main
 ENV
 
 mkdir -p "$(dirname "$OUT")"
-tar -I "xz -T0 -${BUNDLE_XZ_LEVEL:-6}" -cf "$OUT.part" -C "$STAGE" . && mv "$OUT.part" "$OUT"
+tar -I "xz -T0 -${BUNDLE_XZ_LEVEL:-6}" -cf "$OUT.part" -C "$STAGE" .
+mv "$OUT.part" "$OUT"
 echo "gpu_bundle: $OUT ($(du -h "$OUT" | cut -f1); $(ls "$STAGE/lib" | wc -l) libraries)"

@@ -48,11 +48,19 @@ wait "$train"; rc=$?
 say "run_training.sh exit status $rc"
 tail -n 8 "$OUTDIR/train.out"
 
+# The run folder: as run_training.sh printed it, else its --run argument; whatever happened,
+# its newest whole snapshot pair is what the next chunk needs.
 run=$(sed -n 's/.*done (--for [0-9]*): \(.*\)\/snapshots, .*/\1/p; s/.*done (--train-only): \(.*\)\/final.caffemodel, .*/\1/p' \
   "$OUTDIR/train.out" | tail -n 1)
-[ -n "$run" ] && [ -d "$run" ] || { say "no run folder in train.out"; exit 1; }
-state=$(ls -t "$run"/snapshots/*_iter_*.solverstate 2>/dev/null | head -n 1)
-[ -n "$state" ] || { say "no snapshot in $run/snapshots"; exit 1; }
+run=${run:-$(sed -n 's/.*checkpoint .* copied into \(.*\)\/snapshots$/\1/p' "$OUTDIR/train.out" | tail -n 1)}
+prev=
+for a in "$@"; do [ "$prev" != --run ] || run=${run:-$a}; prev=$a; done
+[ -n "$run" ] && [ -d "$run" ] || { say "no run folder (train.out names none; give --run)"; exit 1; }
+state=
+for f in $(ls -t "$run"/snapshots/*_iter_*.solverstate 2>/dev/null); do
+  if .venv/bin/python -m stem_restore.snapshots whole "$f"; then state=$f; break; fi
+done
+[ -n "$state" ] || { say "no whole snapshot in $run/snapshots"; exit 1; }
 cp "$state" "${state%.solverstate}.caffemodel" "$run"/logs/*.log "$OUTDIR/"
 [ ! -f "$run/loss.png" ] || cp "$run/loss.png" "$OUTDIR/"
 grep -hE "Iteration [0-9]+ \(" "$run"/logs/*.log | tail -n 2

@@ -26,7 +26,7 @@ Command line (for ``run_training.sh``)::
 
     python -m stem_restore.snapshots whole STATE           # exit 0 if whole, 1 if not
     python -m stem_restore.snapshots order LIST BATCH IT   # the shard list to resume at IT
-    python -m stem_restore.snapshots exact LIST BATCH IT   # exit 0 if IT resumes exactly, 1 if not
+    python -m stem_restore.snapshots exact LIST BATCH IT   # exit 0 if IT resumes exactly, 1 if not, 2 on error
     python -m stem_restore.snapshots adopt STATE RUN       # the pair into RUN/snapshots/
 """
 from __future__ import annotations
@@ -137,9 +137,13 @@ def _main(argv: list[str]) -> int:
                   f"{order[0]}; the data restart at that shard's first row (not exact)", file=sys.stderr)
         sys.stdout.write("\n".join(order) + "\n")
         return 0
-    if len(argv) == 4 and argv[0] == "exact":
-        paths = read_listing(argv[1])
-        return 0 if resume_order(paths, shard_rows(paths), int(argv[2]), int(argv[3]))[1] else 1
+    if len(argv) == 4 and argv[0] == "exact":  # 0 exact, 1 not, 2 the list cannot be read
+        try:
+            paths = read_listing(argv[1])
+            return 0 if resume_order(paths, shard_rows(paths), int(argv[2]), int(argv[3]))[1] else 1
+        except (OSError, KeyError, ValueError) as err:
+            print(f"{argv[1]}: {err}", file=sys.stderr)
+            return 2
     if len(argv) == 3 and argv[0] == "adopt":
         try:
             copy_pair(argv[1], pathlib.Path(argv[2]) / "snapshots", relative_to=argv[2])

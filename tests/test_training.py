@@ -489,6 +489,42 @@ def test_for_stops_training_in_time_at_an_exactly_resumable_snapshot(schedule, t
     assert bad.returncode != 0 and "--for 10s: expected a whole number of seconds" in bad.stderr
 
 
+def test_for_ends_the_background_draw_of_a_run_started_in_the_background(schedule, tmp_path):
+    """--for with a draw being written in the background (PREFETCH_DRAWS=1), the script itself
+    started with & as scripts/gpu_chunk.sh does (so SIGINT is ignored all the way down): the
+    deadline (5 s) passes while draw 0 is written; the draw-1 datagen starts after it, and is
+    ended at once rather than waited for; no process of the run is left behind."""
+    custom = tmp_path / "schedule"
+    custom.mkdir()
+    # Draws big enough that one takes tens of seconds to write with one worker.
+    env_text = RUN_ENV.replace("TRAIN_COUNT=8", "TRAIN_COUNT=2000").replace("SHARD_SIZE=4", "SHARD_SIZE=500")
+    (custom / "run.env").write_text(env_text + "DRAW_PASSES=1\n")
+    (custom / "adam.prototxt").write_text(solver("adam", 100000, "0.0003"))
+    (custom / "sgd.prototxt").write_text((schedule / "sgd.prototxt").read_text())
+    run = tmp_path / "run"
+    line = f"bash {SCRIPT} --schedule {custom} --run {run} --workers 1 --for 5 > {tmp_path / 'out.txt'} 2>&1 & wait $!"
+    result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PREFETCH_DRAWS": "1"})
+    ended = time.time()
+    out = (tmp_path / "out.txt").read_text()
+    assert result.returncode == 0, out[-3000:]
+    assert "train-draw1: written in the background" in out and "adam: stopped after --for 5 s" in out, out[-3000:]
+    draw0 = (run / "data" / "train-draw0" / "list.txt").stat().st_mtime  # draw 0 complete
+    assert ended - draw0 < 12, f"{ended - draw0:.0f} s after draw 0: the background draw was waited for"
+    assert not (run / "data" / "train-draw1" / "list.txt").exists()
+    time.sleep(1)
+    left = []
+    for proc in os.listdir("/proc"):
+        if proc.isdigit():
+            try:
+                cmdline = open(f"/proc/{proc}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if str(run) in cmdline:
+                left.append(cmdline.replace("\0", " "))
+    assert not left, left
+
+
 def test_committed_checkpoint_is_a_whole_pair():
     """models/checkpoint/ holds one .caffemodel + .solverstate pair that git tracks (a
     fresh clone must be able to --resume-from it; *.solverstate is ignored elsewhere)."""
