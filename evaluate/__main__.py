@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", type=int, help="GPU device id for the CNN (needs a CUDA Caffe; default CPU)")
     p.add_argument("--math", choices=("fp32", "bf16", "auto", "off"), default="fp32",
                    help="CAFFE_DNNL_MATH of the CNNs on the CPU (default fp32: the same numbers on every CPU; "
-                        "bf16, restore.py's default on CPUs with AVX512-BF16 or AMX, costs 0.3-0.5 dB on good frames, BENCHMARKS.md)")
+                        "bf16, restore.py's default on CPUs with AVX512-BF16 or AMX, costs 0.3-0.5 dB on good frames, BENCHMARKS.md); "
+                        "with --gpu, fp32/off keep cuBLAS in IEEE fp32 (CAFFE_CUDA_MATH=fp32), bf16/auto allow TF32")
     p.add_argument("--strict", action="store_true", help="exit with status 2 if any checklist item fails")
     p.add_argument("--out", required=True, help="output folder")
     return p
@@ -374,15 +375,18 @@ def cmd_run(argv: list[str]) -> int:
     except OptionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    before = os.environ.get("CAFFE_DNNL_MATH")
+    before = {k: os.environ.get(k) for k in ("CAFFE_DNNL_MATH", "CAFFE_CUDA_MATH")}
     os.environ["CAFFE_DNNL_MATH"] = a.math  # read by each convolution layer Caffe builds
+    # The GPU build's cuBLAS (read when Caffe makes its handle): IEEE fp32 for the same numbers.
+    os.environ["CAFFE_CUDA_MATH"] = "fp32" if a.math in ("fp32", "off") else "tf32"
     try:
         return _evaluate(a, argv, out, inputs)
-    finally:  # a caller's own setting comes back (main() is also called in-process)
-        if before is None:
-            os.environ.pop("CAFFE_DNNL_MATH", None)
-        else:
-            os.environ["CAFFE_DNNL_MATH"] = before
+    finally:  # a caller's own settings come back (main() is also called in-process)
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _evaluate(a: argparse.Namespace, argv: list[str], out: Path, inputs: RunInputs) -> int:

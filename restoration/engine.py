@@ -85,10 +85,11 @@ def conv_engine_info(gpu: int | None = None) -> str:
     On the CPU, the build's answer (``caffe.conv_engine_info()``): e.g.
     ``dnnl fp32 isa=avx2 onednn=3.2.0`` for the oneDNN engine of the project's
     CPU build (``CAFFE_DNNL_MATH`` = auto | fp32 | bf16 | off picks its math),
-    ``caffe (CAFFE_DNNL_MATH=off)`` or ``caffe``; on a GPU ``gpu:N``.
+    ``caffe (CAFFE_DNNL_MATH=off)`` or ``caffe``; on a GPU ``gpu:N cublas tf32`` or
+    ``gpu:N cublas fp32`` (``CAFFE_CUDA_MATH``, the GPU build's cuBLAS math; default tf32).
     """
     if gpu is not None:
-        return f"gpu:{gpu}"
+        return f"gpu:{gpu} cublas {os.environ.get('CAFFE_CUDA_MATH', 'tf32')}"
     import caffe
 
     info = getattr(caffe, "conv_engine_info", None)

@@ -257,3 +257,14 @@ def test_docs_example_runs(tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_gpu_engine_info_names_the_cublas_math(monkeypatch):
+    """On a GPU the provenance line names the cuBLAS math the GPU build uses (CAFFE_CUDA_MATH,
+    default tf32), as the CPU's names the oneDNN engine's."""
+    from restoration.engine import conv_engine_info
+
+    monkeypatch.delenv("CAFFE_CUDA_MATH", raising=False)
+    assert conv_engine_info(0) == "gpu:0 cublas tf32"
+    monkeypatch.setenv("CAFFE_CUDA_MATH", "fp32")
+    assert conv_engine_info(1) == "gpu:1 cublas fp32"

@@ -309,6 +309,7 @@ def test_math_picks_the_cnn_engine_and_leaves_the_environment_as_it_was(tmp_path
     """--math sets CAFFE_DNNL_MATH for the CNN (default fp32: one table whatever the CPU),
     results.md names the engine that ran, and the caller's setting comes back afterwards."""
     monkeypatch.setenv("CAFFE_DNNL_MATH", "auto")
+    monkeypatch.delenv("CAFFE_CUDA_MATH", raising=False)
     common = ["--model", str(DEPLOY), "--weights", str(weights), "--preset", "quick", "--size", "64",
               "--count", "1", "--val-count", "1", "--seed", "1000", "--doses", "300", "--families",
               "shot_noise", "--no-family-noise", "--baselines", "gaussian", "--bm3d", "off", "--examples", "0"]
@@ -318,6 +319,6 @@ def test_math_picks_the_cnn_engine_and_leaves_the_environment_as_it_was(tmp_path
         assert main(common + ([] if math_arg is None else ["--math", math_arg]) + ["--out", str(out)]) == 0
         engines[math_arg] = next(line for line in (out / "results.md").read_text().splitlines()
                                  if line.startswith("- CNN convolutions: "))
-        assert os.environ["CAFFE_DNNL_MATH"] == "auto"
+        assert os.environ["CAFFE_DNNL_MATH"] == "auto" and "CAFFE_CUDA_MATH" not in os.environ
     assert engines[None].startswith("- CNN convolutions: dnnl fp32 ") and "`--math fp32`" in engines[None]
     assert "caffe (CAFFE_DNNL_MATH=off)" in engines["off"] and "`--math off`" in engines["off"]
