@@ -13,7 +13,9 @@ alignment costs where there is no jitter), the full mix and the held-out mix.
     python benchmarks/pre_align.py --weights runs/long96d/snapshots/adam_iter_N.caffemodel
     python benchmarks/pre_align.py --also aligned=runs/align96/snapshots/adam_iter_N.caffemodel
 
-``--also NAME=WEIGHTS`` adds a net (same deploy prototxt) applied to the row-aligned frames,
+``align_rows(cnn)`` is the other order: the net first, then row alignment of its output (whose
+rows are denoised, so their cross-correlation is sharper); ``cnn(align@cnn)`` measures the line
+offsets on the net's output, undoes them on the raw frame and runs the net on that.  ``--also NAME=WEIGHTS`` adds a net (same deploy prototxt) applied to the row-aligned frames,
 e.g. one trained on row-aligned inputs (``benchmarks/align_shards.py``).
 
 Row alignment runs with fixed parameters (``--align``; default: those evaluate's grid search
@@ -35,7 +37,7 @@ sys.path.insert(0, str(REPO))
 import datagen  # noqa: E402
 from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
-from stem_restore.rowalign import DEFAULT_ALIGN, align_rows, parse_align  # noqa: E402
+from stem_restore.rowalign import DEFAULT_ALIGN, align_rows, estimate_row_offsets, parse_align, shift_rows  # noqa: E402
 
 #: Families whose raw frames are already good (evaluate's table @ 300: 52-53 dB raw for flyback
 #: and detector lag): where alignment can only move good rows.
@@ -85,7 +87,7 @@ def main() -> None:
         print(f"{name}: weights {net.weights}")
     print()
     presets = {"base": datagen.load_preset(a.preset), "heldout": datagen.load_preset(a.heldout_preset)}
-    methods = ("raw", "align_rows", "cnn", "cnn(align_rows)") + tuple(others)
+    methods = ("raw", "align_rows", "cnn", "cnn(align_rows)", "align_rows(cnn)", "cnn(align@cnn)") + tuple(others)
     print("| condition | " + " | ".join(f"{m} dB" for m in methods)
           + " | " + " | ".join(f"{m} − cnn, no-drift frames" for m in methods[3:]) + " | "
           + " | ".join(f"{m} px" for m in methods) + " |")
@@ -98,6 +100,10 @@ def main() -> None:
         outs["align_rows"] = [align_rows(d, **align) for d in outs["raw"]]
         outs["cnn"] = [model.restore(d) for d in outs["raw"]]
         outs["cnn(align_rows)"] = [model.restore(d) for d in outs["align_rows"]]
+        outs["align_rows(cnn)"] = [align_rows(o, **align) for o in outs["cnn"]]  # rows of the denoised frame
+        # The offsets measured on the net's output, undone on the raw frame, then the net again.
+        outs["cnn(align@cnn)"] = [model.restore(shift_rows(d, estimate_row_offsets(o, **align)))
+                                  for d, o in zip(outs["raw"], outs["cnn"])]
         for name, net in others.items():
             outs[name] = [net.restore(d) for d in outs["align_rows"]]
         db = {m: np.array([psnr(o, c) for o, c in zip(outs[m], clean)]) for m in methods}
