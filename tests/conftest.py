@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import sys
 
 import pytest
@@ -17,6 +18,12 @@ if str(REPO) not in sys.path:
 #: CI machine may be one.  bf16 has its own tests with its own tolerance
 #: (tests/test_dnnl_engine.py switches the mode per test with ``math_mode``).
 os.environ["CAFFE_DNNL_MATH"] = "fp32"
+
+#: A suite started in the background (`nohup ... &`, no job control) runs with SIGINT ignored,
+#: and every subprocess inherits that: the Ctrl-C tests (restore.py, datagen) would then see no
+#: KeyboardInterrupt.  Python's own handler here: subprocesses start with SIGINT at its default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: The `caffe` tool that scripts/install.sh links into the venv.
 CAFFE_BIN = REPO / ".venv" / "bin" / "caffe"
