@@ -17,7 +17,8 @@
 #
 # SECONDS counts from the start of run_training.sh (data included); the command as a whole
 # takes ~20 s longer (unpacking, loss curve, copies).  Environment: GPU (default 0; empty:
-# train on the CPU, as the tests do with a bundle of the CPU build), BENCH=0 skips the timing.
+# train on the CPU, as the tests do with a bundle of the CPU build), BENCH=0 skips the timing,
+# BENCH_SHAPES="32x96 32x192 128x96" times those batch x patch shapes (default 32x96: the run's).
 set -uo pipefail
 [ $# -ge 3 ] || { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 BUNDLE=$1 SECONDS_FOR=$2 OUTDIR=$3
@@ -41,8 +42,10 @@ GPU=${GPU-0}
 bash run_training.sh ${GPU:+--gpu "$GPU"} --for "$SECONDS_FOR" "$@" > "$OUTDIR/train.out" 2>&1 &
 train=$!
 if [ "${BENCH:-1}" = 1 ]; then
-  .venv/bin/python benchmarks/bench_train.py ${GPU:+--gpu "$GPU"} --batch 32 --size 96 --iterations 10 2>&1 |
-    tee "$OUTDIR/bench.txt"
+  for shape in ${BENCH_SHAPES:-32x96}; do
+    .venv/bin/python benchmarks/bench_train.py ${GPU:+--gpu "$GPU"} --batch "${shape%x*}" --size "${shape#*x}" \
+      --iterations 10 2>&1 | tee -a "$OUTDIR/bench.txt"
+  done
 fi
 wait "$train"; rc=$?
 say "run_training.sh exit status $rc"
