@@ -44,6 +44,20 @@ def device_name(gpu: int | None) -> str:
     return m.group(1).strip() if m else f"GPU {gpu} (device_query failed: {q.stderr.strip()[-200:]})"
 
 
+def gpu_engine() -> str:
+    """The GPU convolution engine Caffe's default picks: cuDNN in a build linked with it
+    (scripts/patches/cuda/0103-*) unless CAFFE_CUDNN=0, else im2col + cuBLAS."""
+    tool = CAFFE
+    text = tool.read_bytes()[:4096] if tool.is_file() else b""
+    m = re.search(rb"exec (\S+)", text) if text.startswith(b"#!") else None  # scripts/gpu_bundle.sh's shim
+    if m:
+        tool = pathlib.Path(m.group(1).decode())
+    ldd = subprocess.run(["ldd", str(tool)], capture_output=True, text=True).stdout
+    if "libcudnn" in ldd and os.environ.get("CAFFE_CUDNN", "1") != "0":
+        return "cuDNN"
+    return "cuBLAS (im2col + GEMM)"
+
+
 def caffe_time(batch: int, size: int, iterations: int = 5, gpu: int | None = None,
                env: dict | None = None) -> tuple[float, float]:
     """(forward ms, forward+backward ms) per iteration from ``caffe time``."""
@@ -78,7 +92,7 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=5)
     a = p.parse_args()
     print(f"device: {device_name(a.gpu)}; engine: "
-          f"{'cuBLAS (im2col + GEMM)' if a.gpu is not None else 'CAFFE_DNNL_MATH=' + os.environ.get('CAFFE_DNNL_MATH', 'auto')}")
+          f"{gpu_engine() if a.gpu is not None else 'CAFFE_DNNL_MATH=' + os.environ.get('CAFFE_DNNL_MATH', 'auto')}")
     px = a.batch * a.size * a.size
     gflop = 3 * flops_per_pixel() * px / 1e9  # backward ~ 2x forward
     modes = [("fp32", {"CAFFE_CUDA_MATH": "fp32"}), ("tf32", {"CAFFE_CUDA_MATH": "tf32"})] if a.gpu is not None \

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Pack the GPU build of Caffe (.caffe/cuda, made by `install.sh --cuda`) into one archive
 # that trains on a GPU machine which has the NVIDIA driver, CUDA 13's cuBLAS and cuRAND
-# (a CUDA toolkit, or the nvidia-* wheels PyTorch brings) and Python 3 with numpy, scipy,
+# (and cuDNN 9, for a build with cuDNN: a CUDA toolkit, or the nvidia-* wheels PyTorch
+# brings) and Python 3 with numpy, scipy,
 # h5py and matplotlib, but none of Caffe's build dependencies: a cloud GPU image, a
 # machine without network, a session's lent GPU.
 #
 #   bash scripts/gpu_bundle.sh [--build DIR] [--no-wheels] [ARCHIVE]   # default .caffe/caffe-gpu.tar.xz
 #
 # The archive holds bin/caffe, lib/ (libcaffe and every shared library it loads except
-# the C library, the C++ runtime, the driver's and CUDA's), python/caffe/proto
+# the C library, the C++ runtime, the driver's, CUDA's and cuDNN's), python/caffe/proto
 # (caffe_pb2: the project reads prototxt with Caffe's own schema), wheels/ (ase and
 # protobuf, which such images lack; --no-wheels leaves them out) and env.sh.  On the GPU
 # machine, in a checkout (scripts/gpu_chunk.sh does all of it):
@@ -55,7 +56,7 @@ touch "$STAGE/python/caffe/__init__.py" "$STAGE/python/caffe/proto/__init__.py"
 cp "$BUILD/build/include/caffe/proto/caffe_pb2.py" "$STAGE/python/caffe/proto/"
 
 # Every library the tool loads, by its soname, except those the GPU machine must bring.
-skip='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libresolv|libstdc\+\+|libgcc_s|libcuda|libnvidia|libcublas|libcublasLt|libcurand|libcudart)\.so'
+skip='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libresolv|libstdc\+\+|libgcc_s|libcuda|libnvidia|libcublas|libcublasLt|libcurand|libcudart|libcudnn)\.so'
 ldd "$STAGE/bin/caffe" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r name path; do
   [[ "$name" =~ $skip ]] && continue
   cp -L "$path" "$STAGE/lib/$name"
@@ -75,8 +76,10 @@ CG=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cg_main() {
   local py=${PYTHON:-python3} dirs="" lib d missing
   command -v "$py" >/dev/null || { echo "env.sh: no $py" >&2; return 1; }
-  # cuBLAS / cuRAND / cudart: a CUDA toolkit's lib64, or NVIDIA's wheels in site-packages.
-  for lib in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13; do
+  # cuBLAS / cuRAND / cudart (and cuDNN 9, for a build with it): a CUDA toolkit's lib64, or
+  # NVIDIA's wheels in site-packages (PyTorch's images have cuDNN there; its sub-libraries
+  # load from beside libcudnn.so.9).
+  for lib in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13 libcudnn.so.9; do
     d=$( { ls -d /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib 2>/dev/null;
            "$py" -c 'import site; print("\n".join(site.getsitepackages()))'; } |
          while read -r p; do [ -d "$p/nvidia" ] && p=$p/nvidia; find "$p/" -maxdepth 4 -name "$lib*" 2>/dev/null || true; done |

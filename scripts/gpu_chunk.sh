@@ -2,10 +2,12 @@
 # One chunk of a training run on a GPU machine that has only the NVIDIA driver, CUDA 13's
 # cuBLAS and Python 3 (a rented or lent GPU; see scripts/gpu_bundle.sh), from a checkout:
 #
-#   bash scripts/gpu_chunk.sh BUNDLE SECONDS OUTDIR [run_training.sh options]
+#   bash scripts/gpu_chunk.sh BUNDLE[,BUNDLE...] SECONDS OUTDIR [run_training.sh options]
 #   bash scripts/gpu_chunk.sh caffe-gpu.tar.xz 470 /tmp/out --run runs/long96d --resume-from models/checkpoint
 #
-# It unpacks the bundle (env.sh), times the net on GPU 0 in fp32 and TF32 while the first
+# It unpacks the first bundle whose libraries resolve (env.sh), checks cuDNN against Caffe's
+# own engine if the build has it (benchmarks/engine_check.py: CAFFE_CUDNN=0 unless cuDNN
+# agrees and is faster), times the net on GPU 0 in fp32 and TF32 while the first
 # draw of pairs is written (benchmarks/bench_train.py --gpu 0), trains
 # `run_training.sh --gpu 0 --for SECONDS [options]`, and copies what a CPU machine needs to
 # go on into OUTDIR (at most 8 files): the run's newest snapshot pair, logs/adam.log (and
@@ -20,7 +22,7 @@
 # train on the CPU, as the tests do with a bundle of the CPU build), BENCH=0 skips the timing,
 # BENCH_SHAPES="32x96 32x192 128x96" times those batch x patch shapes (default 32x96: the run's).
 set -uo pipefail
-[ $# -ge 3 ] || { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 BUNDLE=$1 SECONDS_FOR=$2 OUTDIR=$3
 shift 3
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,14 +33,29 @@ say() { printf '[gpu_chunk] %s\n' "$*"; }
 
 say "$(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -n 1)"
 say "cpu:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) x $(nproc)"
-CG=$(mktemp -d /tmp/caffe-gpu.XXXXXX)
-tar -xJf "$BUNDLE" -C "$CG" || { say "could not unpack $BUNDLE"; exit 1; }
-# shellcheck source=/dev/null
-. "$CG/env.sh" || exit 1
+# BUNDLE may list several, comma-separated: the first whose libraries all resolve here is used
+# (e.g. a build with cuDNN, then one without for a machine that has no cuDNN).
+CG=
+for b in ${BUNDLE//,/ }; do
+  CG=$(mktemp -d /tmp/caffe-gpu.XXXXXX)
+  # shellcheck source=/dev/null
+  if tar -xJf "$b" -C "$CG" && . "$CG/env.sh"; then say "bundle $b"; break; fi
+  say "bundle $b: not usable here"; rm -rf "$CG"; CG=
+done
+[ -n "$CG" ] || { say "no usable bundle in $BUNDLE"; exit 1; }
 .venv/bin/python -c "from stem_restore.network import caffe_pb2; caffe_pb2()" || { say "the project's Python does not import"; exit 1; }
+GPU=${GPU-0}
+
+# A build with cuDNN trains on it only if it computes what Caffe's own engine computes (loss
+# and every layer's gradient, benchmarks/engine_check.py) and is faster; else CAFFE_CUDNN=0.
+if [ -n "$GPU" ] && ldd "$CG/bin/caffe" | grep -q libcudnn && [ "${CAFFE_CUDNN:-1}" != 0 ]; then
+  .venv/bin/python benchmarks/engine_check.py --gpu "$GPU" 2>&1 | grep -v '^[IWE][0-9]' | tee -a "$OUTDIR/bench.txt"
+  engine=$(sed -n 's/^engine: \([a-z]*\).*/\1/p' "$OUTDIR/bench.txt" | tail -n 1)
+  [ "$engine" = cudnn ] || export CAFFE_CUDNN=0
+  say "convolution engine: ${engine:-caffe (the check did not finish)}"
+fi
 
 # run_training.sh writes data on the CPUs first; the GPU is timed meanwhile.
-GPU=${GPU-0}
 bash run_training.sh ${GPU:+--gpu "$GPU"} --for "$SECONDS_FOR" "$@" > "$OUTDIR/train.out" 2>&1 &
 train=$!
 if [ "${BENCH:-1}" = 1 ]; then

@@ -6,7 +6,7 @@
 # linked against oneDNN from pinned, checksummed wheels (.caffe/dnnl).
 #
 #   bash scripts/install.sh            # CPU Caffe (OpenBLAS)
-#   bash scripts/install.sh --cuda     # GPU Caffe (cuBLAS; cuDNN if it is version 5-7); needs nvcc
+#   bash scripts/install.sh --cuda     # GPU Caffe (cuDNN + cuBLAS); needs nvcc
 #
 # Options:  --jobs N        parallel compile jobs (default: nproc)
 #           --no-cpp-tests  skip building/running Caffe's C++ test suite after a build
@@ -15,6 +15,7 @@
 # Environment:
 #   CAFFE_SRC=PATH   use this Caffe tarball or checkout instead of Debian's source package
 #   CUDA_ARCH="75 80 86 89 90"   GPU architectures for --cuda (default: from nvcc's version)
+#   CUDNN=0          --cuda without cuDNN (Caffe's own im2col + cuBLAS convolutions only)
 #   PYTHON=python3   interpreter the venv is made from (must be Python 3.11)
 #
 # Idempotent: every step records what it did in a stamp (a hash of its recipe);
@@ -324,15 +325,10 @@ cmake_flags() {
       # CUDA 13 dropped Pascal (60/61) and Volta (70); CUDA 11.8-12.x has them all.
       if [ "${major:-0}" -ge 13 ]; then arch="75 80 86 89 90"; else arch="60 61 70 75 80 86 89 90"; fi
     fi
-    # Caffe 1.0's cuDNN layers use the cuDNN 5-7 API (cudnnGetConvolutionForwardAlgorithm and
-    # friends, removed in cuDNN 8): with a newer cuDNN the build uses cuBLAS (im2col + GEMM).
-    local v  # CUDNN_MAJOR: in cudnn_version.h since cuDNN 8, in cudnn.h before
-    v=$(cat /usr/include/cudnn_version*.h /usr/include/*/cudnn_version*.h /usr/local/cuda/include/cudnn_version.h \
-            /usr/include/cudnn.h /usr/include/*/cudnn.h /usr/local/cuda/include/cudnn.h 2>/dev/null |
-        sed -n 's/^#define CUDNN_MAJOR[[:space:]]*\([0-9]*\).*/\1/p' | head -n 1 || true)
-    if [ -n "$v" ] && [ "$v" -le 7 ]; then cudnn=ON
-    elif [ -n "$v" ]; then say "cuDNN $v found: newer than Caffe 1.0's cuDNN code (5-7), so not used"
-    fi
+    # cuDNN: the system's (any version from 5 on: scripts/patches/cuda/0103-* ports Caffe's
+    # cuDNN layers to cuDNN 8/9), else NVIDIA's wheel (cuda_cudnn). At run time CAFFE_CUDNN=0
+    # still gives Caffe's own engine, for a check or a speed comparison.
+    if [ "${CUDNN:-1}" != 0 ]; then cudnn=ON; cuda_cudnn; fi
     CMAKE_FLAGS+=(-DCPU_ONLY=OFF "-DUSE_CUDNN=$cudnn" -DCUDA_ARCH_NAME=Manual
                   "-DCUDA_ARCH_BIN=$arch" "-DCUDA_ARCH_PTX=${arch##* }")
     cuda_math_libs
@@ -365,6 +361,31 @@ cuda_math_libs() {
   CMAKE_FLAGS+=("-DCUDA_cublas_LIBRARY=$(ls "$cu"/lib/libcublas.so.* | head -n 1)"
                 "-DCUDA_curand_LIBRARY=$(ls "$cu"/lib/libcurand.so.* | head -n 1)"
                 "-DCMAKE_CXX_FLAGS=-I$cu/include" "-DCUDA_NVCC_FLAGS=-I$cu/include")
+}
+
+# cuDNN for --cuda: a system cuDNN (a CUDA image's /usr/include/cudnn*.h) is found by Caffe's
+# CMake; without one, NVIDIA's wheel for nvcc's CUDA major goes into .caffe/cudnn-libs like
+# cuBLAS (headers + libcudnn.so.9; its sub-libraries are loaded at run time from beside it).
+CUDNN_WHEELS=([12]="nvidia-cudnn-cu12==9.13.0.50" [13]="nvidia-cudnn-cu13==9.13.0.50")
+cuda_cudnn() {
+  if ls /usr/include/cudnn.h /usr/include/*/cudnn.h /usr/local/cuda/include/cudnn.h >/dev/null 2>&1; then
+    return
+  fi
+  local major wheel libs=$CACHE/cudnn-libs
+  major=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+  wheel=${CUDNN_WHEELS[$major]:-}
+  [ -n "$wheel" ] || die "no cuDNN wheel pinned for CUDA $major; install cuDNN, or CUDNN=0 for none"
+  if [ "$(cat "$libs/.done" 2>/dev/null)" != "$wheel" ]; then
+    say "cuDNN missing: installing $wheel into $libs"
+    rm -rf "$libs"
+    "$VENV/bin/python" -m pip install -q --no-deps --target "$libs" "$wheel" ||
+      die "could not install $wheel; install cuDNN, or CUDNN=0 to build without it."
+    echo "$wheel" > "$libs/.done"
+  fi
+  local cu
+  cu=$(dirname "$(find "$libs" -name cudnn.h | head -n 1)")/..
+  cu=$(cd "$cu" && pwd)
+  CMAKE_FLAGS+=("-DCUDNN_INCLUDE=$cu/include" "-DCUDNN_LIBRARY=$cu/lib/libcudnn.so.9")
 }
 
 build_caffe() {

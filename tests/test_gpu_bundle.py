@@ -71,10 +71,14 @@ def test_chunk_trains_from_the_bundle_and_collects_what_resumes_the_run(bundle, 
     out = tmp_path / "out"
     env = {**os.environ, "GPU": "", "BENCH": "0", "PYTHON": sys.executable}
     env.pop("PYTHONPATH", None)
-    chunk = subprocess.run(["bash", "scripts/gpu_chunk.sh", str(bundle), "300", str(out), "--schedule", str(schedule),
+    # A list of bundles: the first that unpacks and resolves is used (here the second).
+    bundles = f"{tmp_path / 'absent.tar.xz'},{bundle}"
+    chunk = subprocess.run(["bash", "scripts/gpu_chunk.sh", bundles, "300", str(out), "--schedule", str(schedule),
                             "--run", "runs/tiny", "--workers", "1"], cwd=repo, capture_output=True, text=True,
                            timeout=900, env=env)
     assert chunk.returncode == 0, chunk.stdout[-3000:] + chunk.stderr[-3000:]
+    assert f"bundle {tmp_path / 'absent.tar.xz'}: not usable here" in chunk.stdout
+    assert f"bundle {bundle}\n" in chunk.stdout
     assert (repo / ".venv" / ".gpu-bundle").exists()
     wrapper = (repo / ".venv" / "bin" / "caffe").read_text()
     assert "LD_LIBRARY_PATH=" in wrapper and "/lib" in wrapper
