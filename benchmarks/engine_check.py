@@ -7,9 +7,9 @@ cuDNN unless ``CAFFE_CUDNN=0``, which gives Caffe's own layers (im2col + cuBLAS)
 lent GPU trains on cuDNN, this checks that both engines compute the same thing:
 
 1. writes ``--batch`` training pairs (``datagen``, preset ``training``, ``--seed``) of ``--size``²;
-2. per engine, one SGD step of rate 1 from ``--weights`` (``caffe train``): the loss at
-   iteration 0 (forward) and, from the snapshot after it, each layer's gradient = the weights
-   before minus after (backward);
+2. per engine, one SGD step of rate ``LR`` from ``--weights`` (``caffe train``): the loss at
+   iteration 0 (forward) and, from the snapshot after it, each layer's gradient = (the weights
+   before minus after) / ``LR`` (backward);
 3. compares them: the loss's relative difference and, per layer, ‖g_cudnn − g_caffe‖ / ‖g_caffe‖;
 4. times both engines (``caffe time``, forward + backward, benchmarks/bench_train.py).
 
@@ -39,9 +39,13 @@ from stem_restore.network import caffe_pb2  # noqa: E402
 
 ENGINES = {"cudnn": {"CAFFE_CUDNN": "1"}, "caffe": {"CAFFE_CUDNN": "0"}}
 
+#: SGD with momentum 0: w <- w - LR * g, so g = (before - after) / LR.  A power of two (exact
+#: division); large, so that LR * g outweighs w and float32 rounding of w - LR * g costs g little.
+LR = 1024.0
+
 SOLVER = """net: "net.prototxt"
-type: "SGD"          # w <- w - lr * g with momentum 0: the step IS the gradient
-base_lr: 1
+type: "SGD"
+base_lr: {lr}
 lr_policy: "fixed"
 momentum: 0
 weight_decay: 0
@@ -77,9 +81,9 @@ def read_blobs(path: pathlib.Path) -> dict[str, list[np.ndarray]]:
 
 
 def one_step(work: pathlib.Path, weights: pathlib.Path, gpu: int | None, env: dict) -> tuple[float, dict]:
-    """(loss at iteration 0, {layer: [gradient per blob]}) of one SGD step of rate 1."""
+    """(loss at iteration 0, {layer: [gradient per blob]}) from one SGD step of rate ``LR``."""
     work.mkdir(parents=True, exist_ok=True)
-    (work / "solver.prototxt").write_text(SOLVER.format(mode="GPU" if gpu is not None else "CPU"))
+    (work / "solver.prototxt").write_text(SOLVER.format(lr=LR, mode="GPU" if gpu is not None else "CPU"))
     cmd = [str(CAFFE), "train", "--solver=solver.prototxt", f"--weights={weights.resolve()}"]
     cmd += [f"--gpu={gpu}"] if gpu is not None else []
     run = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
@@ -88,7 +92,7 @@ def one_step(work: pathlib.Path, weights: pathlib.Path, gpu: int | None, env: di
     if run.returncode != 0 or not found:
         raise RuntimeError(f"caffe train failed in {work}: {run.stderr.strip()[-800:]}")
     before, after = read_blobs(weights), read_blobs(work / "step_iter_1.caffemodel")
-    grads = {name: [b - a for b, a in zip(before[name], after[name])] for name in after}
+    grads = {name: [(b - a) / LR for b, a in zip(before[name], after[name])] for name in after}
     return float(found[0]), grads
 
 

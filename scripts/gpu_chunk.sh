@@ -18,7 +18,7 @@
 #   bash run_training.sh --run RUN --train-only      # goes on on the CPU, or --save-checkpoint DIR
 #
 # SECONDS counts from the start of run_training.sh (data included); the command as a whole
-# takes ~20 s longer (unpacking, loss curve, copies).  Environment: GPU (default 0; empty:
+# takes ~20 s longer (unpacking, loss curve, copies; ~30 s more for the cuDNN check).  Environment: GPU (default 0; empty:
 # train on the CPU, as the tests do with a bundle of the CPU build), BENCH=0 skips the timing,
 # BENCH_SHAPES="32x96 32x192 128x96" times those batch x patch shapes (default 32x96: the run's).
 set -uo pipefail
@@ -46,11 +46,17 @@ done
 .venv/bin/python -c "from stem_restore.network import caffe_pb2; caffe_pb2()" || { say "the project's Python does not import"; exit 1; }
 GPU=${GPU-0}
 
+rm -f "$OUTDIR/bench.txt"  # this chunk's timings and engine check only
+
 # A build with cuDNN trains on it only if it computes what Caffe's own engine computes (loss
 # and every layer's gradient, benchmarks/engine_check.py) and is faster; else CAFFE_CUDNN=0.
-if [ -n "$GPU" ] && ldd "$CG/bin/caffe" | grep -q libcudnn && [ "${CAFFE_CUDNN:-1}" != 0 ]; then
-  .venv/bin/python benchmarks/engine_check.py --gpu "$GPU" 2>&1 | grep -v '^[IWE][0-9]' | tee -a "$OUTDIR/bench.txt"
-  engine=$(sed -n 's/^engine: \([a-z]*\).*/\1/p' "$OUTDIR/bench.txt" | tail -n 1)
+libs=$(ldd "$CG/bin/caffe" 2>/dev/null || true)
+if [ -n "$GPU" ] && [[ "$libs" == *libcudnn* ]] && [ "${CAFFE_CUDNN:-1}" != 0 ]; then
+  check=$(mktemp)
+  .venv/bin/python benchmarks/engine_check.py --gpu "${GPU%%,*}" > "$check" 2>&1
+  grep -v '^[IWE][0-9]' "$check" | tail -n 30 | tee -a "$OUTDIR/bench.txt"
+  engine=$(sed -n 's/^engine: \([a-z]*\).*/\1/p' "$check" | tail -n 1)
+  rm -f "$check"
   [ "$engine" = cudnn ] || export CAFFE_CUDNN=0
   say "convolution engine: ${engine:-caffe (the check did not finish)}"
 fi
@@ -60,7 +66,7 @@ bash run_training.sh ${GPU:+--gpu "$GPU"} --for "$SECONDS_FOR" "$@" > "$OUTDIR/t
 train=$!
 if [ "${BENCH:-1}" = 1 ]; then
   for shape in ${BENCH_SHAPES:-32x96}; do
-    .venv/bin/python benchmarks/bench_train.py ${GPU:+--gpu "$GPU"} --batch "${shape%x*}" --size "${shape#*x}" \
+    .venv/bin/python benchmarks/bench_train.py ${GPU:+--gpu "${GPU%%,*}"} --batch "${shape%x*}" --size "${shape#*x}" \
       --iterations 10 2>&1 | tee -a "$OUTDIR/bench.txt"
   done
 fi

@@ -1,0 +1,88 @@
+"""How much of a method's remaining error is scan lines sitting at the wrong x?
+
+Line jitter moves each scan line along the fast-scan axis.  One frame constrains that motion
+only through the specimen's own regularity, so part of what the net cannot remove may be row
+displacement rather than intensity error.  This splits the two with an *oracle*: each row of
+a method's output is shifted (sub-pixel, ``stem_restore.rowalign.shift_rows``) by the offset
+that best aligns it with the same row of the clean target (``pair_shifts``: cross-correlation
+with the truth, which no real method has).  The PSNR gained that way is the share of the error
+that is row displacement; what is left is intensity error (noise, blur, lost contrast) and 2-D
+distortion (drift, the y part of jitter).
+
+On the evaluation's full-mix test images (the same seeds, sizes and data_range as
+``python -m evaluate``), for the raw frame, the net, and the net after row alignment
+(``restore.py --align-rows``), it prints per dose the mean PSNR as is and after the oracle,
+over all frames and over the frames without drift (evaluate's split,
+``datagen.drift_only_references``).
+
+    CAFFE_DNNL_MATH=fp32 python benchmarks/error_budget.py [--weights W.caffemodel]
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import platform
+import sys
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import datagen  # noqa: E402
+from evaluate import run  # noqa: E402
+from evaluate.metrics import psnr  # noqa: E402
+from stem_restore.rowalign import DEFAULT_ALIGN, align_rows, pair_shifts, parse_align, shift_rows  # noqa: E402
+
+
+def oracle_rows(image: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """``image`` with each row moved onto the same row of ``clean`` (offsets from the truth)."""
+    return shift_rows(image, pair_shifts(clean, image))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="deploy prototxt (default: the shipped one)")
+    p.add_argument("--weights", default=None, help=".caffemodel (default: the shipped one)")
+    p.add_argument("--preset", default=str(REPO / "runs/long96d/datagen.toml"))
+    p.add_argument("--heldout-preset", default=str(REPO / "runs/long96d/heldout.toml"))
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--doses", default="100,300,1000")
+    p.add_argument("--align", default=DEFAULT_ALIGN, help=f"align_rows parameters (default {DEFAULT_ALIGN})")
+    a = p.parse_args()
+
+    import restoration
+
+    model = restoration.load_model(a.model, a.weights)
+    align = parse_align(a.align)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    print(f"CPU: {cpu}; convolutions: {model.conv_engine}")
+    print(f"weights: {a.weights or 'shipped'}; {a.count} images of {a.size}², seed {a.seed}\n")
+    methods = ("raw", "cnn", "cnn(align_rows)")
+    print("| condition | frames | " + " | ".join(f"{m} dB → oracle rows" for m in methods) + " |")
+    print("|---|---|" + "---:|" * len(methods))
+    doses = [float(d) for d in a.doses.split(",")]
+    presets = {"base": datagen.load_preset(a.preset), "heldout": datagen.load_preset(a.heldout_preset)}
+    conds = [("base", c) for c in run.make_conditions([], doses)] + [("heldout", c) for c in run.heldout_conditions(doses)]
+    for role, cond in conds:
+        preset = run.condition_preset(presets[role], cond)
+        pairs = datagen.simulate_pairs(preset, a.count, a.size, a.seed)
+        clean = [c for _, c in pairs]
+        outs = {"raw": [d for d, _ in pairs]}
+        outs["cnn"] = [model.restore(d) for d in outs["raw"]]
+        outs["cnn(align_rows)"] = [model.restore(align_rows(d, **align)) for d in outs["raw"]]
+        db = {m: np.array([psnr(o, c) for o, c in zip(outs[m], clean)]) for m in methods}
+        oracle = {m: np.array([psnr(oracle_rows(o, c), c) for o, c in zip(outs[m], clean)]) for m in methods}
+        refs = datagen.drift_only_references(preset, a.count, a.size, a.seed)
+        still = np.array([np.array_equal(r, c) for r, c in zip(refs, clean)])
+        for label, keep in (("all", np.ones(a.count, bool)), ("without drift", still)):
+            print(f"| {cond.label} | {label} ({keep.sum()}) | "
+                  + " | ".join(f"{db[m][keep].mean():.2f} → {oracle[m][keep].mean():.2f}" for m in methods) + " |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
