@@ -116,3 +116,20 @@ def test_restore_py_option(tmp_path, nets):
                         "--align-rows=width=3"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "row alignment option 'width=3'" in r.stderr, r.stderr
     assert not bad.exists()
+
+
+def test_error_budget_oracle_puts_jittered_rows_back_onto_the_truth():
+    """benchmarks/error_budget.py's oracle: each row moved onto the same row of the clean frame
+    by its offset measured against the truth (sub-pixel: the parabola through the correlation
+    peak is not exactly at the integer shift, so rows come back to within a fraction of a count),
+    away from the row ends (which shift_rows fills with edge values)."""
+    import sys
+
+    sys.path.insert(0, str(RESTORE_PY.parent / "benchmarks"))
+    import error_budget
+
+    clean, moved = jittered()
+    before = np.sqrt(np.mean((moved - clean)[:, 3:-3] ** 2))
+    back = error_budget.oracle_rows(moved, clean)
+    after = np.sqrt(np.mean((back - clean)[:, 3:-3] ** 2))
+    assert before > 50 and after < before / 100
