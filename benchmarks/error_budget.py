@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import platform
 import sys
 
 import numpy as np
@@ -32,7 +31,10 @@ sys.path.insert(0, str(REPO))
 import datagen  # noqa: E402
 from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
-from stem_restore.rowalign import DEFAULT_ALIGN, align_rows, pair_shifts, parse_align, shift_rows  # noqa: E402
+from stem_restore.rowalign import align_rows, pair_shifts, parse_align, shift_rows  # noqa: E402
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from pre_align import cpu_model, evaluation_arguments  # noqa: E402
 
 
 def oracle_rows(image: np.ndarray, clean: np.ndarray) -> np.ndarray:
@@ -42,24 +44,14 @@ def oracle_rows(image: np.ndarray, clean: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="deploy prototxt (default: the shipped one)")
-    p.add_argument("--weights", default=None, help=".caffemodel (default: the shipped one)")
-    p.add_argument("--preset", default=str(REPO / "runs/long96d/datagen.toml"))
-    p.add_argument("--heldout-preset", default=str(REPO / "runs/long96d/heldout.toml"))
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--count", type=int, default=16)
-    p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--doses", default="100,300,1000")
-    p.add_argument("--align", default=DEFAULT_ALIGN, help=f"align_rows parameters (default {DEFAULT_ALIGN})")
+    evaluation_arguments(p)
     a = p.parse_args()
 
     import restoration
 
     model = restoration.load_model(a.model, a.weights)
     align = parse_align(a.align)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    print(f"CPU: {cpu}; convolutions: {model.conv_engine}")
+    print(f"CPU: {cpu_model()}; convolutions: {model.conv_engine}")
     print(f"weights: {a.weights or 'shipped'}; {a.count} images of {a.size}², seed {a.seed}\n")
     methods = ("raw", "cnn", "cnn(align_rows)")
     print("| condition | frames | " + " | ".join(f"{m} dB → oracle rows" for m in methods) + " |")

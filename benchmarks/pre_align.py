@@ -54,8 +54,9 @@ def conditions(doses: list[float]) -> list[tuple[str, run.Condition]]:
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def evaluation_arguments(p: argparse.ArgumentParser) -> None:
+    """The net and the evaluation's test images (its seeds, sizes and doses), and row alignment's
+    parameters: the options this script shares with benchmarks/error_budget.py."""
     p.add_argument("--model", default=None, help="deploy prototxt (default: the shipped one)")
     p.add_argument("--weights", default=None, help=".caffemodel (default: the shipped one)")
     p.add_argument("--preset", default=str(REPO / "runs/long96d/datagen.toml"))
@@ -65,6 +66,16 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--doses", default="100,300,1000")
     p.add_argument("--align", default=DEFAULT_ALIGN, help=f"align_rows parameters (default {DEFAULT_ALIGN})")
+
+
+def cpu_model() -> str:
+    return next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                platform.processor())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    evaluation_arguments(p)
     p.add_argument("--also", action="append", default=[], metavar="NAME=WEIGHTS",
                    help="another .caffemodel, applied to the row-aligned frames (repeatable)")
     a = p.parse_args()
@@ -79,9 +90,7 @@ def main() -> None:
             p.error(f"--also {item!r}: expected NAME=WEIGHTS")
         others[f"{name}(align_rows)"] = restoration.load_model(a.model, weights)
     align = parse_align(a.align)
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-               platform.processor())
-    print(f"CPU: {cpu}; convolutions: {model.conv_engine}")
+    print(f"CPU: {cpu_model()}; convolutions: {model.conv_engine}")
     print(f"weights: {a.weights or 'shipped'}; align_rows({a.align}); {a.count} images of {a.size}², seed {a.seed}")
     for name, net in others.items():
         print(f"{name}: weights {net.weights}")
