@@ -52,7 +52,10 @@ def gpu_engine() -> str:
     m = re.search(rb"exec (\S+)", text) if text.startswith(b"#!") else None  # scripts/gpu_bundle.sh's shim
     if m:
         tool = pathlib.Path(m.group(1).decode())
-    ldd = subprocess.run(["ldd", str(tool)], capture_output=True, text=True).stdout
+    # libcaffe sits in ../lib beside the tool (a build and a bundle alike); a bundle's RUNPATH is
+    # the build machine's, so it is found through LD_LIBRARY_PATH, as the shim does.
+    ldd = subprocess.run(["ldd", str(tool)], capture_output=True, text=True,
+                         env={**os.environ, "LD_LIBRARY_PATH": str(tool.parent.parent / "lib")}).stdout
     if "libcudnn" in ldd and os.environ.get("CAFFE_CUDNN", "1") != "0":
         return "cuDNN"
     return "cuBLAS (im2col + GEMM)"

@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     loss_diff, layers = compare(results["caffe"], results["cudnn"])
     print(f"loss at the weights, batch {a.batch} x {a.size}^2: caffe {results['caffe'][0]:.6g}, "
           f"cudnn {results['cudnn'][0]:.6g} (relative difference {loss_diff:.2e}, tolerance {a.loss_tol:g})")
+    norms = {name: sum(float(np.sum(g ** 2)) for g in grads) ** 0.5 for name, grads in results["caffe"][1].items()}
+    print("gradient norm per layer (caffe): " + ", ".join(f"{name} {n:.3g}" for name, n in norms.items()))
     worst = max(layers, key=layers.get)
     print("gradient, relative difference per layer: "
           + ", ".join(f"{name} {d:.1e}" for name, d in layers.items())

@@ -59,8 +59,8 @@ def evaluation_arguments(p: argparse.ArgumentParser) -> None:
     parameters: the options this script shares with benchmarks/error_budget.py."""
     p.add_argument("--model", default=None, help="deploy prototxt (default: the shipped one)")
     p.add_argument("--weights", default=None, help=".caffemodel (default: the shipped one)")
-    p.add_argument("--preset", default=str(REPO / "runs/long96d/datagen.toml"))
-    p.add_argument("--heldout-preset", default=str(REPO / "runs/long96d/heldout.toml"))
+    p.add_argument("--preset", default=str(REPO / "models/training/datagen.toml"))  # the shipped model's
+    p.add_argument("--heldout-preset", default=str(REPO / "models/training/heldout.toml"))
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--count", type=int, default=16)
     p.add_argument("--seed", type=int, default=1000)

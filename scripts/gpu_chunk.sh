@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One chunk of a training run on a GPU machine that has only the NVIDIA driver, CUDA 13's
-# cuBLAS and Python 3 (a rented or lent GPU; see scripts/gpu_bundle.sh), from a checkout:
+# cuBLAS (and cuDNN 9, for a build with cuDNN) and Python 3 (a rented or lent GPU; see
+# scripts/gpu_bundle.sh), from a checkout:
 #
 #   bash scripts/gpu_chunk.sh BUNDLE[,BUNDLE...] SECONDS OUTDIR [run_training.sh options]
 #   bash scripts/gpu_chunk.sh caffe-gpu.tar.xz 470 /tmp/out --run runs/long96d --resume-from models/checkpoint
@@ -18,11 +19,13 @@
 #   bash run_training.sh --run RUN --train-only      # goes on on the CPU, or --save-checkpoint DIR
 #
 # SECONDS counts from the start of run_training.sh (data included); the command as a whole
-# takes ~20 s longer (unpacking, loss curve, copies; ~30 s more for the cuDNN check).  Environment: GPU (default 0; empty:
-# train on the CPU, as the tests do with a bundle of the CPU build), BENCH=0 skips the timing,
-# BENCH_SHAPES="32x96 32x192 128x96" times those batch x patch shapes (default 32x96: the run's).
+# takes ~20 s longer (unpacking, loss curve, copies), ~30 s more with the cuDNN check.
+# Environment: GPU (default 0; empty: train on the CPU, as the tests do with a bundle of the
+# CPU build), BENCH=0 skips the timing,
+# BENCH_SHAPES="32x96 32x192 128x96" (or comma-separated) times those batch x patch shapes
+# (default 32x96: the run's).
 set -uo pipefail
-[ $# -ge 3 ] || { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 BUNDLE=$1 SECONDS_FOR=$2 OUTDIR=$3
 shift 3
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,10 +53,18 @@ rm -f "$OUTDIR/bench.txt"  # this chunk's timings and engine check only
 
 # A build with cuDNN trains on it only if it computes what Caffe's own engine computes (loss
 # and every layer's gradient, benchmarks/engine_check.py) and is faster; else CAFFE_CUDNN=0.
-libs=$(ldd "$CG/bin/caffe" 2>/dev/null || true)
-if [ -n "$GPU" ] && [[ "$libs" == *libcudnn* ]] && [ "${CAFFE_CUDNN:-1}" != 0 ]; then
+# The bundle's libcaffe names cuDNN among its needs only when found through the bundle's lib/
+# (its RUNPATH is the build machine's).
+libs=$(LD_LIBRARY_PATH="$CG/lib" ldd "$CG/bin/caffe" 2>/dev/null || true)
+if [ -z "$GPU" ]; then
+  :
+elif [[ "$libs" != *libcudnn* ]]; then
+  say "convolution engine: caffe (im2col + cuBLAS; a build without cuDNN)"
+elif [ "${CAFFE_CUDNN:-1}" = 0 ]; then
+  say "convolution engine: caffe (CAFFE_CUDNN=0 given)"
+else
   check=$(mktemp)
-  .venv/bin/python benchmarks/engine_check.py --gpu "${GPU%%,*}" > "$check" 2>&1
+  timeout -k 10 240 .venv/bin/python benchmarks/engine_check.py --gpu "${GPU%%,*}" > "$check" 2>&1
   grep -v '^[IWE][0-9]' "$check" | tail -n 30 | tee -a "$OUTDIR/bench.txt"
   engine=$(sed -n 's/^engine: \([a-z]*\).*/\1/p' "$check" | tail -n 1)
   rm -f "$check"
@@ -64,8 +75,9 @@ fi
 # run_training.sh writes data on the CPUs first; the GPU is timed meanwhile.
 bash run_training.sh ${GPU:+--gpu "$GPU"} --for "$SECONDS_FOR" "$@" > "$OUTDIR/train.out" 2>&1 &
 train=$!
+BENCH_SHAPES=${BENCH_SHAPES:-32x96}
 if [ "${BENCH:-1}" = 1 ]; then
-  for shape in ${BENCH_SHAPES:-32x96}; do
+  for shape in ${BENCH_SHAPES//,/ }; do
     .venv/bin/python benchmarks/bench_train.py ${GPU:+--gpu "${GPU%%,*}"} --batch "${shape%x*}" --size "${shape#*x}" \
       --iterations 10 2>&1 | tee -a "$OUTDIR/bench.txt"
   done

@@ -15,7 +15,8 @@
 # Environment:
 #   CAFFE_SRC=PATH   use this Caffe tarball or checkout instead of Debian's source package
 #   CUDA_ARCH="75 80 86 89 90"   GPU architectures for --cuda (default: from nvcc's version)
-#   CUDNN=0          --cuda without cuDNN (Caffe's own im2col + cuBLAS convolutions only)
+#   CUDNN=0          --cuda without cuDNN (Caffe's own im2col + cuBLAS convolutions only; the
+#                    build replaces .caffe/cuda, so bundle one before building the other)
 #   PYTHON=python3   interpreter the venv is made from (must be Python 3.11)
 #
 # Idempotent: every step records what it did in a stamp (a hash of its recipe);
@@ -328,7 +329,7 @@ cmake_flags() {
     # cuDNN: the system's (any version from 5 on: scripts/patches/cuda/0103-* ports Caffe's
     # cuDNN layers to cuDNN 8/9), else NVIDIA's wheel (cuda_cudnn). At run time CAFFE_CUDNN=0
     # still gives Caffe's own engine, for a check or a speed comparison.
-    if [ "${CUDNN:-1}" != 0 ]; then cudnn=ON; cuda_cudnn; fi
+    if [ "${CUDNN:-1}" != 0 ] && cuda_cudnn; then cudnn=ON; fi
     CMAKE_FLAGS+=(-DCPU_ONLY=OFF "-DUSE_CUDNN=$cudnn" -DCUDA_ARCH_NAME=Manual
                   "-DCUDA_ARCH_BIN=$arch" "-DCUDA_ARCH_PTX=${arch##* }")
     cuda_math_libs
@@ -366,20 +367,26 @@ cuda_math_libs() {
 # cuDNN for --cuda: a system cuDNN (a CUDA image's /usr/include/cudnn*.h) is found by Caffe's
 # CMake; without one, NVIDIA's wheel for nvcc's CUDA major goes into .caffe/cudnn-libs like
 # cuBLAS (headers + libcudnn.so.9; its sub-libraries are loaded at run time from beside it).
+# Without either (CUDA 11, no network), the build goes on without cuDNN and says so.
 CUDNN_WHEELS=([12]="nvidia-cudnn-cu12==9.13.0.50" [13]="nvidia-cudnn-cu13==9.13.0.50")
 cuda_cudnn() {
   if ls /usr/include/cudnn.h /usr/include/*/cudnn.h /usr/local/cuda/include/cudnn.h >/dev/null 2>&1; then
-    return
+    return 0
   fi
-  local major wheel libs=$CACHE/cudnn-libs
+  local major wheel="" libs=$CACHE/cudnn-libs
   major=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
-  wheel=${CUDNN_WHEELS[$major]:-}
-  [ -n "$wheel" ] || die "no cuDNN wheel pinned for CUDA $major; install cuDNN, or CUDNN=0 for none"
+  [ -n "$major" ] && wheel=${CUDNN_WHEELS[$major]:-}
+  if [ -z "$wheel" ]; then
+    say "no cuDNN here and none pinned for CUDA ${major:-?}: building without cuDNN (im2col + cuBLAS)"
+    return 1
+  fi
   if [ "$(cat "$libs/.done" 2>/dev/null)" != "$wheel" ]; then
     say "cuDNN missing: installing $wheel into $libs"
     rm -rf "$libs"
-    "$VENV/bin/python" -m pip install -q --no-deps --target "$libs" "$wheel" ||
-      die "could not install $wheel; install cuDNN, or CUDNN=0 to build without it."
+    if ! "$VENV/bin/python" -m pip install -q --no-deps --target "$libs" "$wheel"; then
+      say "could not install $wheel: building without cuDNN (im2col + cuBLAS)"
+      return 1
+    fi
     echo "$wheel" > "$libs/.done"
   fi
   local cu
