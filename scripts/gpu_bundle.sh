@@ -78,8 +78,9 @@ cg_main() {
   command -v "$py" >/dev/null || { echo "env.sh: no $py" >&2; return 1; }
   # cuBLAS / cuRAND / cudart (and cuDNN 9, for a build with it): a CUDA toolkit's lib64, or
   # NVIDIA's wheels in site-packages (PyTorch's images have cuDNN there; its sub-libraries
-  # load from beside libcudnn.so.9).
-  for lib in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13 libcudnn.so.9; do
+  # load from beside libcudnn.so.9, and its runtime-compiled kernels want NVRTC, which
+  # cuDNN opens only if it is on the path: looked for, not required).
+  for lib in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13 libcudnn.so.9 libnvrtc.so.13; do
     d=$( { ls -d /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib 2>/dev/null;
            "$py" -c 'import site; print("\n".join(site.getsitepackages()))'; } |
          while read -r p; do [ -d "$p/nvidia" ] && p=$p/nvidia; find "$p/" -maxdepth 4 -name "$lib*" 2>/dev/null || true; done |
