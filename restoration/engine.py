@@ -79,18 +79,30 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def cudnn_loaded(maps: str | Path = "/proc/self/maps") -> bool:
+    """Whether this process has cuDNN loaded (Caffe's library links it in a build with cuDNN)."""
+    try:
+        return "/libcudnn" in Path(maps).read_text()
+    except OSError:
+        return False
+
+
 def conv_engine_info(gpu: int | None = None) -> str:
     """What runs the convolutions, for logs and provenance.
 
     On the CPU, the build's answer (``caffe.conv_engine_info()``): e.g.
     ``dnnl fp32 isa=avx2 onednn=3.2.0`` for the oneDNN engine of the project's
     CPU build (``CAFFE_DNNL_MATH`` = auto | fp32 | bf16 | off picks its math),
-    ``caffe (CAFFE_DNNL_MATH=off)`` or ``caffe``; on a GPU ``gpu:N cublas tf32`` or
-    ``gpu:N cublas fp32`` (``CAFFE_CUDA_MATH``, the GPU build's cuBLAS math; default tf32).
+    ``caffe (CAFFE_DNNL_MATH=off)`` or ``caffe``; on a GPU ``gpu:N cudnn tf32`` (a build with
+    cuDNN, scripts/patches/cuda/0103-*, unless ``CAFFE_CUDNN=0``) or ``gpu:N cublas tf32``
+    (Caffe's own im2col + cuBLAS), ``fp32`` for ``tf32`` with ``CAFFE_CUDA_MATH=fp32`` (the GPU
+    build's math; default tf32).
     """
+    import caffe  # noqa: F401  (loads libcaffe, and with it cuDNN where the build links it)
+
     if gpu is not None:
-        return f"gpu:{gpu} cublas {os.environ.get('CAFFE_CUDA_MATH', 'tf32')}"
-    import caffe
+        engine = "cudnn" if cudnn_loaded() and os.environ.get("CAFFE_CUDNN", "1") != "0" else "cublas"
+        return f"gpu:{gpu} {engine} {os.environ.get('CAFFE_CUDA_MATH', 'tf32')}"
 
     info = getattr(caffe, "conv_engine_info", None)
     return info() if info is not None else "caffe"

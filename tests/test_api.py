@@ -259,12 +259,23 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
 
 
-def test_gpu_engine_info_names_the_cublas_math(monkeypatch):
-    """On a GPU the provenance line names the cuBLAS math the GPU build uses (CAFFE_CUDA_MATH,
-    default tf32), as the CPU's names the oneDNN engine's."""
-    from restoration.engine import conv_engine_info
+def test_gpu_engine_info_names_the_engine_and_its_math(monkeypatch, tmp_path):
+    """On a GPU the provenance line names the engine (cuDNN where the build loaded it, unless
+    CAFFE_CUDNN=0; else Caffe's own im2col + cuBLAS) and the math the GPU build uses
+    (CAFFE_CUDA_MATH, default tf32), as the CPU's names the oneDNN engine's."""
+    from restoration import engine
 
     monkeypatch.delenv("CAFFE_CUDA_MATH", raising=False)
-    assert conv_engine_info(0) == "gpu:0 cublas tf32"
+    monkeypatch.delenv("CAFFE_CUDNN", raising=False)
+    assert not engine.cudnn_loaded()  # this machine's build is the CPU one
+    assert engine.conv_engine_info(0) == "gpu:0 cublas tf32"
     monkeypatch.setenv("CAFFE_CUDA_MATH", "fp32")
-    assert conv_engine_info(1) == "gpu:1 cublas fp32"
+    assert engine.conv_engine_info(1) == "gpu:1 cublas fp32"
+    # A process that has cuDNN mapped (as /proc/self/maps lists it in a cuDNN build):
+    maps = tmp_path / "maps"
+    maps.write_text("7f0000000000-7f0000100000 r-xp 00000000 08:01 42 /opt/torch/lib/libcudnn.so.9\n")
+    assert engine.cudnn_loaded(maps)
+    monkeypatch.setattr(engine, "cudnn_loaded", lambda: True)
+    assert engine.conv_engine_info(0) == "gpu:0 cudnn fp32"
+    monkeypatch.setenv("CAFFE_CUDNN", "0")
+    assert engine.conv_engine_info(0) == "gpu:0 cublas fp32"
