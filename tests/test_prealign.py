@@ -133,3 +133,41 @@ def test_error_budget_oracle_puts_jittered_rows_back_onto_the_truth():
     back = error_budget.oracle_rows(moved, clean)
     after = np.sqrt(np.mean((back - clean)[:, 3:-3] ** 2))
     assert before > 50 and after < before / 100
+
+
+def test_whole_line_aligned_training_pairs(tmp_path):
+    """benchmarks/align_frames.py: both folders hold the first ``crop`` columns of the same
+    simulated frames (same targets), the aligned one's inputs row-aligned on the whole line
+    before cropping; weights as datagen.weights computes them; a rerun with other settings into
+    the same folder is refused (no mixed shards)."""
+    import h5py
+
+    from datagen.pipeline import make_training_pair, resolve_preset, sample_rng, simulate_pair
+    from datagen.weights import loss_weights
+
+    out = tmp_path / "pairs"
+    args = [str(PYTHON), str(RESTORE_PY.parent / "benchmarks/align_frames.py"), str(out),
+            "--preset", "quick", "--seed", "5", "--count", "4", "--shard-size", "2",
+            "--rows", "64", "--cols", "128", "--crop", "64", "--floor-db", "35", "--jobs", "1"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    read = {}
+    for kind in ("aligned", "plain"):
+        shards = (out / kind / "list.txt").read_text().split()
+        assert len(shards) == 2
+        with h5py.File(shards[1], "r") as f:
+            read[kind] = f["data"][...], f["label"][...], f["weight"][...]
+    distorted, clean = simulate_pair(resolve_preset("quick"), (64, 128), sample_rng(5, 2))
+    x, y = make_training_pair(distorted[:, :64], clean[:, :64])
+    aligned = align_rows(distorted.astype(np.float64), **parse_align(DEFAULT_ALIGN))[:, :64]
+    xa, ya = make_training_pair(aligned.astype(np.float32), clean[:, :64])
+    assert not np.allclose(xa, x)  # this frame's rows moved
+    np.testing.assert_array_equal(read["plain"][0][0, 0], x)
+    np.testing.assert_array_equal(read["plain"][1][0, 0], y)
+    np.testing.assert_array_equal(read["aligned"][0][0, 0], xa)
+    np.testing.assert_array_equal(read["aligned"][1][0, 0], ya)
+    for kind in ("aligned", "plain"):
+        data, label, weight = read[kind]
+        np.testing.assert_allclose(weight, loss_weights(data, label, 35.0), rtol=1e-6)
+    r = subprocess.run(args[:-4] + ["--floor-db", "30", "--jobs", "1"], capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "other settings" in r.stderr
