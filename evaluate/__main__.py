@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CAFFE_DNNL_MATH of the CNNs on the CPU (default fp32: the same numbers on every CPU; "
                         "bf16, restore.py's default on CPUs with AVX512-BF16 or AMX, costs 0.3-0.5 dB on good frames, BENCHMARKS.md); "
                         "with --gpu, fp32/off keep cuBLAS in IEEE fp32 (CAFFE_CUDA_MATH=fp32), bf16/auto allow TF32")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="run every CNN as restore.py --self-ensemble does (the mean of its output and its "
+                        "output on the frame with its scan lines reversed; restoration/ensemble.py)")
     p.add_argument("--strict", action="store_true", help="exit with status 2 if any checklist item fails")
     p.add_argument("--out", required=True, help="output folder")
     return p
@@ -236,11 +239,16 @@ def load_inputs(a: argparse.Namespace) -> RunInputs:
     return RunInputs(families, base, heldout, baselines)
 
 
-def load_cnn(model: str, weights: str, gpu: int | None) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
-    """The Caffe net and ``cnn(distorted) -> restored``: the same forward pass as restore.py."""
+def load_cnn(model: str, weights: str, gpu: int | None,
+             self_ensemble: bool = False) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
+    """The Caffe net and ``cnn(distorted) -> restored``: the same forward pass as restore.py
+    (with ``self_ensemble``, as ``restore.py --self-ensemble``)."""
     from restoration.engine import Restorer
+    from restoration.ensemble import SelfEnsemble
 
     restorer = Restorer.from_files(model, weights, gpu=gpu)
+    if self_ensemble:
+        restorer = SelfEnsemble(restorer)
 
     def cnn(image: np.ndarray) -> np.ndarray:
         return restorer.restore(image).restored
@@ -316,6 +324,9 @@ def report_header(a: argparse.Namespace, argv: list[str], results: list[run.Cond
     if a.weights or a.compare:
         from restoration.engine import conv_engine_info
         lines.append(f"- CNN convolutions: {conv_engine_info(a.gpu)} (`--math {a.math}`).")
+        if a.self_ensemble:
+            lines.append("- CNNs run as `restore.py --self-ensemble`: the mean of the output and the output "
+                         "on the frame with its scan lines reversed (restoration/ensemble.py).")
     cached = [(b.name, b.apply) for b in inputs.baselines] + list(inputs.compared.items())
     for name, fn in cached:
         if isinstance(fn, CachedMethod):
@@ -392,10 +403,11 @@ def cmd_run(argv: list[str]) -> int:
 def _evaluate(a: argparse.Namespace, argv: list[str], out: Path, inputs: RunInputs) -> int:
     """The evaluation proper, once the options are checked and the inputs loaded."""
     if a.weights:
-        inputs.net, inputs.cnn = load_cnn(a.model, a.weights, a.gpu)
+        inputs.net, inputs.cnn = load_cnn(a.model, a.weights, a.gpu, a.self_ensemble)
     for name, w in a.compare:
-        cnn = load_cnn(a.model, w, a.gpu)[1]
-        inputs.compared[name] = CachedMethod(name, cnn, a.cache, network_tag(a.model, w)) if a.cache else cnn
+        cnn = load_cnn(a.model, w, a.gpu, a.self_ensemble)[1]
+        inputs.compared[name] = (CachedMethod(name, cnn, a.cache, network_tag(a.model, w, a.self_ensemble))
+                                 if a.cache else cnn)
 
     arch_text, arch_ok = architecture_checklist(a.model, inputs.net)
     train_text, train_ok = training_checklist(a.train_log_dir)

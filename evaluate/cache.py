@@ -62,11 +62,12 @@ def _sha256(*paths: pathlib.Path) -> str:
     return h.hexdigest()
 
 
-def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path) -> str:
+def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ensemble: bool = False) -> str:
     """What a network's restored image depends on besides its input: the deploy prototxt and
     the weights (their bytes), the forward-pass code (every module of :mod:`restoration` and
     :mod:`stem_restore`), the Caffe library that runs it (its bytes), the engine setting
-    ``CAFFE_DNNL_MATH`` and the CPU model (the engine picks its kernels by CPU)."""
+    ``CAFFE_DNNL_MATH``, the CPU model (the engine picks its kernels by CPU) and whether the
+    net runs as the mirror self-ensemble (:mod:`restoration.ensemble`)."""
     import os
     import platform
 
@@ -84,7 +85,8 @@ def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path) -> str:
     return ";".join([f"net={_sha256(pathlib.Path(model), pathlib.Path(weights))}",
                      f"code={_sha256(*code)}",
                      f"caffe={_sha256(pathlib.Path(caffe._caffe.__file__))}",
-                     f"math={os.environ.get('CAFFE_DNNL_MATH', '')}", f"cpu={cpu}"])
+                     f"math={os.environ.get('CAFFE_DNNL_MATH', '')}", f"cpu={cpu}"]
+                    + (["self_ensemble"] if self_ensemble else []))
 
 
 class CachedMethod:

@@ -35,6 +35,9 @@ outputs
     Atomic writers for the restored / difference TIFFs and the figure panel.
 prealign
     ``--align-rows`` / ``align_rows=``: row alignment of each frame before the net.
+ensemble
+    ``--self-ensemble`` / ``self_ensemble=True``: the mean of the net's output and
+    its output on the frame with its scan lines in reverse order.
 api
     The Python API above.
 cli
@@ -46,4 +49,5 @@ from .io import InputError
 from .validate import ModelError
 
 __all__ = ["restore", "load_model", "Model", "InputError", "ModelError",
-           "io", "tiling", "engine", "stream", "reference", "outputs", "prealign", "api", "cli"]
+           "io", "tiling", "engine", "stream", "reference", "outputs", "prealign", "ensemble", "api",
+           "cli"]

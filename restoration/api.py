@@ -9,7 +9,7 @@
     ...     out = model.restore(frame, progress=False)
 
 The options are restore.py's (``--model``, ``--weights``, ``--gpu``, ``--tile``,
-``--engine``, ``--align-rows``) with the same defaults; the result is the array restore.py
+``--engine``, ``--align-rows``, ``--self-ensemble``) with the same defaults; the result is the array restore.py
 writes to ``<name>_restored.tif`` for the same frame, bit for bit (both run
 :meth:`restoration.engine.Restorer.restore` on the frame as read).
 
@@ -35,6 +35,7 @@ import numpy as np
 from stem_restore.network import CONTEXT, RECEPTIVE_FIELD
 
 from .engine import ENGINES, Restorer, conv_engine_info, file_sha256
+from .ensemble import SelfEnsemble
 from .io import InputError, check_signal_array
 from .prealign import RowAligned, align_option
 from .validate import ModelError, glog_reason, trial_load, validate_model
@@ -277,6 +278,10 @@ class Model:
         (:mod:`restoration.prealign`; off by default).  True: the default
         parameters; a ``"key=value,..."`` string: parameters of
         :func:`stem_restore.rowalign.align_rows` that override the defaults.
+    self_ensemble : bool
+        ``--self-ensemble``: the mean of the net's output and its output on the
+        frame with its scan lines in reverse order, mirrored back
+        (:mod:`restoration.ensemble`; twice the time; off by default).
     checked : bool
         The files, options and GPU were already checked (restore.py does so
         before it creates its output folder); only Caffe's trial load runs.
@@ -293,9 +298,11 @@ class Model:
 
     def __init__(self, model: str | Path | None = None, weights: str | Path | None = None,
                  gpu: int | None = None, tile: int | None = None, engine: str = "auto",
-                 align_rows: bool | str | None = None, checked: bool = False):
+                 align_rows: bool | str | None = None, self_ensemble: bool = False,
+                 checked: bool = False):
         self.model, self.weights = model_files(model, weights)
         self.align_rows = align_option(align_rows)
+        self.self_ensemble = bool(self_ensemble)
         if not checked:
             check_tile(tile)
             check_engine(engine)
@@ -309,7 +316,9 @@ class Model:
         except Exception as err:
             raise ModelError(f"cannot load model {self.model} with weights {self.weights}: "
                              f"{err}") from err
-        if self.align_rows is not None:
+        if self.self_ensemble:
+            self.restorer = SelfEnsemble(self.restorer)
+        if self.align_rows is not None:  # alignment first, then the (ensembled) net
             self.restorer = RowAligned(self.restorer, self.align_rows)
         self.gpu, self.tile = gpu, tile
         self.weights_sha256 = file_sha256(self.weights)
@@ -338,6 +347,7 @@ class Model:
                 "normalization": NORMALIZATION,
                 "small_image_padding": f"symmetric to {RECEPTIVE_FIELD} px, cropped back",
                 "align_rows": self.align_rows,
+                "self_ensemble": "slow-scan mirror mean" if self.self_ensemble else None,
             },
         }
 
@@ -383,37 +393,41 @@ class Model:
 _CACHE: dict[tuple, Model] = {}
 
 
-def _cache_key(model, weights, gpu, tile, engine, align_rows) -> tuple:
+def _cache_key(model, weights, gpu, tile, engine, align_rows, self_ensemble) -> tuple:
     """Resolved files with their size and modification time (a retrained file reloads)."""
     files = model_files(model, weights)
     stamps = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return stamps + (gpu, tile, engine, align_option(align_rows))
+    return stamps + (gpu, tile, engine, align_option(align_rows), bool(self_ensemble))
 
 
 def load_model(model: str | Path | None = None, weights: str | Path | None = None,
                gpu: int | None = None, tile: int | None = None, engine: str = "auto",
-               align_rows: bool | str | None = None) -> Model:
+               align_rows: bool | str | None = None, self_ensemble: bool = False) -> Model:
     """Load (and check) a :class:`Model` once; restore many frames with ``Model.restore``.
 
     Same options and defaults as restore.py.  Each call loads anew; :func:`restore`
     keeps the last model it loaded.
     """
-    return Model(model, weights, gpu=gpu, tile=tile, engine=engine, align_rows=align_rows)
+    return Model(model, weights, gpu=gpu, tile=tile, engine=engine, align_rows=align_rows,
+                 self_ensemble=self_ensemble)
 
 
-def cached_model(model=None, weights=None, gpu=None, tile=None, engine="auto", align_rows=None) -> Model:
+def cached_model(model=None, weights=None, gpu=None, tile=None, engine="auto", align_rows=None,
+                 self_ensemble=False) -> Model:
     """The model :func:`restore` uses: loaded on the first call, kept while the options and
     the files (size, modification time) stay the same."""
-    key = _cache_key(model, weights, gpu, tile, engine, align_rows)
+    key = _cache_key(model, weights, gpu, tile, engine, align_rows, self_ensemble)
     if key not in _CACHE:
         _CACHE.clear()  # one net at a time: each holds Caffe's buffers
-        _CACHE[key] = Model(model, weights, gpu=gpu, tile=tile, engine=engine, align_rows=align_rows)
+        _CACHE[key] = Model(model, weights, gpu=gpu, tile=tile, engine=engine, align_rows=align_rows,
+                            self_ensemble=self_ensemble)
     return _CACHE[key]
 
 
 def restore(image, model: str | Path | Model | None = None, weights: str | Path | None = None,
             gpu: int | None = None, tile: int | None = None, engine: str = "auto",
-            progress: bool | None = None, align_rows: bool | str | None = None):
+            progress: bool | None = None, align_rows: bool | str | None = None,
+            self_ensemble: bool = False):
     """Restore STEM frames with the CNN; results are in the input's intensity units.
 
     Parameters
@@ -425,9 +439,9 @@ def restore(image, model: str | Path | Model | None = None, weights: str | Path 
     model : path, Model or None
         Deploy prototxt (default: the shipped one), or a loaded :class:`Model`
         (then leave the other model options at their defaults).
-    weights, gpu, tile, engine, align_rows
+    weights, gpu, tile, engine, align_rows, self_ensemble
         As restore.py's ``--weights``, ``--gpu``, ``--tile``, ``--engine``,
-        ``--align-rows`` (see :class:`Model`).  The default model is loaded on the first call
+        ``--align-rows``, ``--self-ensemble`` (see :class:`Model`).  The default model is loaded on the first call
         and cached (:func:`cached_model`).
     progress : bool or None
         A tqdm bar on stderr; None (default): for stacks and frames of at
@@ -452,12 +466,12 @@ def restore(image, model: str | Path | Model | None = None, weights: str | Path 
         Bad model files, options, or GPU (see :class:`Model`).
     """
     if isinstance(model, Model):
-        if (weights, gpu, tile, engine, align_rows) != (None, None, None, "auto", None):
-            raise ValueError("pass weights/gpu/tile/engine/align_rows to load_model(), not with a "
-                             "loaded Model")
+        if (weights, gpu, tile, engine, align_rows, self_ensemble) != (None, None, None, "auto", None, False):
+            raise ValueError("pass weights/gpu/tile/engine/align_rows/self_ensemble to load_model(), "
+                             "not with a loaded Model")
         net = model
     else:
         if not is_signal2d(image):
             check_array(image)  # bad input fails before the net is loaded
-        net = cached_model(model, weights, gpu, tile, engine, align_rows)
+        net = cached_model(model, weights, gpu, tile, engine, align_rows, self_ensemble)
     return net.restore(image, progress=progress)

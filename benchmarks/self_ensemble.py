@@ -1,0 +1,62 @@
+"""Does averaging the net over the slow-scan mirror help?  ``cnn`` vs ``(cnn(x) + flipud(cnn(flipud(x)))) / 2``.
+
+The mirror self-ensemble of :mod:`restoration.ensemble` (``restore.py --self-ensemble``; why
+the mirrored frame is a fair second estimate is written there).  Per condition of
+``benchmarks/pre_align.py`` (the evaluation's test images): mean PSNR and column-position error
+of the net, the ensemble, and both after row alignment.
+
+    CAFFE_DNNL_MATH=fp32 python benchmarks/self_ensemble.py --doses 300
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import datagen  # noqa: E402
+from evaluate import run  # noqa: E402
+from evaluate.metrics import psnr  # noqa: E402
+from pre_align import conditions, cpu_model, evaluation_arguments  # noqa: E402
+from restoration.ensemble import mirror_mean  # noqa: E402
+from stem_restore.rowalign import align_rows, parse_align  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    evaluation_arguments(p)
+    a = p.parse_args()
+
+    import restoration
+
+    model = restoration.load_model(a.model, a.weights)
+    align = parse_align(a.align)
+    print(f"CPU: {cpu_model()}; convolutions: {model.conv_engine}")
+    print(f"weights: {a.weights or 'shipped'}; {a.count} images of {a.size}², seed {a.seed}\n")
+    presets = {"base": datagen.load_preset(a.preset), "heldout": datagen.load_preset(a.heldout_preset)}
+    methods = ("cnn", "mirror mean", "cnn(align_rows)", "mirror mean(align_rows)")
+    print("| condition | " + " | ".join(f"{m} dB" for m in methods) + " | "
+          + " | ".join(f"{m} px" for m in methods) + " |")
+    print("|---|" + "---:|" * (2 * len(methods)))
+    for role, cond in conditions([float(d) for d in a.doses.split(",")]):
+        pairs = datagen.simulate_pairs(run.condition_preset(presets[role], cond), a.count, a.size, a.seed)
+        clean = [c for _, c in pairs]
+        raw = [d for d, _ in pairs]
+        aligned = [align_rows(d, **align) for d in raw]
+        outs = {"cnn": [model.restore(d) for d in raw],
+                "mirror mean": [mirror_mean(model.restore, d) for d in raw],
+                "cnn(align_rows)": [model.restore(d) for d in aligned],
+                "mirror mean(align_rows)": [mirror_mean(model.restore, d) for d in aligned]}
+        db = {m: np.mean([psnr(o, c) for o, c in zip(outs[m], clean)]) for m in methods}
+        px = {m: run.rms_column_error(outs[m], clean) for m in methods}
+        print(f"| {cond.label} | " + " | ".join(f"{db[m]:.2f}" for m in methods) + " | "
+              + " | ".join(f"{px[m]:.3f}" for m in methods) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

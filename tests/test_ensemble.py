@@ -1,0 +1,110 @@
+"""The slow-scan mirror self-ensemble (restoration.ensemble, restore.py --self-ensemble), with the real model."""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from helpers import PYTHON, RESTORE_PY
+
+import restoration
+from restoration.ensemble import mirror_mean
+from stem_restore.rowalign import DEFAULT_ALIGN, align_rows, parse_align
+
+
+@pytest.fixture(scope="module")
+def nets(caffe):
+    """The shipped model, and the same model as the mirror self-ensemble."""
+    return restoration.load_model(), restoration.load_model(self_ensemble=True)
+
+
+def frame(seed: int = 3, shape=(70, 90)) -> np.ndarray:
+    """Poisson counts on a smooth random field: not symmetric under the mirror."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.normal(size=shape), 3.0)
+    return rng.poisson(300 + 2000 * (field - field.min())).astype(np.float32)
+
+
+def test_the_mean_of_the_net_and_its_mirror(nets):
+    """Bit for bit the mean of the two passes; differs from one pass; mirroring the input mirrors
+    the output exactly (the two passes swap, and float addition commutes)."""
+    plain, ens = nets
+    x = frame()
+    out = ens.restore(x, progress=False)
+    np.testing.assert_array_equal(out, mirror_mean(lambda f: plain.restore(f, progress=False), x))
+    assert out.dtype == np.float32 and out.shape == x.shape
+    assert np.abs(out - plain.restore(x, progress=False)).max() > 1.0
+    np.testing.assert_array_equal(ens.restore(np.flipud(x), progress=False), np.flipud(out))
+    assert ens.provenance()["parameters"]["self_ensemble"] == "slow-scan mirror mean"
+    assert plain.provenance()["parameters"]["self_ensemble"] is None
+
+
+def test_stacks_and_alignment_first(nets, caffe):
+    """A stack is its frames one by one; with --align-rows the frame is aligned, then ensembled."""
+    _, ens = nets
+    frames = np.stack([frame(4), frame(5)])
+    out = ens.restore(frames, progress=False)
+    for k in range(2):
+        np.testing.assert_array_equal(out[k], ens.restore(frames[k], progress=False))
+    both = restoration.load_model(align_rows=True, self_ensemble=True)
+    aligned = align_rows(frames[0].astype(np.float64), **parse_align(DEFAULT_ALIGN))
+    np.testing.assert_array_equal(both.restore(frames[0], progress=False), ens.restore(aligned, progress=False))
+
+
+def test_restore_function_caches_by_option(nets):
+    plain, ens = nets
+    x = frame(6)
+    np.testing.assert_array_equal(restoration.restore(x, self_ensemble=True, progress=False),
+                                  ens.restore(x, progress=False))
+    np.testing.assert_array_equal(restoration.restore(x, progress=False), plain.restore(x, progress=False))
+    with pytest.raises(ValueError, match="self_ensemble"):
+        restoration.restore(x, model=plain, self_ensemble=True)
+
+
+def test_closer_to_the_truth_on_noisy_frames(nets):
+    """What the option is for: on simulated shot-noise frames (the evaluation's family, 128²) the
+    ensemble's mean PSNR beats one pass (BENCHMARKS.md: +0.24 dB at 256², dose 300)."""
+    import datagen
+    from evaluate import run
+    from evaluate.metrics import psnr
+
+    plain, ens = nets
+    preset = run.condition_preset(datagen.load_preset("training"), run.Condition("shot_noise", 300.0))
+    pairs = datagen.simulate_pairs(preset, 4, 128, 1000)
+    gain = [psnr(ens.restore(d, progress=False), c) - psnr(plain.restore(d, progress=False), c) for d, c in pairs]
+    assert np.mean(gain) > 0.05, gain
+
+
+def test_restore_py_option(tmp_path, nets):
+    """--self-ensemble: the API's result, recorded in the TIFF's provenance."""
+    import tifffile
+
+    from restoration.outputs import read_info
+
+    _, ens = nets
+    x = frame(7)
+    tifffile.imwrite(tmp_path / "f.tif", x)
+    out = tmp_path / "out"
+    r = subprocess.run([str(PYTHON), str(RESTORE_PY), str(tmp_path / "f.tif"), "-o", str(out), "--self-ensemble"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(tifffile.imread(out / "f_restored.tif"), ens.restore(x, progress=False))
+    assert read_info(out / "f_restored.tif")["parameters"]["self_ensemble"] == "slow-scan mirror mean"
+
+
+def test_evaluate_runs_every_cnn_as_the_ensemble(nets):
+    """evaluate --self-ensemble: its CNN is restore.py --self-ensemble's, and cached outputs of a
+    compared net are kept apart from those of the single pass."""
+    from evaluate.__main__ import build_parser, load_cnn
+    from evaluate.cache import network_tag
+    from restoration.api import model_files
+
+    _, ens = nets
+    model, weights = model_files(None, None)
+    x = frame(8)
+    np.testing.assert_array_equal(load_cnn(str(model), str(weights), None, True)[1](x), ens.restore(x, progress=False))
+    assert network_tag(model, weights, True) != network_tag(model, weights)
+    assert build_parser().parse_args(["--out", "o", "--self-ensemble"]).self_ensemble
