@@ -19,7 +19,6 @@ over all frames and over the frames without drift (evaluate's split,
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -31,10 +30,10 @@ sys.path.insert(0, str(REPO))
 import datagen  # noqa: E402
 from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
-from stem_restore.rowalign import align_rows, pair_shifts, parse_align, shift_rows  # noqa: E402
+from stem_restore.rowalign import align_rows, pair_shifts, shift_rows  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from pre_align import cpu_model, evaluation_arguments  # noqa: E402
+from pre_align import evaluation_setup  # noqa: E402
 
 
 def oracle_rows(image: np.ndarray, clean: np.ndarray) -> np.ndarray:
@@ -43,21 +42,11 @@ def oracle_rows(image: np.ndarray, clean: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    evaluation_arguments(p)
-    a = p.parse_args()
-
-    import restoration
-
-    model = restoration.load_model(a.model, a.weights)
-    align = parse_align(a.align)
-    print(f"CPU: {cpu_model()}; convolutions: {model.conv_engine}")
-    print(f"weights: {a.weights or 'shipped'}; {a.count} images of {a.size}², seed {a.seed}\n")
+    a, model, align, presets = evaluation_setup(__doc__.splitlines()[0])
     methods = ("raw", "cnn", "cnn(align_rows)")
     print("| condition | frames | " + " | ".join(f"{m} dB → oracle rows" for m in methods) + " |")
     print("|---|---|" + "---:|" * len(methods))
     doses = [float(d) for d in a.doses.split(",")]
-    presets = {"base": datagen.load_preset(a.preset), "heldout": datagen.load_preset(a.heldout_preset)}
     conds = [("base", c) for c in run.make_conditions([], doses)] + [("heldout", c) for c in run.heldout_conditions(doses)]
     for role, cond in conds:
         preset = run.condition_preset(presets[role], cond)

@@ -68,6 +68,23 @@ def evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--align", default=DEFAULT_ALIGN, help=f"align_rows parameters (default {DEFAULT_ALIGN})")
 
 
+def evaluation_setup(description: str):
+    """Parse :func:`evaluation_arguments`, load the net and print what runs (CPU, convolution
+    engine, weights, images): ``(args, model, align_rows parameters, {"base", "heldout": preset})``,
+    for benchmarks/error_budget.py and benchmarks/self_ensemble.py."""
+    p = argparse.ArgumentParser(description=description)
+    evaluation_arguments(p)
+    a = p.parse_args()
+
+    import restoration
+
+    model = restoration.load_model(a.model, a.weights)
+    print(f"CPU: {cpu_model()}; convolutions: {model.conv_engine}")
+    print(f"weights: {a.weights or 'shipped'}; {a.count} images of {a.size}², seed {a.seed}\n")
+    presets = {"base": datagen.load_preset(a.preset), "heldout": datagen.load_preset(a.heldout_preset)}
+    return a, model, parse_align(a.align), presets
+
+
 def cpu_model() -> str:
     return next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                 platform.processor())

@@ -9,7 +9,6 @@ of the net, the ensemble, and both after row alignment.
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -22,23 +21,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import datagen  # noqa: E402
 from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
-from pre_align import conditions, cpu_model, evaluation_arguments  # noqa: E402
+from pre_align import conditions, evaluation_setup  # noqa: E402
 from restoration.ensemble import mirror_mean  # noqa: E402
-from stem_restore.rowalign import align_rows, parse_align  # noqa: E402
+from stem_restore.rowalign import align_rows  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    evaluation_arguments(p)
-    a = p.parse_args()
-
-    import restoration
-
-    model = restoration.load_model(a.model, a.weights)
-    align = parse_align(a.align)
-    print(f"CPU: {cpu_model()}; convolutions: {model.conv_engine}")
-    print(f"weights: {a.weights or 'shipped'}; {a.count} images of {a.size}², seed {a.seed}\n")
-    presets = {"base": datagen.load_preset(a.preset), "heldout": datagen.load_preset(a.heldout_preset)}
+    a, model, align, presets = evaluation_setup(__doc__.splitlines()[0])
     methods = ("cnn", "mirror mean", "cnn(align_rows)", "mirror mean(align_rows)")
     print("| condition | " + " | ".join(f"{m} dB" for m in methods) + " | "
           + " | ".join(f"{m} px" for m in methods) + " |")
