@@ -47,6 +47,9 @@ def ship(*args, dest: Path):
 def test_ships_a_snapshot_of_a_run_in_progress(tmp_path):
     run = make_run(tmp_path, "runs/long/snapshots/adam_iter_3072.caffemodel")
     dest = tmp_path / "models"
+    # a table of another pipeline of the model shipped before (evaluate --self-ensemble)
+    (dest / "evaluation" / "self_ensemble").mkdir(parents=True)
+    (dest / "evaluation" / "self_ensemble" / "results.md").write_text("of the old weights")
     snap = run / "snapshots" / "adam_iter_3072.caffemodel"
     proc = ship(run, "--snapshot", snap, "--eval", tmp_path / "eval", dest=dest)
     assert proc.returncode == 0, proc.stderr
