@@ -9,7 +9,7 @@ and the mean of the two a 2-fold self-ensemble (Lim et al. 2017, "Enhanced deep 
 networks for single image super-resolution", CVPR workshops: the geometric self-ensemble; of
 its 8 flips and rotations only this one keeps the fast-scan axis and its direction).
 
-It costs a second pass of the net.  On the evaluation's test images it gained on every
+It costs a second pass of the net and one more frame-sized float32 array.  On the evaluation's test images it gained on every
 condition, most on good frames (BENCHMARKS.md "restoring: the slow-scan mirror self-ensemble").
 
 :class:`SelfEnsemble` wraps a restorer (anything with ``restore(frame, out=...)`` returning a
