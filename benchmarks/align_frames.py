@@ -19,7 +19,7 @@ shard is written atomically, ``list.txt`` last, and a rerun redoes only missing 
     python benchmarks/align_frames.py runs/alignf/train --preset runs/long96d/datagen.toml \\
         --seed 61 --count 16384 --floor-db 35 --scale 0.00673555
     python benchmarks/align_frames.py runs/alignf/test --preset runs/long96d/datagen.toml \\
-        --seed 62 --count 32 --rows 256 --cols 256 --crop 256 --shard-size 32
+        --seed 62 --count 64 --rows 256 --cols 256 --crop 256 --shard-size 32
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def main() -> None:
         (out / kind).mkdir(parents=True, exist_ok=True)
     settings = out / "settings.txt"
     wanted = (f"preset {a.preset}\nseed {a.seed}\nfirst {a.first}\nframe {a.rows}x{a.cols}\ncrop {a.crop}\n"
-              f"align {a.align}\nweights {a.floor_db} {a.scale}\n")
+              f"align {a.align}\nweights {a.floor_db} {a.scale}\nshard size {a.shard_size}\n")
     if settings.exists() and settings.read_text() != wanted:
         sys.exit(f"{settings}: {out} holds pairs made with other settings; use another folder")
     atomic_write_text(settings, wanted)

@@ -35,7 +35,7 @@ import numpy as np
 from stem_restore.network import CONTEXT, RECEPTIVE_FIELD
 
 from .engine import ENGINES, Restorer, conv_engine_info, file_sha256
-from .ensemble import SelfEnsemble
+from .ensemble import SelfEnsemble, ensemble_option
 from .io import InputError, check_signal_array
 from .prealign import RowAligned, align_option
 from .validate import ModelError, glog_reason, trial_load, validate_model
@@ -302,7 +302,7 @@ class Model:
                  checked: bool = False):
         self.model, self.weights = model_files(model, weights)
         self.align_rows = align_option(align_rows)
-        self.self_ensemble = bool(self_ensemble)
+        self.self_ensemble = ensemble_option(self_ensemble)
         if not checked:
             check_tile(tile)
             check_engine(engine)
@@ -397,7 +397,7 @@ def _cache_key(model, weights, gpu, tile, engine, align_rows, self_ensemble) -> 
     """Resolved files with their size and modification time (a retrained file reloads)."""
     files = model_files(model, weights)
     stamps = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return stamps + (gpu, tile, engine, align_option(align_rows), bool(self_ensemble))
+    return stamps + (gpu, tile, engine, align_option(align_rows), ensemble_option(self_ensemble))
 
 
 def load_model(model: str | Path | None = None, weights: str | Path | None = None,
@@ -466,7 +466,8 @@ def restore(image, model: str | Path | Model | None = None, weights: str | Path 
         Bad model files, options, or GPU (see :class:`Model`).
     """
     if isinstance(model, Model):
-        if (weights, gpu, tile, engine, align_rows, self_ensemble) != (None, None, None, "auto", None, False):
+        if (weights, gpu, tile, engine, align_rows) != (None, None, None, "auto", None) or \
+                ensemble_option(self_ensemble):
             raise ValueError("pass weights/gpu/tile/engine/align_rows/self_ensemble to load_model(), "
                              "not with a loaded Model")
         net = model

@@ -317,7 +317,7 @@ def restore_file(job: Job, restorer: Restorer, outdir: Path, args, provenance: d
                        dict(info, kind="restored"), atomic=False)
             write_tiff(temp(names["difference"]), difference, signal.stack_shape, signal.pixel_size,
                        dict(info, kind="difference = raw - restored"), atomic=False)
-            del difference  # keep peak memory at ~4 image-sized float32 arrays + the net
+            del difference  # keep peak memory at ~4 image-sized float32 arrays + the net (+2 with --self-ensemble)
             if args.figure:
                 title = str(job.path)
                 if signal.n_frames > 1:

@@ -9,7 +9,8 @@ and the mean of the two a 2-fold self-ensemble (Lim et al. 2017, "Enhanced deep 
 networks for single image super-resolution", CVPR workshops: the geometric self-ensemble; of
 its 8 flips and rotations only this one keeps the fast-scan axis and its direction).
 
-It costs a second pass of the net and one more frame-sized float32 array.  On the evaluation's test images it gained on every
+It costs a second pass of the net, and memory for the mirrored copy of the frame (in the input's
+dtype) and its restored float32 result.  On the evaluation's test images it gained on every
 condition, most on good frames (BENCHMARKS.md "restoring: the slow-scan mirror self-ensemble").
 
 :class:`SelfEnsemble` wraps a restorer (anything with ``restore(frame, out=...)`` returning a
@@ -21,7 +22,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SelfEnsemble", "mirror_mean"]
+__all__ = ["SelfEnsemble", "mirror_mean", "ensemble_option"]
+
+
+def ensemble_option(value) -> bool:
+    """The ``self_ensemble`` option as a bool: True, or False / None for off; anything else
+    (e.g. the string ``"false"``) is a ValueError rather than a silent True."""
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    raise ValueError(f"self_ensemble must be True, False or None, got {value!r}")
 
 
 def mirror_mean(restore, frame: np.ndarray) -> np.ndarray:

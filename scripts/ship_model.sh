@@ -80,9 +80,12 @@ if [ -n "$SNAPSHOT" ]; then
   PY=${PYTHON:-$ROOT/.venv/bin/python}
   (cd "$ROOT" && "$PY" -m evaluate.losscurve "$OUT/training" -o "$OUT/training/loss.png" >/dev/null)
 fi
-# Tables of other pipelines of the model shipped before (e.g. evaluation/self_ensemble/) do not
-# describe the new weights: removed; evaluate the new ones with those options to add them back.
-find "$OUT/evaluation" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+# The table of restore.py --self-ensemble (evaluate --self-ensemble) describes the weights shipped
+# before: removed; evaluate the new ones with that option to add it back.
+if [ -d "$OUT/evaluation/self_ensemble" ]; then
+  rm -rf -- "$OUT/evaluation/self_ensemble"
+  echo "removed $OUT/evaluation/self_ensemble (of the previous weights): rerun evaluate --self-ensemble"
+fi
 cp "$EVAL/results.csv" "$EVAL/figure.png" "$OUT/evaluation/"
 for md in results checklist; do sed "s|$ROOT/||g" "$EVAL/$md.md" > "$OUT/evaluation/$md.md"; done
 (cd "$OUT" && sha256sum stem_restore.caffemodel > SHA256SUMS)

@@ -62,11 +62,15 @@ def test_restore_function_caches_by_option(nets):
     np.testing.assert_array_equal(restoration.restore(x, progress=False), plain.restore(x, progress=False))
     with pytest.raises(ValueError, match="self_ensemble"):
         restoration.restore(x, model=plain, self_ensemble=True)
+    np.testing.assert_array_equal(restoration.restore(x, model=plain, self_ensemble=None, progress=False),
+                                  plain.restore(x, progress=False))
+    with pytest.raises(ValueError, match="self_ensemble must be True, False or None"):
+        restoration.load_model(self_ensemble="false")
 
 
 def test_closer_to_the_truth_on_noisy_frames(nets):
     """What the option is for: on simulated shot-noise frames (the evaluation's family, 128²) the
-    ensemble's mean PSNR beats one pass (BENCHMARKS.md: +0.24 dB at 256², dose 300)."""
+    ensemble's mean PSNR beats one pass (BENCHMARKS.md: +0.26 dB at 256², dose 300)."""
     import datagen
     from evaluate import run
     from evaluate.metrics import psnr
