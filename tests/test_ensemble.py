@@ -112,3 +112,30 @@ def test_evaluate_runs_every_cnn_as_the_ensemble(nets):
     np.testing.assert_array_equal(load_cnn(str(model), str(weights), None, True)[1](x), ens.restore(x, progress=False))
     assert network_tag(model, weights, True) != network_tag(model, weights)
     assert build_parser().parse_args(["--out", "o", "--self-ensemble"]).self_ensemble
+
+
+def test_evaluate_self_ensemble_scores_the_ensemble(tmp_path, nets):
+    """End to end: `python -m evaluate --self-ensemble` scores restore.py --self-ensemble's output
+    as its CNN (the same mean PSNR from the same test images) and says so in results.md."""
+    import csv
+
+    import datagen
+    from evaluate import run
+    from evaluate.__main__ import main
+    from restoration.api import model_files
+
+    _, ens = nets
+    model, weights = model_files(None, None)
+    out = tmp_path / "eval"
+    assert main(["--model", str(model), "--weights", str(weights), "--preset", "quick", "--size", "64",
+                 "--count", "2", "--val-count", "1", "--seed", "1000", "--doses", "300", "--families", "shot_noise",
+                 "--no-family-noise", "--baselines", "gaussian", "--bm3d", "off", "--examples", "0",
+                 "--self-ensemble", "--out", str(out)]) == 0
+    with open(out / "results.csv") as f:
+        cnn = next(float(r["psnr_mean"]) for r in csv.DictReader(f)
+                   if r["condition"] == "shot_noise @ 300" and r["method"] == "cnn")
+    preset = run.condition_preset(datagen.load_preset("quick"), run.Condition("shot_noise", 300.0))
+    pairs = datagen.simulate_pairs(preset, 2, 64, 1000)
+    expected = run.score_images([ens.restore(d, progress=False) for d, _ in pairs], [c for _, c in pairs])
+    assert cnn == pytest.approx(expected["psnr_mean"], rel=1e-5)
+    assert "--self-ensemble" in (out / "results.md").read_text()
