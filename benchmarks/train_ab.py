@@ -7,6 +7,7 @@ Each *arm* trains for the same iterations with the same solver template and
     identity    the paper's net from prototxt/identity_init.py's weights (output = input at
                 iteration 0; same architecture, prototxt and .caffemodel format)
     residual    a variant: the loss on input + conv12, linear last layer (DnCNN-style)
+    wide        a variant: every kernel 5 x 9 px (9 along the fast-scan axis x; 49 x 97 px seen)
 
 plus any solver line, e.g. ``fast=paper,base_lr=0.001``, two data keys:
 ``train=DIR`` (the arm's own datagen HDF5 folder, any patch size; default DATA/train) and
@@ -24,7 +25,8 @@ Adam moments, at that iteration) for ``--iters`` more iterations, each arm readi
 training shards from where a run resumed there would (:mod:`stem_restore.snapshots`): the
 way to try a change on a long run without starting over (a residual arm continues it with
 ``conv12`` set to zero, :mod:`prototxt/residual_init.py`: the run's features, output =
-input at the start).  An arm can also be *scored*
+input at the start; a wide arm continues it with each kernel zero-padded to 5 x 9,
+:mod:`prototxt/wide_init.py`: the run's very function at the start).  An arm can also be *scored*
 instead of trained: ``--scored long=runs/long/snapshots`` reads that run's
 ``<prefix>_iter_N.caffemodel`` snapshots (for a run with the same data, solver and seed,
 they are the paper arm's weights: training is deterministic).
@@ -68,7 +70,7 @@ sys.path.insert(0, str(REPO))
 from stem_restore.figures import save_png  # noqa: E402
 from stem_restore.snapshots import copy_pair, read_listing, resume_order, shard_rows  # noqa: E402
 
-NETS = ("paper", "identity", "residual")
+NETS = ("paper", "identity", "residual", "wide")
 DATA_KEYS = ("train", "batch", "iters", "math", "loss")  # arm keys that are not solver lines
 MATHS = ("auto", "fp32", "bf16", "off")
 LOSSES = ("plain", "weighted")
@@ -167,7 +169,7 @@ def main() -> None:
     p.add_argument("--scored", action="append", default=[],
                    help="NAME=SNAPSHOT_DIR: score that run's snapshots instead of training")
     p.add_argument("--resume", type=pathlib.Path,
-                   help="a .solverstate every trained arm continues (paper and residual nets)")
+                   help="a .solverstate every trained arm continues (paper, residual and wide nets)")
     p.add_argument("--test", type=pathlib.Path, help="datagen HDF5 folder the arms are scored on "
                    "(default DATA/test)")
     p.add_argument("--iters", type=int, default=512, help="iterations each arm trains (after --resume's)")
@@ -238,16 +240,20 @@ def main() -> None:
         if kind == "identity":
             init = _module("identity_init")
             start = init.write_caffemodel(init.identity_weights(args.seed), work / "init_iter_0.caffemodel")
-        if args.resume is not None and kind == "residual":  # the run's features, output = input
-            start = _module("residual_init").residual_start(args.resume, work / "resumed")
-        elif args.resume is not None:
-            start = copy_pair(args.resume, work / "resumed")
+        if args.resume is not None:  # every arm reads the batches a resumed run would
+            if kind == "residual":  # the run's features, output = input
+                start = _module("residual_init").residual_start(args.resume, work / "resumed")
+            elif kind == "wide":  # the run's function, kernels zero-padded along x
+                start = _module("wide_init").wide_start(args.resume, work / "resumed")
+            else:
+                start = copy_pair(args.resume, work / "resumed")
             shards, exact = resume_order(shards, shard_rows(shards), batch, first)
             if not exact:
                 print(f"{name}: iteration {first} x batch {batch} is inside a shard of {train_dir}: "
                       f"its data restart at that shard's first row", file=sys.stderr)
         (work / "train_list.txt").write_text("\n".join(shards) + "\n")
-        net = nets.train_hdf5(batch=batch, residual=kind == "residual", weighted=weighted)
+        variant = {"residual": kind == "residual", "wide": kind == "wide"}
+        net = nets.train_hdf5(batch=batch, weighted=weighted, **variant)
         net = net.replace('"data/train/list.txt"', '"train_list.txt"', 1)
         (work / "train.prototxt").write_text(net)
         # Caffe builds the net's TEST layer (reading data/test) but never runs it: the arms are
@@ -264,7 +270,7 @@ def main() -> None:
         height, width = h5_shape(shards[0])
         at = None if iters == args.iters else {c: it for c, it in ((first, first), (last, first + iters))
                                                if c in steps}
-        finish(name, label, work, work, nets.train_hdf5(batch=args.batch, residual=kind == "residual"),
+        finish(name, label, work, work, nets.train_hdf5(batch=args.batch, **variant),
                seconds, batch * height * width, at)
 
     # Scored last: a run still training has written its newest snapshots by then.

@@ -25,7 +25,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script: the repository's stem_restore
 
 from stem_restore.network import (CONV_NAMES, INPUT_BLOB, LAYERS, OUTPUT_BLOB, PAD,  # noqa: E402
-                                  RESIDUAL_OUTPUT, WEIGHT_BLOB)
+                                  RESIDUAL_OUTPUT, WEIGHT_BLOB, WIDE_KERNEL, WIDE_PAD)
 
 CONV = """\
 layer {{
@@ -37,15 +37,26 @@ layer {{
   param {{ lr_mult: 1 decay_mult: 0 }}  # bias: no weight decay
   convolution_param {{
     num_output: {n_out}
-    kernel_size: {k}
-    pad: {pad}      # ({k} - 1) / 2: output size = input size
-    stride: 1
+{geometry}    stride: 1
     # Caffe's fillers default to constant 0: without these every filter would
     # stay identical.  msra = N(0, sqrt(2 / fan_in)), He et al. 2015, for ReLU.
     weight_filler {{ type: "msra" }}
     bias_filler {{ type: "constant" value: 0 }}
   }}
 }}
+"""
+
+SQUARE = """\
+    kernel_size: {k}
+    pad: {pad}      # ({k} - 1) / 2: output size = input size
+"""
+
+WIDE = """\
+    # Variant (not the paper's): {kh} px across scan lines, {kw} along them (x, fast scan).
+    kernel_h: {kh}
+    kernel_w: {kw}
+    pad_h: {ph}
+    pad_w: {pw}     # ({kw} - 1) / 2: output size = input size
 """
 
 RELU = """\
@@ -131,12 +142,15 @@ layer {{
 """
 
 
-def body(final_relu: bool = True) -> str:
-    """The 12 convolution (+ReLU) blocks, from blob ``data`` to ``conv12``."""
+def body(final_relu: bool = True, wide: bool = False) -> str:
+    """The 12 convolution (+ReLU) blocks, from blob ``data`` to ``conv12``; ``wide`` = the
+    variant with :data:`WIDE_KERNEL` kernels (wider along the fast-scan axis x)."""
     parts = []
     bottoms = (INPUT_BLOB,) + CONV_NAMES[:-1]
     for i, (name, bottom, (_, n_out, k)) in enumerate(zip(CONV_NAMES, bottoms, LAYERS), start=1):
-        parts.append(CONV.format(name=name, bottom=bottom, n_out=n_out, k=k, pad=PAD))
+        geometry = (WIDE.format(kh=WIDE_KERNEL[0], kw=WIDE_KERNEL[1], ph=WIDE_PAD[0], pw=WIDE_PAD[1])
+                    if wide else SQUARE.format(k=k, pad=PAD))
+        parts.append(CONV.format(name=name, bottom=bottom, n_out=n_out, geometry=geometry))
         if name != OUTPUT_BLOB or final_relu:
             parts.append(RELU.format(i=i, conv=name))
     return "".join(parts)
@@ -169,20 +183,21 @@ def loss(output: str, weighted: bool = False) -> str:
 
 
 def train_hdf5(final_relu: bool = True, batch: int = 16, residual: bool = False,
-               weighted: bool = False) -> str:
+               weighted: bool = False, wide: bool = False) -> str:
     """The training net on HDF5 shards; ``residual`` = the variant whose loss is taken on
     input + conv12 (with a linear last layer: a correction has both signs); ``weighted`` =
-    the training loss weighted per pair (:mod:`datagen.weights`: the shards hold ``weight``)."""
+    the training loss weighted per pair (:mod:`datagen.weights`: the shards hold ``weight``);
+    ``wide`` = the variant with :data:`WIDE_KERNEL` kernels (:func:`body`)."""
     head = 'name: "StemRestore12"\n'
     head += HDF5_DATA.format(data=INPUT_BLOB, phase="TRAIN", source="data/train/list.txt", batch=batch,
                              extra_top=WEIGHT_TOP.format(weight=WEIGHT_BLOB) if weighted else "")
     head += HDF5_DATA.format(data=INPUT_BLOB, phase="TEST", source="data/test/list.txt", batch=batch,
                              extra_top="")
     if residual:
-        return (head + body(final_relu=False)
+        return (head + body(final_relu=False, wide=wide)
                 + RESIDUAL_SUM.format(top=RESIDUAL_OUTPUT, data=INPUT_BLOB, output=OUTPUT_BLOB)
                 + loss(RESIDUAL_OUTPUT, weighted))
-    return head + body(final_relu) + loss(OUTPUT_BLOB, weighted)
+    return head + body(final_relu, wide) + loss(OUTPUT_BLOB, weighted)
 
 
 def train_lmdb(final_relu: bool = True, batch: int = 16) -> str:
@@ -197,13 +212,14 @@ def train_lmdb(final_relu: bool = True, batch: int = 16) -> str:
     return head + body(final_relu) + loss(OUTPUT_BLOB)
 
 
-def deploy(final_relu: bool = True, size: int = 256, residual: bool = False) -> str:
-    """The net restore.py runs; ``residual`` = the variant, its output blob :data:`RESIDUAL_OUTPUT`."""
+def deploy(final_relu: bool = True, size: int = 256, residual: bool = False, wide: bool = False) -> str:
+    """The net restore.py runs; ``residual`` = the variant, its output blob :data:`RESIDUAL_OUTPUT`;
+    ``wide`` = the variant with :data:`WIDE_KERNEL` kernels."""
     head = 'name: "StemRestore12"\n' + DEPLOY_INPUT.format(data=INPUT_BLOB, size=size)
     if residual:
-        return (head + body(final_relu=False)
+        return (head + body(final_relu=False, wide=wide)
                 + RESIDUAL_SUM.format(top=RESIDUAL_OUTPUT, data=INPUT_BLOB, output=OUTPUT_BLOB))
-    return head + body(final_relu)
+    return head + body(final_relu, wide)
 
 
 def all_nets() -> dict[str, str]:

@@ -33,8 +33,7 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script: the repository's stem_restore
 
-from stem_restore.atomic import atomic_write_bytes  # noqa: E402
-from stem_restore.network import CONV_NAMES, PARAM_BLOBS, caffe_pb2, history_blobs  # noqa: E402
+from stem_restore.network import CONV_NAMES, PARAM_BLOBS  # noqa: E402
 from stem_restore import snapshots  # noqa: E402
 
 #: The layer the variant's start sets to zero: the net's last convolution.
@@ -52,31 +51,13 @@ def residual_start(state_path: str | pathlib.Path, dest: str | pathlib.Path) -> 
     ``ValueError`` naming the file, before writing anything, if the pair is not a whole Adam
     snapshot of the paper's net.
     """
-    state_path = pathlib.Path(state_path)
-    if not snapshots.is_whole(state_path):
-        raise ValueError(f"{state_path}: not a whole snapshot pair (unreadable .solverstate, "
-                         f"wrong number of history blobs, or its .caffemodel is missing)")
-    model_path = snapshots.weights_of(state_path)
-    net = caffe_pb2().NetParameter.FromString(model_path.read_bytes())
-    layers = [layer for layer in net.layer if layer.blobs]
-    if [layer.name for layer in layers] != list(CONV_NAMES):
-        raise ValueError(f"{model_path}: not the paper's net (layers with weights: "
-                         f"{[layer.name for layer in layers]})")
-    state = caffe_pb2().SolverState.FromString(state_path.read_bytes())
-    if len(state.history) != history_blobs("Adam"):
-        raise ValueError(f"{state_path}: {len(state.history)} history blobs, expected Adam's "
-                         f"{history_blobs('Adam')} (first and second moments of {PARAM_BLOBS} blobs)")
-
+    net, layers, state = snapshots.paper_adam_pair(state_path)
     for blob in layers[-1].blobs:
         _zero(blob)
     head_blobs = len(layers[-1].blobs)  # weights and bias: the last of the net's parameter blobs
     for i in range(PARAM_BLOBS - head_blobs, PARAM_BLOBS):  # their first moments
         _zero(state.history[i])
-    copy = snapshots.copy_pair(state_path, dest)
-    atomic_write_bytes(snapshots.weights_of(copy), net.SerializeToString())
-    state.learned_net = caffe_pb2().SolverState.FromString(copy.read_bytes()).learned_net
-    atomic_write_bytes(copy, state.SerializeToString())
-    return copy
+    return snapshots.write_start(state_path, dest, net, state)
 
 
 def main(argv: list[str] | None = None) -> int:

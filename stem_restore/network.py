@@ -28,6 +28,7 @@ __all__ = [
     "PrototxtError", "caffe_pb2", "parse_net", "parse_solver", "read_net",
     "in_test_phase", "ConvGeometry", "conv_geometry", "conv_layers", "receptive_field", "check_net",
     "RESIDUAL_OUTPUT", "is_residual_sum", "is_residual", "WEIGHT_BLOB", "is_weighted",
+    "WIDE_KERNEL", "WIDE_PAD",
 ]
 
 #: Convolution layers of the paper's network.
@@ -59,6 +60,14 @@ PARAM_BLOBS = 2 * N_CONV
 #: :data:`INPUT_BLOB` and :data:`OUTPUT_BLOB`, so the 12 layers learn the correction
 #: (Zhang et al. 2017, DnCNN).  Same parameters and ``.caffemodel`` layout as the paper's net.
 RESIDUAL_OUTPUT = "restored"
+#: Kernel (along y, along x) in px of every convolution of the wide *variant* (not the
+#: paper's): 5 px across scan lines as in the paper, 9 px along them, so an output pixel
+#: sees 49 x 97 px, twice as much of its scan line (rows at the wrong x are the largest
+#: error the paper's net leaves: BENCHMARKS.md, "the error budget").  Its weights start
+#: from a paper-net snapshot, zero-padded along x (``prototxt/wide_init.py``).
+WIDE_KERNEL = (KERNEL, 2 * KERNEL - 1)
+#: Zero padding (along y, along x) in px of the wide variant's convolutions: keeps the size.
+WIDE_PAD = tuple((k - 1) // 2 for k in WIDE_KERNEL)
 #: Per-pair loss weight (N) of a weighted training net, and the HDF5 dataset it is read from
 #: (``HDF5Data`` reads the dataset named like its top; :mod:`datagen.weights`).
 WEIGHT_BLOB = "weight"

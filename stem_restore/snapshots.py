@@ -38,7 +38,8 @@ import sys
 from stem_restore.atomic import atomic_write_bytes
 from stem_restore.network import history_blobs
 
-__all__ = ["read_listing", "shard_rows", "resume_order", "weights_of", "is_whole", "copy_pair"]
+__all__ = ["read_listing", "shard_rows", "resume_order", "weights_of", "is_whole", "copy_pair",
+           "paper_adam_pair", "write_start"]
 
 
 def read_listing(listing: str | os.PathLike) -> list[str]:
@@ -119,6 +120,47 @@ def copy_pair(state_path: str | os.PathLike, dest: str | os.PathLike,
     state.learned_net = str(model.resolve() if relative_to is None
                             else model.resolve().relative_to(pathlib.Path(relative_to).resolve()))
     copy = dest / state_path.name
+    atomic_write_bytes(copy, state.SerializeToString())
+    return copy
+
+
+def paper_adam_pair(state_path: str | os.PathLike):
+    """``(weights, layers, state)`` of a whole Adam snapshot pair of the paper's net.
+
+    ``weights`` is the ``.caffemodel``'s NetParameter, ``layers`` its layers that hold
+    blobs (the convolutions, input to output), ``state`` the SolverState, whose history
+    holds the first moments of the :data:`~stem_restore.network.PARAM_BLOBS` parameter
+    blobs and then their second moments, in the net's parameter order
+    (Caffe's ``AdamSolver::AdamPreSolve``).  The start of a variant edits them and
+    :func:`write_start` writes the result.  Raises ``ValueError`` naming the file if
+    the pair is not whole, not Adam's or not the paper net's layers.
+    """
+    from stem_restore.network import CONV_NAMES, PARAM_BLOBS, caffe_pb2
+    state_path = pathlib.Path(state_path)
+    if not is_whole(state_path):
+        raise ValueError(f"{state_path}: not a whole snapshot pair (unreadable .solverstate, "
+                         f"wrong number of history blobs, or its .caffemodel is missing)")
+    model_path = weights_of(state_path)
+    net = caffe_pb2().NetParameter.FromString(model_path.read_bytes())
+    layers = [layer for layer in net.layer if layer.blobs]
+    if [layer.name for layer in layers] != list(CONV_NAMES):
+        raise ValueError(f"{model_path}: not the paper's net (layers with weights: "
+                         f"{[layer.name for layer in layers]})")
+    state = _state(state_path)
+    if len(state.history) != history_blobs("Adam"):
+        raise ValueError(f"{state_path}: {len(state.history)} history blobs, expected Adam's "
+                         f"{history_blobs('Adam')} (first and second moments of {PARAM_BLOBS} blobs)")
+    return net, layers, state
+
+
+def write_start(state_path: str | os.PathLike, dest: str | os.PathLike, net, state) -> pathlib.Path:
+    """Write a variant's start: the pair ``state_path`` copied into ``dest``
+    (:func:`copy_pair`), then its weights replaced by NetParameter ``net`` and its state by
+    SolverState ``state``, naming the copied weights; both writes atomic.  Returns the
+    ``.solverstate`` (resume it with ``caffe train --snapshot``)."""
+    copy = copy_pair(state_path, dest)
+    atomic_write_bytes(weights_of(copy), net.SerializeToString())
+    state.learned_net = _state(copy).learned_net
     atomic_write_bytes(copy, state.SerializeToString())
     return copy
 

@@ -1,0 +1,101 @@
+"""Start the wide variant from a paper-net snapshot: the same function, room along x.
+
+The wide variant (:func:`make_nets.train_hdf5` with ``wide=True``) has the paper net's
+layers with kernels of :data:`stem_restore.network.WIDE_KERNEL` = 5 x 9 px instead of
+5 x 5: 9 px along the fast-scan axis x, so an output pixel sees 49 x 97 px, twice as
+much of its own scan line.  The paper net's largest remaining error is rows at the wrong
+x (BENCHMARKS.md, "the error budget"), and how far a line sits off can only be read from
+enough of the line.
+
+A 5 x 5 kernel is a 5 x 9 kernel whose two outer column pairs are zero (with ``pad_w``
+4 instead of 2 the output grid is the same), so the variant can start *exactly* where a
+paper-net snapshot is: this start copies each trained kernel into the middle five
+columns of a zero 5 x 9 kernel.  At the snapshot's iteration the variant computes the
+paper net's output bit for bit (up to the order of the sums), and training then decides
+what the new columns are worth: an A/B against the paper net continued from the same
+pair, with the same batches, measures only the width.
+
+In the ``.solverstate`` the new columns' first Adam moments are zero and their second
+moments are the layer's mean second moment (the scale of its gradients), so their first
+steps are ~0.1 x ``base_lr`` growing to ~``base_lr`` as the first moment fills, instead of
+the ~3 x ``base_lr`` a zero second moment gives (Kingma & Ba 2015; the run is thousands
+of iterations in, where the bias correction is ~1).  Biases and their moments are kept::
+
+    python prototxt/wide_init.py runs/long96d/snapshots/adam_iter_30976.solverstate --out START
+    caffe train --solver=adam.prototxt --snapshot=START/adam_iter_30976.solverstate
+
+with ``train.prototxt`` from ``make_nets.train_hdf5(wide=True)``.
+(``benchmarks/train_ab.py --resume STATE --arm NAME=wide`` does this for its arm.)
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run as a script: the repository's stem_restore
+
+from stem_restore import snapshots  # noqa: E402
+from stem_restore.network import KERNEL, PARAM_BLOBS, WIDE_KERNEL  # noqa: E402
+
+
+def widen(kernels: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """Kernels ``(out, in, 5, 5)`` -> ``(out, in, 5, 9)``: each in the middle columns,
+    the new columns (two on each side along x) set to ``fill``."""
+    out, cin, kh, kw = kernels.shape
+    if (kh, kw) != (KERNEL, KERNEL):
+        raise ValueError(f"kernels of {kh} x {kw} px, expected the paper's {KERNEL} x {KERNEL}")
+    wide = np.full((out, cin, WIDE_KERNEL[0], WIDE_KERNEL[1]), fill, np.float32)
+    left = (WIDE_KERNEL[1] - KERNEL) // 2
+    wide[..., left:left + KERNEL] = kernels
+    return wide
+
+
+def _blob_array(blob) -> np.ndarray:
+    return np.asarray(blob.data, np.float32).reshape(tuple(blob.shape.dim))
+
+
+def _set_blob(blob, array: np.ndarray) -> None:
+    del blob.shape.dim[:]
+    blob.shape.dim.extend(array.shape)
+    del blob.data[:]
+    blob.data.extend(array.ravel().tolist())
+
+
+def wide_start(state_path: str | pathlib.Path, dest: str | pathlib.Path) -> pathlib.Path:
+    """Copy the Adam snapshot pair ``state_path`` of the paper's net into ``dest`` as the
+    wide variant's start (module docstring).  Returns the copied ``.solverstate``; raises
+    ``ValueError`` naming the file, before writing anything, if the pair is not a whole Adam
+    snapshot of the paper's net."""
+    net, layers, state = snapshots.paper_adam_pair(state_path)
+    index = 0  # parameter blob index: weights and bias of each layer, input to output
+    for layer in layers:
+        for k, blob in enumerate(layer.blobs):
+            if k == 0:  # the kernel; the bias (k = 1) and its moments stay as they are
+                _set_blob(blob, widen(_blob_array(blob)))
+                first, second = state.history[index], state.history[PARAM_BLOBS + index]
+                _set_blob(first, widen(_blob_array(first)))
+                v = _blob_array(second)
+                _set_blob(second, widen(v, fill=float(v.mean())))
+            index += 1
+    return snapshots.write_start(state_path, dest, net, state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("state", type=pathlib.Path, help="a paper-net Adam .solverstate (its .caffemodel beside it)")
+    p.add_argument("--out", type=pathlib.Path, required=True, help="folder for the variant's start pair")
+    args = p.parse_args(argv)
+    try:
+        print(wide_start(args.state, args.out))
+    except ValueError as e:
+        print(f"wide_init: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

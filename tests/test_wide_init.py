@@ -1,0 +1,136 @@
+"""prototxt/wide_init.py: the wide variant (5 x 9 kernels) started from a paper-net snapshot."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO
+from stem_restore import snapshots
+from stem_restore.network import (CONV_NAMES, KERNEL, PARAM_BLOBS, WEIGHT_BLOB, WIDE_KERNEL, WIDE_PAD,
+                                  caffe_pb2, read_net, receptive_field)
+
+CHECKPOINT = next((REPO / "models" / "checkpoint").glob("adam_iter_*.solverstate"))
+LEFT = (WIDE_KERNEL[1] - KERNEL) // 2  # new columns on each side
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "prototxt" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory):
+    return _load("wide_init").wide_start(CHECKPOINT, tmp_path_factory.mktemp("start"))
+
+
+def _arrays(blobs):
+    return [np.asarray(b.data, np.float32).reshape(tuple(b.shape.dim)) for b in blobs]
+
+
+def _weights(model_path):
+    net = caffe_pb2().NetParameter.FromString(model_path.read_bytes())
+    return {layer.name: _arrays(layer.blobs) for layer in net.layer if layer.blobs}
+
+
+def test_kernels_sit_in_the_middle_columns_and_the_new_ones_are_zero(start):
+    before, after = _weights(snapshots.weights_of(CHECKPOINT)), _weights(snapshots.weights_of(start))
+    for name in CONV_NAMES:
+        (k0, b0), (k1, b1) = before[name], after[name]
+        assert k1.shape == k0.shape[:2] + WIDE_KERNEL
+        np.testing.assert_array_equal(k1[..., LEFT:LEFT + KERNEL], k0)
+        assert not k1[..., :LEFT].any() and not k1[..., LEFT + KERNEL:].any()
+        np.testing.assert_array_equal(b1, b0)
+
+
+def test_adam_moments_new_columns_start_at_zero_mean_and_the_layers_scale(start):
+    s0 = caffe_pb2().SolverState.FromString(CHECKPOINT.read_bytes())
+    s1 = caffe_pb2().SolverState.FromString(start.read_bytes())
+    assert s1.iter == s0.iter and snapshots.is_whole(start)
+    h0, h1 = _arrays(s0.history), _arrays(s1.history)
+    for i in range(PARAM_BLOBS):
+        m0, m1, v0, v1 = h0[i], h1[i], h0[PARAM_BLOBS + i], h1[PARAM_BLOBS + i]
+        if i % 2:  # a bias: its moments are kept
+            np.testing.assert_array_equal(m1, m0)
+            np.testing.assert_array_equal(v1, v0)
+            continue
+        np.testing.assert_array_equal(m1[..., LEFT:LEFT + KERNEL], m0)
+        np.testing.assert_array_equal(v1[..., LEFT:LEFT + KERNEL], v0)
+        assert not m1[..., :LEFT].any() and m0.any()
+        np.testing.assert_allclose(v1[..., :LEFT], v0.mean(), rtol=1e-6)
+        np.testing.assert_allclose(v1[..., LEFT + KERNEL:], v0.mean(), rtol=1e-6)
+
+
+def test_the_wide_start_computes_the_paper_nets_output(caffe, start, tmp_path):
+    nets = _load("make_nets")
+    paper, wide = tmp_path / "paper.prototxt", tmp_path / "wide.prototxt"
+    paper.write_text(nets.deploy(size=56))
+    wide.write_text(nets.deploy(size=56, wide=True))
+    x = np.random.default_rng(3).normal(0.0, 1.0, (1, 1, 56, 72)).astype(np.float32)
+    outputs = []
+    for prototxt, weights in ((paper, snapshots.weights_of(CHECKPOINT)), (wide, snapshots.weights_of(start))):
+        net = caffe.Net(str(prototxt), caffe.TEST, weights=str(weights))
+        net.blobs["data"].reshape(*x.shape)
+        net.blobs["data"].data[...] = x
+        outputs.append(net.forward()[CONV_NAMES[-1]].copy())
+    assert outputs[0].shape == x.shape and np.abs(outputs[0]).max() > 0.1
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-4)
+
+
+def test_the_variants_nets_see_97_px_along_x(tmp_path):
+    nets = _load("make_nets")
+    path = tmp_path / "wide.prototxt"
+    path.write_text(nets.train_hdf5(wide=True, weighted=True))
+    net = read_net(path)
+    from stem_restore.network import conv_geometry, conv_layers
+    geoms = [conv_geometry(c.convolution_param) for c in conv_layers(net)]
+    assert {g.kernel for g in geoms} == {WIDE_KERNEL} and {g.pad for g in geoms} == {WIDE_PAD}
+    assert all(g.keeps_size for g in geoms)
+    assert receptive_field(net) == 49  # along y, as the paper's
+    assert 1 + sum(g.extent[1] - 1 for g in geoms) == 97
+    assert nets.train_hdf5(weighted=True) == nets.train_hdf5(weighted=True, wide=False)
+
+
+def test_caffe_resumes_the_start_and_the_new_columns_learn(caffe_bin, start, tmp_path):
+    """Real `caffe train --snapshot` from the wide start: Caffe accepts the 5 x 9 weights and
+    Adam moments, and two iterations later the new columns are no longer zero."""
+    nets = _load("make_nets")
+    rng = np.random.default_rng(5)
+    shard = tmp_path / "pairs.h5"
+    with h5py.File(shard, "w") as f:
+        clean = rng.normal(0.0, 1.0, (4, 1, 32, 32)).astype(np.float32)
+        f["data"] = np.roll(clean, 2, axis=3) + rng.normal(0.0, 0.3, clean.shape).astype(np.float32)
+        f["label"] = clean
+        f[WEIGHT_BLOB] = np.ones(4, np.float32)
+    (tmp_path / "list.txt").write_text(f"{shard}\n")
+    net = nets.train_hdf5(batch=2, weighted=True, wide=True)
+    net = net.replace('"data/train/list.txt"', '"list.txt"').replace('"data/test/list.txt"', '"list.txt"')
+    (tmp_path / "train.prototxt").write_text(net)
+    it = caffe_pb2().SolverState.FromString(start.read_bytes()).iter
+    (tmp_path / "solver.prototxt").write_text(
+        f'net: "train.prototxt"\ntype: "Adam"\nbase_lr: 1e-4\nmomentum: 0.9\nmomentum2: 0.999\n'
+        f'lr_policy: "fixed"\nmax_iter: {it + 2}\nsnapshot_prefix: "snap"\ntest_iter: 1\n'
+        f'test_interval: 1000000\ntest_initialization: false\nrandom_seed: 1\n')
+    run = subprocess.run([str(caffe_bin), "train", "--solver=solver.prototxt", f"--snapshot={start}"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    after = _weights(tmp_path / f"snap_iter_{it + 2}.caffemodel")
+    for name in CONV_NAMES:
+        kernel = after[name][0]
+        assert kernel.shape[2:] == WIDE_KERNEL
+        assert np.abs(kernel[..., :LEFT]).max() > 0 and np.abs(kernel[..., LEFT + KERNEL:]).max() > 0
+
+
+def test_a_broken_pair_is_refused_naming_the_file(tmp_path):
+    broken = tmp_path / CHECKPOINT.name
+    broken.write_bytes(CHECKPOINT.read_bytes())  # its .caffemodel is not beside it
+    run = subprocess.run([sys.executable, str(REPO / "prototxt" / "wide_init.py"), str(broken),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert run.returncode == 2 and str(broken) in run.stderr
+    assert not (tmp_path / "out").exists()
