@@ -15,11 +15,15 @@ paper net's output bit for bit (up to the order of the sums), and training then 
 what the new columns are worth: an A/B against the paper net continued from the same
 pair, with the same batches, measures only the width.
 
-In the ``.solverstate`` the new columns' first Adam moments are zero and their second
-moments are the layer's mean second moment (the scale of its gradients), so their first
-steps are ~0.1 x ``base_lr`` growing to ~``base_lr`` as the first moment fills, instead of
-the ~3 x ``base_lr`` a zero second moment gives (Kingma & Ba 2015; the run is thousands
-of iterations in, where the bias correction is ~1).  Biases and their moments are kept::
+In the ``.solverstate`` the new columns have no history: both Adam moments are zero, as
+for any parameter at Adam's start.  The run is thousands of iterations in, where Adam's
+bias correction is ~1, so a new tap with a steady gradient moves
+``base_lr x (1 - 0.9^t) / sqrt(1 - 0.999^t)`` per iteration: ~3x ``base_lr`` at first,
+~6x after 10 iterations, ~2x after 256, ~1x after a few thousand (Kingma & Ba 2015,
+beta1 = 0.9, beta2 = 0.999), while the trained taps go on at ``base_lr``: the new
+columns catch up faster than the rate alone would let them.  (``residual_init.py`` keeps
+its zeroed layer's second moments instead, to keep a trained layer's steps small.)
+Biases and their moments are kept::
 
     python prototxt/wide_init.py runs/long96d/snapshots/adam_iter_30976.solverstate --out START
     caffe train --solver=adam.prototxt --snapshot=START/adam_iter_30976.solverstate
@@ -42,13 +46,13 @@ from stem_restore import snapshots  # noqa: E402
 from stem_restore.network import KERNEL, PARAM_BLOBS, WIDE_KERNEL  # noqa: E402
 
 
-def widen(kernels: np.ndarray, fill: float = 0.0) -> np.ndarray:
+def widen(kernels: np.ndarray) -> np.ndarray:
     """Kernels ``(out, in, 5, 5)`` -> ``(out, in, 5, 9)``: each in the middle columns,
-    the new columns (two on each side along x) set to ``fill``."""
+    the new columns (two on each side along x) zero."""
     out, cin, kh, kw = kernels.shape
     if (kh, kw) != (KERNEL, KERNEL):
         raise ValueError(f"kernels of {kh} x {kw} px, expected the paper's {KERNEL} x {KERNEL}")
-    wide = np.full((out, cin, WIDE_KERNEL[0], WIDE_KERNEL[1]), fill, np.float32)
+    wide = np.zeros((out, cin, WIDE_KERNEL[0], WIDE_KERNEL[1]), np.float32)
     left = (WIDE_KERNEL[1] - KERNEL) // 2
     wide[..., left:left + KERNEL] = kernels
     return wide
@@ -78,8 +82,7 @@ def wide_start(state_path: str | pathlib.Path, dest: str | pathlib.Path) -> path
                 _set_blob(blob, widen(_blob_array(blob)))
                 first, second = state.history[index], state.history[PARAM_BLOBS + index]
                 _set_blob(first, widen(_blob_array(first)))
-                v = _blob_array(second)
-                _set_blob(second, widen(v, fill=float(v.mean())))
+                _set_blob(second, widen(_blob_array(second)))
             index += 1
     return snapshots.write_start(state_path, dest, net, state)
 
