@@ -340,7 +340,7 @@ class Model:
             "weights": str(self.weights.resolve()),
             "weights_sha256": self.weights_sha256,
             "parameters": {
-                "tile": "auto" if self.tile is None else self.tile, "context": CONTEXT,
+                "tile": "auto" if self.tile is None else self.tile, "context": self.restorer.context,
                 "engine": self.engine,
                 "conv_engine": self.conv_engine,
                 "device": "cpu" if self.gpu is None else f"gpu:{self.gpu}",

@@ -24,8 +24,9 @@ that keeps the whole within :data:`MEMORY_BUDGET` (3.6 GB).
 Exactness
 ---------
 Statistics for :func:`stem_restore.normalize.normalize` come from the whole image
-(never per window), and windows overlap by the 24 px receptive-field radius
-(:data:`stem_restore.network.CONTEXT`, :mod:`restoration.tiling`), so the
+(never per window), and windows overlap by the net's receptive-field radius
+(24 px for the paper's net, :data:`stem_restore.network.CONTEXT`; a variant's own,
+:func:`stem_restore.network.context_of`; :mod:`restoration.tiling`), so the
 windowed result equals the whole-image one.  Images with an edge below the
 49 px receptive field (:data:`stem_restore.network.RECEPTIVE_FIELD`) are
 padded (``symmetric``) to it, restored and cropped back.
@@ -40,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from stem_restore.network import (CONTEXT, FILTERS, INPUT_BLOB, KERNEL, N_CONV, OUTPUT_BLOB,
-                                  RECEPTIVE_FIELD, RESIDUAL_OUTPUT)
+                                  RECEPTIVE_FIELD, RESIDUAL_OUTPUT, context_of, read_net)
 from stem_restore.normalize import NormStats, denormalize, norm_stats, normalize
 
 from .stream import LayerStream
@@ -240,9 +241,12 @@ class Restorer:
     @classmethod
     def from_files(cls, model, weights, gpu=None, tile=None, engine: str = "auto") -> "Restorer":
         """Load ``model`` + ``weights``; ``engine`` ``auto`` = ``layers`` on CPU when the
-        net is a plain convolution chain, else ``net``."""
+        net is a plain convolution chain, else ``net``.  Windows overlap by the net's own
+        receptive-field radius (:func:`stem_restore.network.context_of`: 24 px for the
+        paper's net, more for a variant that sees farther), so they stay exact."""
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES} (got {engine!r})")
+        context = context_of(read_net(model))
 
         def factory():
             return load_net(model, weights, gpu)
@@ -254,8 +258,8 @@ class Restorer:
             if stream is None and engine == "layers":
                 raise ValueError(f"{model}: not a plain chain of same-size convolutions; use the 'net' engine")
         if stream is not None:  # `net` is kept for its weights and layer list; never run
-            return cls(net, tile=tile, stream=stream)
-        return cls(net, tile=tile, net_factory=factory)
+            return cls(net, tile=tile, context=context, stream=stream)
+        return cls(net, tile=tile, context=context, net_factory=factory)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Network output for one normalised float32 image (no tiling)."""

@@ -26,7 +26,8 @@ __all__ = [
     "N_CONV", "KERNEL", "FILTERS", "PAD", "INPUT_BLOB", "OUTPUT_BLOB", "CONV_NAMES", "LAYERS",
     "RECEPTIVE_FIELD", "CONTEXT", "N_PARAMS", "PARAM_BLOBS", "history_blobs",
     "PrototxtError", "caffe_pb2", "parse_net", "parse_solver", "read_net",
-    "in_test_phase", "ConvGeometry", "conv_geometry", "conv_layers", "receptive_field", "check_net",
+    "in_test_phase", "ConvGeometry", "conv_geometry", "conv_layers", "receptive_field", "context_of",
+    "check_net",
     "RESIDUAL_OUTPUT", "is_residual_sum", "is_residual", "WEIGHT_BLOB", "is_weighted",
     "WIDE_KERNEL", "WIDE_PAD",
 ]
@@ -275,8 +276,9 @@ def conv_layers(net) -> list:
     return [layer for layer in net.layer if layer.type == "Convolution"]
 
 
-def receptive_field(net) -> int:
-    """Receptive field (px, along y) of the net's convolutions, stacked in file order.
+def receptive_field(net, axis: int = 0) -> int:
+    """Receptive field (px) of the net's convolutions, stacked in file order, along y
+    (``axis`` 0) or x (1).
 
     ``1 + sum (extent - 1) * jump`` with ``jump`` the product of the strides
     before each layer; ValueError if a convolution is not 2-D.
@@ -286,9 +288,16 @@ def receptive_field(net) -> int:
         geom = conv_geometry(layer.convolution_param)
         if geom is None:
             raise ValueError(f"convolution {layer.name!r} is not a 2-D convolution with a kernel size")
-        rf += (geom.extent[0] - 1) * jump
-        jump *= geom.stride[0]
+        rf += (geom.extent[axis] - 1) * jump
+        jump *= geom.stride[axis]
     return rf
+
+
+def context_of(net) -> int:
+    """Context (px) a window's core needs on each side for an exact result: the larger
+    receptive-field radius of the two axes (:data:`CONTEXT` = 24 for the paper's net;
+    48 for the wide variant, whose field is 49 x 97 px)."""
+    return (max(receptive_field(net, 0), receptive_field(net, 1)) - 1) // 2
 
 
 def check_net(path: str | Path) -> list[str]:

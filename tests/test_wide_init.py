@@ -134,3 +134,33 @@ def test_a_broken_pair_is_refused_naming_the_file(tmp_path):
                           "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert run.returncode == 2 and str(broken) in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_restore_windows_the_variant_with_its_own_radius(caffe, start, tmp_path):
+    """A net that sees 97 px along x needs 48 px of overlap, not the paper's 24: with weights
+    in the new columns, windowed and whole-frame results agree; from the start (new columns
+    zero) the variant restores exactly as the paper net does."""
+    from restoration.api import load_model
+    nets = _load("make_nets")
+    deploy = tmp_path / "deploy_wide.prototxt"
+    deploy.write_text(nets.deploy(wide=True))
+    frame = np.random.default_rng(6).poisson(30.0, (150, 260)).astype(np.float32)
+
+    net = caffe.Net(str(deploy), caffe.TEST, weights=str(snapshots.weights_of(start)))
+    rng = np.random.default_rng(7)
+    for name in CONV_NAMES:  # the outer columns as trained ones might be
+        kernel = net.params[name][0].data
+        for cols in (slice(0, LEFT), slice(LEFT + KERNEL, None)):
+            kernel[..., cols] = rng.normal(0.0, 0.02, kernel[..., cols].shape)
+    trained = tmp_path / "wide_trained.caffemodel"
+    net.save(str(trained))
+    windowed = load_model(deploy, trained, engine="net", tile=160)
+    assert windowed.engine == "net" and windowed.provenance()["parameters"]["context"] == 48
+    whole = np.asarray(load_model(deploy, trained, engine="net", tile=0).restore(frame))
+    np.testing.assert_allclose(np.asarray(windowed.restore(frame)), whole, rtol=1e-4, atol=1e-3)
+
+    paper = load_model(REPO / "prototxt" / "deploy.prototxt", snapshots.weights_of(CHECKPOINT))
+    assert paper.provenance()["parameters"]["context"] == 24
+    start_whole = load_model(deploy, snapshots.weights_of(start), engine="net", tile=0).restore(frame)
+    np.testing.assert_allclose(np.asarray(paper.restore(frame)), np.asarray(start_whole), rtol=1e-4, atol=1e-2)
+    assert np.abs(whole - np.asarray(start_whole)).mean() > 0.1  # the new columns do change it
