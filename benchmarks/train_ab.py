@@ -36,7 +36,9 @@ EuclideanLoss (Σ squared error / 2 per image, averaged over images) on one set:
 (default DATA/test: distorted pairs, what the model is for; any image size, e.g. whole
 256² frames, where the 24-px border a 64² patch is mostly made of matters less), and at
 the end on the undistorted set (input = target: any loss there is damage done to a good
-frame).  Writes ``ab.md`` and the curves ``ab.png``.
+frame).  Writes ``ab.md`` and the curves ``ab.png``; each trained arm's folder holds its
+``snap_iter_N.caffemodel`` snapshots and the ``deploy.prototxt`` that restores them
+(``benchmarks/error_budget.py --model OUT/NAME/deploy.prototxt --weights ...``).
 
 The comparison on the long run's data (session 6), with the long run's Adam solver:
 
@@ -256,6 +258,7 @@ def main() -> None:
         net = nets.train_hdf5(batch=batch, weighted=weighted, **variant)
         net = net.replace('"data/train/list.txt"', '"train_list.txt"', 1)
         (work / "train.prototxt").write_text(net)
+        (work / "deploy.prototxt").write_text(nets.deploy(**variant))  # restore/evaluate the arm's snapshots
         # Caffe builds the net's TEST layer (reading data/test) but never runs it: the arms are
         # scored from their snapshots afterwards (test_interval must be > 0; 10^9 = never).
         (work / "data").symlink_to(args.data.resolve())
