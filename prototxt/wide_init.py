@@ -63,9 +63,10 @@ def _blob_array(blob) -> np.ndarray:
 
 
 def _set_blob(blob, array: np.ndarray) -> None:
-    del blob.shape.dim[:]
+    """``blob`` = ``array`` (float32 data and shape; no diff, no double data: Caffe checks
+    every field it finds against the shape)."""
+    blob.Clear()
     blob.shape.dim.extend(array.shape)
-    del blob.data[:]
     blob.data.extend(array.ravel().tolist())
 
 

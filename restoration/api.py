@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stem_restore.network import CONTEXT, RECEPTIVE_FIELD
+from stem_restore.network import CONTEXT, RECEPTIVE_FIELD, context_of, read_net
 
 from .engine import ENGINES, Restorer, conv_engine_info, file_sha256
 from .ensemble import SelfEnsemble, ensemble_option
@@ -87,18 +87,19 @@ def model_files(model: str | Path | None = None,
     return model, weights
 
 
-def check_tile(tile: int | None) -> None:
-    """``tile`` (window edge, px) is None (automatic), 0 (whole image) or above 2 x 24 px.
+def check_tile(tile: int | None, context: int = CONTEXT) -> None:
+    """``tile`` (window edge, px) is None (automatic), 0 (whole image) or above 2 x ``context``.
 
-    Raises :class:`ValueError` otherwise (windows overlap by the 24 px
-    receptive-field radius, :data:`stem_restore.network.CONTEXT`).
+    Raises :class:`ValueError` otherwise (windows overlap by the net's
+    receptive-field radius: 24 px for the paper's net, :data:`stem_restore.network.CONTEXT`;
+    a variant's own, :func:`stem_restore.network.context_of`).
     """
     if tile is None:
         return
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)):
         raise ValueError(f"tile must be an integer number of px or None (got {tile!r})")
-    if tile < 0 or 0 < tile <= 2 * CONTEXT:
-        raise ValueError(f"--tile must be 0 or larger than {2 * CONTEXT} px (got {tile})")
+    if tile < 0 or 0 < tile <= 2 * context:
+        raise ValueError(f"--tile must be 0 or larger than {2 * context} px (got {tile})")
 
 
 def check_engine(engine: str) -> None:
@@ -310,6 +311,7 @@ class Model:
             problem = check_gpu(gpu)
             if problem:
                 raise RuntimeError(problem)
+        check_tile(tile, context_of(read_net(self.model)))  # a variant that sees farther needs more
         trial_load(self.model, self.weights)  # Caffe's own checks, in a child that may abort
         try:
             self.restorer = Restorer.from_files(self.model, self.weights, gpu, tile=tile, engine=engine)

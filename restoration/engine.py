@@ -55,7 +55,7 @@ STREAM_WINDOW = 2048
 MIN_STREAM_WINDOW = 512
 #: Engines of :class:`Restorer` (see the module docstring).
 ENGINES = ("auto", "layers", "net")
-#: Smallest window edge chosen automatically (px): below this the 24 px
+#: Smallest window edge chosen automatically (px): below this the paper net's 24 px
 #: overlaps cost more than half of the compute.
 MIN_AUTO_TILE = 112
 #: Memory budget for the automatic tile choice (bytes): net + image arrays.
@@ -208,7 +208,9 @@ class Restorer:
         in one pass; None = :func:`auto_window` / :func:`auto_tile` per image
         (bounded memory).
     context : int
-        Overlap on each inner side of a window (px); >= 24 for exactness.
+        Overlap on each inner side of a window (px); for exactness at least the net's
+        receptive-field radius (24 for the paper's net; :meth:`from_files` reads it from
+        the prototxt, :func:`stem_restore.network.context_of`).
     net_factory : callable, optional
         Returns a fresh net.  Caffe never shrinks its buffers, so when an
         automatic tile is smaller than the largest window run so far, the net
@@ -256,7 +258,8 @@ class Restorer:
         if engine == "layers" or (engine == "auto" and gpu is None):
             stream = LayerStream.from_net(model, net)
             if stream is None and engine == "layers":
-                raise ValueError(f"{model}: not a plain chain of same-size convolutions; use the 'net' engine")
+                raise ValueError(f"{model}: not a plain chain of same-size square convolutions; "
+                                 f"use the 'net' engine")
         if stream is not None:  # `net` is kept for its weights and layer list; never run
             return cls(net, tile=tile, context=context, stream=stream)
         return cls(net, tile=tile, context=context, net_factory=factory)
@@ -303,7 +306,7 @@ class Restorer:
         if self.tile is not None:
             tile = self.tile
         elif self.stream is not None:
-            tile = auto_window(src.shape, self.stream)
+            tile = auto_window(src.shape, self.stream, context=self.context)
         else:
             tile = auto_tile(src.shape)
         if self.net_factory is not None and self.tile is None and tile * tile < self._max_window_px:

@@ -36,7 +36,7 @@ import pathlib
 import sys
 
 from stem_restore.atomic import atomic_write_bytes
-from stem_restore.network import history_blobs
+from stem_restore.network import CONV_NAMES, LAYERS, PARAM_BLOBS, caffe_pb2, history_blobs
 
 __all__ = ["read_listing", "shard_rows", "resume_order", "weights_of", "is_whole", "copy_pair",
            "paper_adam_pair", "write_start"]
@@ -77,7 +77,6 @@ def resume_order(paths: list[str], rows: list[int], batch: int, iteration: int) 
 
 
 def _state(path: pathlib.Path):
-    from stem_restore.network import caffe_pb2
     return caffe_pb2().SolverState.FromString(path.read_bytes())
 
 
@@ -133,9 +132,8 @@ def paper_adam_pair(state_path: str | os.PathLike):
     blobs and then their second moments, in the net's parameter order
     (Caffe's ``AdamSolver::AdamPreSolve``).  The start of a variant edits them and
     :func:`write_start` writes the result.  Raises ``ValueError`` naming the file if
-    the pair is not whole, not Adam's or not the paper net's layers.
+    the pair is not whole, not Adam's or not the paper net's layers and shapes.
     """
-    from stem_restore.network import CONV_NAMES, PARAM_BLOBS, caffe_pb2
     state_path = pathlib.Path(state_path)
     if not is_whole(state_path):
         raise ValueError(f"{state_path}: not a whole snapshot pair (unreadable .solverstate, "
@@ -146,6 +144,11 @@ def paper_adam_pair(state_path: str | os.PathLike):
     if [layer.name for layer in layers] != list(CONV_NAMES):
         raise ValueError(f"{model_path}: not the paper's net (layers with weights: "
                          f"{[layer.name for layer in layers]})")
+    for layer, (c_in, c_out, k) in zip(layers, LAYERS):
+        shapes = [tuple(blob.shape.dim) for blob in layer.blobs]
+        if shapes != [(c_out, c_in, k, k), (c_out,)]:
+            raise ValueError(f"{model_path}: {layer.name} has blobs of shape {shapes}, expected the "
+                             f"paper's {[(c_out, c_in, k, k), (c_out,)]}")
     state = _state(state_path)
     if len(state.history) != history_blobs("Adam"):
         raise ValueError(f"{state_path}: {len(state.history)} history blobs, expected Adam's "
@@ -154,13 +157,18 @@ def paper_adam_pair(state_path: str | os.PathLike):
 
 
 def write_start(state_path: str | os.PathLike, dest: str | os.PathLike, net, state) -> pathlib.Path:
-    """Write a variant's start: the pair ``state_path`` copied into ``dest``
-    (:func:`copy_pair`), then its weights replaced by NetParameter ``net`` and its state by
-    SolverState ``state``, naming the copied weights; both writes atomic.  Returns the
-    ``.solverstate`` (resume it with ``caffe train --snapshot``)."""
-    copy = copy_pair(state_path, dest)
-    atomic_write_bytes(weights_of(copy), net.SerializeToString())
-    state.learned_net = _state(copy).learned_net
+    """Write a variant's start into folder ``dest``: NetParameter ``net`` under the name of
+    ``state_path``'s weights, then SolverState ``state`` under ``state_path``'s name, naming
+    those weights by absolute path.  The state is written last, both atomically: an
+    interrupted start is never a whole pair.  Returns the ``.solverstate`` (resume it with
+    ``caffe train --snapshot``)."""
+    state_path, dest = pathlib.Path(state_path), pathlib.Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / state_path.name).unlink(missing_ok=True)  # no stale state beside the new weights
+    model = dest / weights_of(state_path).name
+    atomic_write_bytes(model, net.SerializeToString())
+    state.learned_net = str(model.resolve())
+    copy = dest / state_path.name
     atomic_write_bytes(copy, state.SerializeToString())
     return copy
 

@@ -164,3 +164,18 @@ def test_restore_windows_the_variant_with_its_own_radius(caffe, start, tmp_path)
     start_whole = load_model(deploy, snapshots.weights_of(start), engine="net", tile=0).restore(frame)
     np.testing.assert_allclose(np.asarray(paper.restore(frame)), np.asarray(start_whole), rtol=1e-4, atol=1e-2)
     assert np.abs(whole - np.asarray(start_whole)).mean() > 0.1  # the new columns do change it
+
+
+def test_a_wide_pair_is_not_widened_again(start, tmp_path):
+    """Only the paper net's shapes start a variant: a wide pair is refused naming its weights."""
+    with pytest.raises(ValueError, match=r"conv1 has blobs of shape .*\(64, 1, 5, 9\)") as err:
+        _load("wide_init").wide_start(start, tmp_path / "again")
+    assert str(snapshots.weights_of(start)) in str(err.value) and not (tmp_path / "again").exists()
+
+
+def test_a_wide_tile_too_small_for_its_context_is_refused_before_loading(start, tmp_path):
+    from restoration.api import load_model
+    deploy = tmp_path / "deploy_wide.prototxt"
+    deploy.write_text(_load("make_nets").deploy(wide=True))
+    with pytest.raises(ValueError, match="larger than 96 px"):
+        load_model(deploy, snapshots.weights_of(start), engine="net", tile=80)
