@@ -66,6 +66,8 @@ def evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--doses", default="100,300,1000")
     p.add_argument("--align", default=DEFAULT_ALIGN, help=f"align_rows parameters (default {DEFAULT_ALIGN})")
+    p.add_argument("--tile", type=int, default=None, help="restore's window edge (px; 0 = whole image; "
+                   "default automatic): 0 spares a variant that sees farther its wider window overlaps")
 
 
 def evaluation_setup(description: str):
@@ -78,8 +80,8 @@ def evaluation_setup(description: str):
 
     import restoration
 
-    model = restoration.load_model(a.model, a.weights)
-    print(f"CPU: {cpu_model()}; convolutions: {model.conv_engine}")
+    model = restoration.load_model(a.model, a.weights, tile=a.tile)
+    print(f"CPU: {cpu_model()}; convolutions: {model.conv_engine}; restore engine: {model.engine}")
     print(f"weights: {a.weights or 'shipped'}; {a.count} images of {a.size}², seed {a.seed}\n")
     presets = {"base": datagen.load_preset(a.preset), "heldout": datagen.load_preset(a.heldout_preset)}
     return a, model, parse_align(a.align), presets
@@ -99,13 +101,13 @@ def main() -> None:
 
     import restoration
 
-    model = restoration.load_model(a.model, a.weights)
+    model = restoration.load_model(a.model, a.weights, tile=a.tile)
     others = {}
     for item in a.also:
         name, eq, weights = item.partition("=")
         if not eq:
             p.error(f"--also {item!r}: expected NAME=WEIGHTS")
-        others[f"{name}(align_rows)"] = restoration.load_model(a.model, weights)
+        others[f"{name}(align_rows)"] = restoration.load_model(a.model, weights, tile=a.tile)
     align = parse_align(a.align)
     print(f"CPU: {cpu_model()}; convolutions: {model.conv_engine}")
     print(f"weights: {a.weights or 'shipped'}; align_rows({a.align}); {a.count} images of {a.size}², seed {a.seed}")
