@@ -24,7 +24,6 @@ learnable blob and then the second moments, in the net's parameter order
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -61,16 +60,7 @@ def residual_start(state_path: str | pathlib.Path, dest: str | pathlib.Path) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("state", type=pathlib.Path, help="a paper-net Adam .solverstate (its .caffemodel beside it)")
-    p.add_argument("--out", type=pathlib.Path, required=True, help="folder for the variant's start pair")
-    args = p.parse_args(argv)
-    try:
-        print(residual_start(args.state, args.out))
-    except ValueError as e:
-        print(f"residual_init: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return snapshots.start_main(residual_start, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ with ``train.prototxt`` from ``make_nets.train_hdf5(wide=True)``.
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -89,16 +88,7 @@ def wide_start(state_path: str | pathlib.Path, dest: str | pathlib.Path) -> path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("state", type=pathlib.Path, help="a paper-net Adam .solverstate (its .caffemodel beside it)")
-    p.add_argument("--out", type=pathlib.Path, required=True, help="folder for the variant's start pair")
-    args = p.parse_args(argv)
-    try:
-        print(wide_start(args.state, args.out))
-    except ValueError as e:
-        print(f"wide_init: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return snapshots.start_main(wide_start, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from stem_restore.atomic import atomic_write_bytes
 from stem_restore.network import CONV_NAMES, LAYERS, PARAM_BLOBS, caffe_pb2, history_blobs
 
 __all__ = ["read_listing", "shard_rows", "resume_order", "weights_of", "is_whole", "copy_pair",
-           "paper_adam_pair", "write_start"]
+           "paper_adam_pair", "write_start", "start_main"]
 
 
 def read_listing(listing: str | os.PathLike) -> list[str]:
@@ -171,6 +171,24 @@ def write_start(state_path: str | os.PathLike, dest: str | os.PathLike, net, sta
     copy = dest / state_path.name
     atomic_write_bytes(copy, state.SerializeToString())
     return copy
+
+
+def start_main(start, description: str, argv: list[str] | None = None) -> int:
+    """The command line of a variant's start script (``prototxt/residual_init.py``,
+    ``prototxt/wide_init.py``): ``STATE --out DIR``; prints the start's ``.solverstate``;
+    exit 2 with one line naming the file when ``start(STATE, DIR)`` raises ``ValueError``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("state", type=pathlib.Path, help="a paper-net Adam .solverstate (its .caffemodel beside it)")
+    p.add_argument("--out", type=pathlib.Path, required=True, help="folder for the variant's start pair")
+    args = p.parse_args(argv)
+    try:
+        print(start(args.state, args.out))
+    except ValueError as e:
+        print(f"{p.prog}: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _main(argv: list[str]) -> int:

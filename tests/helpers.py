@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 
@@ -20,6 +21,14 @@ DEPLOY_LINEAR = REPO / "prototxt" / "deploy_linear_output.prototxt"
 RSCIIO_DATA = REPO / "tests" / "data" / "rosettasciio"
 RESTORE_PY = REPO / "restore.py"
 PYTHON = REPO / ".venv" / "bin" / "python"
+
+
+def prototxt_script(name: str):
+    """The module ``prototxt/<name>.py`` (a folder of scripts, not a package), loaded by path."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "prototxt" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def conv_names(net) -> list[str]:

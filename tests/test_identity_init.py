@@ -1,7 +1,6 @@
 """prototxt/identity_init.py: the paper's net started at the identity, loaded by real Caffe."""
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -13,10 +12,8 @@ from stem_restore.network import CONV_NAMES, LAYERS
 
 @pytest.fixture(scope="module")
 def init():
-    spec = importlib.util.spec_from_file_location("identity_init", REPO / "prototxt" / "identity_init.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from helpers import prototxt_script
+    return prototxt_script("identity_init")
 
 
 def test_caffe_net_from_identity_start_returns_relu_of_input(caffe, init, tmp_path):

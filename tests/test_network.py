@@ -30,11 +30,9 @@ def parse_solver(caffe, path):
 
 
 def test_committed_prototxt_match_their_generator():
-    import importlib.util
+    from helpers import prototxt_script
 
-    spec = importlib.util.spec_from_file_location("make_nets", PROTOTXT / "make_nets.py")
-    make_nets = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_nets)
+    make_nets = prototxt_script("make_nets")
     for name, text in make_nets.all_nets().items():
         assert (PROTOTXT / name).read_text() == text, f"{name} is stale: run python prototxt/make_nets.py"
 

@@ -1,31 +1,21 @@
 """prototxt/residual_init.py: the residual variant started from a paper-net snapshot."""
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from conftest import REPO
+from helpers import prototxt_script
 from stem_restore import snapshots
 from stem_restore.network import CONV_NAMES, PARAM_BLOBS, caffe_pb2
 
 CHECKPOINT = next((REPO / "models" / "checkpoint").glob("adam_iter_*.solverstate"))
 
 
-def _load(name: str):
-    sys.path.insert(0, str(REPO / "prototxt"))
-    spec = importlib.util.spec_from_file_location(name, REPO / "prototxt" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def start(tmp_path_factory):
-    return _load("residual_init").residual_start(CHECKPOINT, tmp_path_factory.mktemp("start"))
+    return prototxt_script("residual_init").residual_start(CHECKPOINT, tmp_path_factory.mktemp("start"))
 
 
 def _blobs(model_path):
@@ -54,7 +44,7 @@ def test_only_the_last_layer_and_its_first_moments_are_zeroed(start):
 
 
 def test_the_variant_from_the_start_returns_its_input_exactly(caffe, start, tmp_path):
-    nets = _load("make_nets")
+    nets = prototxt_script("make_nets")
     deploy = tmp_path / "deploy_residual.prototxt"
     deploy.write_text(nets.deploy(residual=True, size=40))
     net = caffe.Net(str(deploy), caffe.TEST, weights=str(snapshots.weights_of(start)))
@@ -64,19 +54,10 @@ def test_the_variant_from_the_start_returns_its_input_exactly(caffe, start, tmp_
     assert np.abs(net.blobs[CONV_NAMES[-2]].data).max() > 0.1  # the trained features are alive
 
 
-def test_a_broken_pair_is_refused_naming_the_file(tmp_path):
-    broken = tmp_path / CHECKPOINT.name
-    broken.write_bytes(CHECKPOINT.read_bytes())  # its .caffemodel is not beside it
-    run = subprocess.run([sys.executable, str(REPO / "prototxt" / "residual_init.py"), str(broken),
-                          "--out", str(tmp_path / "out")], capture_output=True, text=True)
-    assert run.returncode == 2 and str(broken) in run.stderr
-    assert not (tmp_path / "out").exists()
-
-
 @pytest.fixture(scope="module")
 def residual_deploy(tmp_path_factory):
     path = tmp_path_factory.mktemp("deploy") / "deploy_residual.prototxt"
-    path.write_text(_load("make_nets").deploy(residual=True))
+    path.write_text(prototxt_script("make_nets").deploy(residual=True))
     return path
 
 

@@ -1,7 +1,6 @@
 """prototxt/wide_init.py: the wide variant (5 x 9 kernels) started from a paper-net snapshot."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from helpers import prototxt_script
 from stem_restore import snapshots
 from stem_restore.network import (CONV_NAMES, KERNEL, PARAM_BLOBS, WEIGHT_BLOB, WIDE_KERNEL, WIDE_PAD,
                                   caffe_pb2, read_net, receptive_field)
@@ -18,16 +18,9 @@ CHECKPOINT = next((REPO / "models" / "checkpoint").glob("adam_iter_*.solverstate
 LEFT = (WIDE_KERNEL[1] - KERNEL) // 2  # new columns on each side
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "prototxt" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def start(tmp_path_factory):
-    return _load("wide_init").wide_start(CHECKPOINT, tmp_path_factory.mktemp("start"))
+    return prototxt_script("wide_init").wide_start(CHECKPOINT, tmp_path_factory.mktemp("start"))
 
 
 def _arrays(blobs):
@@ -68,7 +61,7 @@ def test_adam_moments_of_the_new_columns_are_zero_the_others_kept(start):
 
 
 def test_the_wide_start_computes_the_paper_nets_output(caffe, start, tmp_path):
-    nets = _load("make_nets")
+    nets = prototxt_script("make_nets")
     paper, wide = tmp_path / "paper.prototxt", tmp_path / "wide.prototxt"
     paper.write_text(nets.deploy(size=56))
     wide.write_text(nets.deploy(size=56, wide=True))
@@ -84,7 +77,7 @@ def test_the_wide_start_computes_the_paper_nets_output(caffe, start, tmp_path):
 
 
 def test_the_variants_nets_see_97_px_along_x(tmp_path):
-    nets = _load("make_nets")
+    nets = prototxt_script("make_nets")
     path = tmp_path / "wide.prototxt"
     path.write_text(nets.train_hdf5(wide=True, weighted=True))
     net = read_net(path)
@@ -100,7 +93,7 @@ def test_the_variants_nets_see_97_px_along_x(tmp_path):
 def test_caffe_resumes_the_start_and_the_new_columns_learn(caffe_bin, start, tmp_path):
     """Real `caffe train --snapshot` from the wide start: Caffe accepts the 5 x 9 weights and
     Adam moments, and two iterations later the new columns are no longer zero."""
-    nets = _load("make_nets")
+    nets = prototxt_script("make_nets")
     rng = np.random.default_rng(5)
     shard = tmp_path / "pairs.h5"
     with h5py.File(shard, "w") as f:
@@ -127,10 +120,12 @@ def test_caffe_resumes_the_start_and_the_new_columns_learn(caffe_bin, start, tmp
         assert np.abs(kernel[..., :LEFT]).max() > 0 and np.abs(kernel[..., LEFT + KERNEL:]).max() > 0
 
 
-def test_a_broken_pair_is_refused_naming_the_file(tmp_path):
+@pytest.mark.parametrize("script", ["wide_init", "residual_init"])
+def test_a_broken_pair_is_refused_naming_the_file(tmp_path, script):
+    """Both variants' start scripts (one command line, snapshots.start_main)."""
     broken = tmp_path / CHECKPOINT.name
     broken.write_bytes(CHECKPOINT.read_bytes())  # its .caffemodel is not beside it
-    run = subprocess.run([sys.executable, str(REPO / "prototxt" / "wide_init.py"), str(broken),
+    run = subprocess.run([sys.executable, str(REPO / "prototxt" / f"{script}.py"), str(broken),
                           "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert run.returncode == 2 and str(broken) in run.stderr
     assert not (tmp_path / "out").exists()
@@ -141,7 +136,7 @@ def test_restore_windows_the_variant_with_its_own_radius(caffe, start, tmp_path)
     in the new columns, windowed and whole-frame results agree; from the start (new columns
     zero) the variant restores exactly as the paper net does."""
     from restoration.api import load_model
-    nets = _load("make_nets")
+    nets = prototxt_script("make_nets")
     deploy = tmp_path / "deploy_wide.prototxt"
     deploy.write_text(nets.deploy(wide=True))
     frame = np.random.default_rng(6).poisson(30.0, (150, 260)).astype(np.float32)
@@ -169,13 +164,13 @@ def test_restore_windows_the_variant_with_its_own_radius(caffe, start, tmp_path)
 def test_a_wide_pair_is_not_widened_again(start, tmp_path):
     """Only the paper net's shapes start a variant: a wide pair is refused naming its weights."""
     with pytest.raises(ValueError, match=r"conv1 has blobs of shape .*\(64, 1, 5, 9\)") as err:
-        _load("wide_init").wide_start(start, tmp_path / "again")
+        prototxt_script("wide_init").wide_start(start, tmp_path / "again")
     assert str(snapshots.weights_of(start)) in str(err.value) and not (tmp_path / "again").exists()
 
 
 def test_a_wide_tile_too_small_for_its_context_is_refused_before_loading(start, tmp_path):
     from restoration.api import load_model
     deploy = tmp_path / "deploy_wide.prototxt"
-    deploy.write_text(_load("make_nets").deploy(wide=True))
+    deploy.write_text(prototxt_script("make_nets").deploy(wide=True))
     with pytest.raises(ValueError, match="larger than 96 px"):
         load_model(deploy, snapshots.weights_of(start), engine="net", tile=80)
