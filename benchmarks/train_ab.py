@@ -29,7 +29,8 @@ input at the start; a wide arm continues it with each kernel zero-padded to 5 x 
 :mod:`prototxt/wide_init.py`: the run's very function at the start).  An arm can also be *scored*
 instead of trained: ``--scored long=runs/long/snapshots`` reads that run's
 ``<prefix>_iter_N.caffemodel`` snapshots (for a run with the same data, solver and seed,
-they are the paper arm's weights: training is deterministic).
+they are the paper arm's weights: training is deterministic), with the paper's net (a
+variant's snapshots are scored by training it as an arm).
 
 Every arm is scored from its snapshots, every ``--test-interval`` iterations, with Caffe's
 EuclideanLoss (Σ squared error / 2 per image, averaged over images) on one set: ``--test``
