@@ -161,8 +161,11 @@ def write_start(state_path: str | os.PathLike, dest: str | os.PathLike, net, sta
     ``state_path``'s weights, then SolverState ``state`` under ``state_path``'s name, naming
     those weights by absolute path.  The state is written last, both atomically: an
     interrupted start is never a whole pair.  Returns the ``.solverstate`` (resume it with
-    ``caffe train --snapshot``)."""
+    ``caffe train --snapshot``); ``ValueError`` if ``dest`` is the pair's own folder (the
+    start would replace the snapshot it comes from)."""
     state_path, dest = pathlib.Path(state_path), pathlib.Path(dest)
+    if dest.resolve() == state_path.parent.resolve():
+        raise ValueError(f"{dest}: a variant's start goes to another folder than its snapshot {state_path}")
     dest.mkdir(parents=True, exist_ok=True)
     (dest / state_path.name).unlink(missing_ok=True)  # no stale state beside the new weights
     model = dest / weights_of(state_path).name

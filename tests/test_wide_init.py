@@ -174,3 +174,11 @@ def test_a_wide_tile_too_small_for_its_context_is_refused_before_loading(start, 
     deploy.write_text(prototxt_script("make_nets").deploy(wide=True))
     with pytest.raises(ValueError, match="larger than 96 px"):
         load_model(deploy, snapshots.weights_of(start), engine="net", tile=80)
+
+
+def test_a_start_never_replaces_the_snapshot_it_comes_from(tmp_path):
+    pair = snapshots.copy_pair(CHECKPOINT, tmp_path / "pair")
+    before = {f.name: f.read_bytes() for f in pair.parent.iterdir()}
+    with pytest.raises(ValueError, match="another folder"):
+        prototxt_script("wide_init").wide_start(pair, pair.parent)
+    assert {f.name: f.read_bytes() for f in pair.parent.iterdir()} == before
