@@ -15,6 +15,13 @@ On the evaluation's full-mix test images (the same seeds, sizes and data_range a
 over all frames and over the frames without drift (evaluate's split,
 ``datagen.drift_only_references``).
 
+A second table splits the net's row error by how fast the offsets change down the frame: the
+oracle restricted to the part of each row's offset that varies faster than W rows (the offsets
+minus their running mean over W rows, :func:`oracle_band`).  The part slower than the net's
+49-row field is what one window cannot see; the part faster than the 9 rows that row alignment's
+local reference spans (``half_window=4``) is what whole-row alignment can; the band between is
+what the net sees and still leaves.
+
     CAFFE_DNNL_MATH=fp32 python benchmarks/error_budget.py [--weights W.caffemodel]
 """
 from __future__ import annotations
@@ -30,6 +37,8 @@ sys.path.insert(0, str(REPO))
 import datagen  # noqa: E402
 from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
 from stem_restore.rowalign import align_rows, pair_shifts, shift_rows  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -41,12 +50,24 @@ def oracle_rows(image: np.ndarray, clean: np.ndarray) -> np.ndarray:
     return shift_rows(image, pair_shifts(clean, image))
 
 
+#: Band limits of the second table, rows: faster than 3, 9, 33, 129 rows (and all: the oracle).
+BAND_ROWS = (3, 9, 33, 129)
+
+
+def oracle_band(image: np.ndarray, clean: np.ndarray, rows: int) -> np.ndarray:
+    """``image`` with only the part of the oracle's row offsets that changes faster than ``rows``
+    rows undone (the offsets minus their running mean over ``rows`` rows, reflected at the ends)."""
+    shifts = pair_shifts(clean, image)
+    return shift_rows(image, shifts - ndimage.uniform_filter1d(shifts, int(rows), mode="reflect"))
+
+
 def main() -> None:
     a, model, align, presets = evaluation_setup(__doc__.splitlines()[0])
     methods = ("raw", "cnn", "cnn(align_rows)")
     print("| condition | frames | " + " | ".join(f"{m} dB → oracle rows" for m in methods) + " |")
     print("|---|---|" + "---:|" * len(methods))
     doses = [float(d) for d in a.doses.split(",")]
+    bands = []
     conds = [("base", c) for c in run.make_conditions([], doses)] + [("heldout", c) for c in run.heldout_conditions(doses)]
     for role, cond in conds:
         preset = run.condition_preset(presets[role], cond)
@@ -63,6 +84,14 @@ def main() -> None:
             print(f"| {cond.label} | {label} ({keep.sum()}) | "
                   + " | ".join(f"{db[m][keep].mean():.2f} → {oracle[m][keep].mean():.2f}" for m in methods) + " |",
                   flush=True)
+        band = np.array([[psnr(oracle_band(o, c, w), c) for w in BAND_ROWS] for o, c in zip(outs["cnn"], clean)])
+        for label, keep in (("all", np.ones(a.count, bool)), ("without drift", still)):
+            bands.append(f"| {cond.label} | {label} ({keep.sum()}) | {db['cnn'][keep].mean():.2f} | "
+                         + " | ".join(f"{v:.2f}" for v in band[keep].mean(axis=0)) + f" | {oracle['cnn'][keep].mean():.2f} |")
+    print("\ncnn: the oracle on the part of the row offsets that changes faster than W rows (dB)\n")
+    print("| condition | frames | cnn | " + " | ".join(f"W = {w}" for w in BAND_ROWS) + " | all rows |")
+    print("|---|---|" + "---:|" * (len(BAND_ROWS) + 2))
+    print("\n".join(bands))
 
 
 if __name__ == "__main__":

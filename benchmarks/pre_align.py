@@ -15,8 +15,11 @@ alignment costs where there is no jitter), the full mix and the held-out mix.
 
 ``align_rows(cnn)`` is the other order: the net first, then row alignment of its output (whose
 rows are denoised, so their cross-correlation is sharper); ``cnn(align@cnn)`` measures the line
-offsets on the net's output, undoes them on the raw frame and runs the net on that.  ``--also NAME=WEIGHTS`` adds a net (same deploy prototxt) applied to the row-aligned frames,
-e.g. one trained on row-aligned inputs (``benchmarks/align_shards.py``).
+offsets on the net's output, undoes them on the raw frame and runs the net on that;
+``post(cnn(align_rows))`` aligns before the net and then the net's output again, with
+``--output-align`` (:data:`stem_restore.rowalign.OUTPUT_ALIGN`: offsets wandering over up to 33
+rows).  ``--also NAME=WEIGHTS`` adds a net (same deploy prototxt) applied to the row-aligned
+frames, e.g. one trained on row-aligned inputs (``benchmarks/align_shards.py``).
 
 Row alignment runs with fixed parameters (``--align``; default: those evaluate's grid search
 picked for align_rows on the full mix's validation images at doses 300 and 1000), not tuned
@@ -37,7 +40,8 @@ sys.path.insert(0, str(REPO))
 import datagen  # noqa: E402
 from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
-from stem_restore.rowalign import DEFAULT_ALIGN, align_rows, estimate_row_offsets, parse_align, shift_rows  # noqa: E402
+from stem_restore.rowalign import (DEFAULT_ALIGN, OUTPUT_ALIGN, align_rows, estimate_row_offsets,  # noqa: E402
+                                   parse_align, shift_rows)
 
 #: Families whose raw frames are already good (evaluate's table @ 300: 52-53 dB raw for flyback
 #: and detector lag): where alignment can only move good rows.
@@ -95,6 +99,8 @@ def cpu_model() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     evaluation_arguments(p)
+    p.add_argument("--output-align", default=OUTPUT_ALIGN,
+                   help=f"align_rows parameters for the net's output in post(cnn(align_rows)) (default {OUTPUT_ALIGN})")
     p.add_argument("--also", action="append", default=[], metavar="NAME=WEIGHTS",
                    help="another .caffemodel, applied to the row-aligned frames (repeatable)")
     a = p.parse_args()
@@ -110,12 +116,15 @@ def main() -> None:
         others[f"{name}(align_rows)"] = restoration.load_model(a.model, weights, tile=a.tile)
     align = parse_align(a.align)
     print(f"CPU: {cpu_model()}; convolutions: {model.conv_engine}")
-    print(f"weights: {a.weights or 'shipped'}; align_rows({a.align}); {a.count} images of {a.size}², seed {a.seed}")
+    print(f"weights: {a.weights or 'shipped'}; align_rows({a.align}); post: align_rows({a.output_align}); "
+          f"{a.count} images of {a.size}², seed {a.seed}")
     for name, net in others.items():
         print(f"{name}: weights {net.weights}")
     print()
     presets = {"base": datagen.load_preset(a.preset), "heldout": datagen.load_preset(a.heldout_preset)}
-    methods = ("raw", "align_rows", "cnn", "cnn(align_rows)", "align_rows(cnn)", "cnn(align@cnn)") + tuple(others)
+    post = parse_align(a.output_align)
+    methods = ("raw", "align_rows", "cnn", "cnn(align_rows)", "align_rows(cnn)", "cnn(align@cnn)",
+               "post(cnn(align_rows))") + tuple(others)
     print("| condition | " + " | ".join(f"{m} dB" for m in methods)
           + " | " + " | ".join(f"{m} − cnn, no-drift frames" for m in methods[3:]) + " | "
           + " | ".join(f"{m} px" for m in methods) + " |")
@@ -132,6 +141,8 @@ def main() -> None:
         # The offsets measured on the net's output, undone on the raw frame, then the net again.
         outs["cnn(align@cnn)"] = [model.restore(shift_rows(d, estimate_row_offsets(o, **align)))
                                   for d, o in zip(outs["raw"], outs["cnn"])]
+        # Both: row alignment before the net, and of the net's output with --output-align.
+        outs["post(cnn(align_rows))"] = [align_rows(o, **post) for o in outs["cnn(align_rows)"]]
         for name, net in others.items():
             outs[name] = [net.restore(d) for d in outs["align_rows"]]
         db = {m: np.array([psnr(o, c) for o, c in zip(outs[m], clean)]) for m in methods}

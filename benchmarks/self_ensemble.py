@@ -3,7 +3,9 @@
 The mirror self-ensemble of :mod:`restoration.ensemble` (``restore.py --self-ensemble``; why
 the mirrored frame is a fair second estimate is written there).  Per condition of
 ``benchmarks/pre_align.py`` (the evaluation's test images): mean PSNR and column-position error
-of the net, the ensemble, and both after row alignment.
+of the net, the ensemble, both after row alignment, and both with their outputs aligned again
+(``post(...)``: what ``restore.py --align-rows`` does since session 26,
+:data:`stem_restore.rowalign.OUTPUT_ALIGN`).
 
     CAFFE_DNNL_MATH=fp32 python benchmarks/self_ensemble.py --doses 300
 """
@@ -23,12 +25,14 @@ from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
 from pre_align import conditions, evaluation_setup  # noqa: E402
 from restoration.ensemble import mirror_mean  # noqa: E402
-from stem_restore.rowalign import align_rows  # noqa: E402
+from stem_restore.rowalign import OUTPUT_ALIGN, align_rows, parse_align  # noqa: E402
 
 
 def main() -> None:
     a, model, align, presets = evaluation_setup(__doc__.splitlines()[0])
-    methods = ("cnn", "mirror mean", "cnn(align_rows)", "mirror mean(align_rows)")
+    methods = ("cnn", "mirror mean", "cnn(align_rows)", "mirror mean(align_rows)",
+               "post(cnn(align_rows))", "post(mirror mean(align_rows))")
+    post = parse_align(OUTPUT_ALIGN)
     print("| condition | " + " | ".join(f"{m} dB" for m in methods) + " | "
           + " | ".join(f"{m} px" for m in methods) + " |")
     print("|---|" + "---:|" * (2 * len(methods)))
@@ -41,6 +45,8 @@ def main() -> None:
                 "mirror mean": [mirror_mean(model.restore, d) for d in raw],
                 "cnn(align_rows)": [model.restore(d) for d in aligned],
                 "mirror mean(align_rows)": [mirror_mean(model.restore, d) for d in aligned]}
+        for m in ("cnn(align_rows)", "mirror mean(align_rows)"):
+            outs[f"post({m})"] = [align_rows(o, **post) for o in outs[m]]
         db = {m: np.mean([psnr(o, c) for o, c in zip(outs[m], clean)]) for m in methods}
         px = {m: run.rms_column_error(outs[m], clean) for m in methods}
         print(f"| {cond.label} | " + " | ".join(f"{db[m]:.2f}" for m in methods) + " | "

@@ -275,10 +275,11 @@ class Model:
     engine : {"auto", "layers", "net"}
         ``--engine``; see :mod:`restoration.engine`.
     align_rows : bool, str or None
-        ``--align-rows``: align the scan lines of each frame before the net
-        (:mod:`restoration.prealign`; off by default).  True: the default
-        parameters; a ``"key=value,..."`` string: parameters of
-        :func:`stem_restore.rowalign.align_rows` that override the defaults.
+        ``--align-rows``: align the scan lines of each frame before the net, and
+        those of the net's output after it (:mod:`restoration.prealign`; off by
+        default).  True: the default parameters; a ``"key=value,..."`` string:
+        parameters of :func:`stem_restore.rowalign.align_rows` that override the
+        defaults of the first alignment.
     self_ensemble : bool
         ``--self-ensemble``: the mean of the net's output and its output on the
         frame with its scan lines in reverse order, mirrored back
@@ -349,6 +350,7 @@ class Model:
                 "normalization": NORMALIZATION,
                 "small_image_padding": f"symmetric to {RECEPTIVE_FIELD} px, cropped back",
                 "align_rows": self.align_rows,
+                "align_output": None if self.align_rows is None else self.restorer.output,
                 "self_ensemble": "slow-scan mirror mean" if self.self_ensemble else None,
             },
         }

@@ -73,10 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto (default): layers on CPU when the net is a plain convolution chain, else net")
     p.add_argument("--align-rows", nargs="?", const=True, default=None, metavar="KEY=VALUE,...",
                    help=f"align the scan lines of each frame by whole-row cross-correlation before the "
-                        f"net (default off): for frames with visible line jitter, where it helps the net "
-                        f"(+1.1 dB on simulated jitter); it costs frames without 0.5-1 dB. Optional "
-                        f"parameters of stem_restore.rowalign.align_rows, overriding the defaults "
-                        f"{DEFAULT_ALIGN}")
+                        f"net, and those of the net's output after it (default off): for frames with "
+                        f"visible line jitter, where it helps the net (+1.6 to +1.8 dB on simulated jitter); it "
+                        f"costs frames without 0.5-1 dB. Optional parameters of "
+                        f"stem_restore.rowalign.align_rows for the first alignment, overriding the "
+                        f"defaults {DEFAULT_ALIGN}")
     p.add_argument("--self-ensemble", action="store_true",
                    help="restore each frame twice, as read and with its scan lines in reverse order, and "
                         "average (restoration.ensemble): +0.01 (drift) to +0.7 dB on simulated frames, most on good "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEFAULT_MAX_SHIFT", "DEFAULT_ALIGN", "subpixel_peak", "row_shift", "pair_shifts", "line_shifts", "shift_rows",
+__all__ = ["DEFAULT_MAX_SHIFT", "DEFAULT_ALIGN", "OUTPUT_ALIGN", "subpixel_peak", "row_shift", "pair_shifts", "line_shifts", "shift_rows",
            "estimate_row_offsets", "align_rows", "parse_align"]
 
 #: Default largest line-to-line shift searched, in px.  Lattice images are
@@ -208,6 +208,14 @@ def align_rows(image: np.ndarray, **params) -> np.ndarray:
 #: evaluation's 16 flyback / detector-lag frames it keeps 51.1 / 57.1 dB of the raw 53.3 / 58.3
 #: (41.9 / 42.5 ungated), for -0.09 dB on line jitter and 0.00 on the full mix.
 DEFAULT_ALIGN = "reference=local,smooth=1,half_window=4,min_jitter=0.15"
+
+#: Row alignment of the net's output, after row alignment before it (session 26, BENCHMARKS.md
+#: "the error budget by band"): the net leaves line offsets that wander over 9-33 rows, which
+#: :data:`DEFAULT_ALIGN`'s reference of 4 rows either side cannot see.  On the denoised output
+#: the shift from each row to the next is sharp: integrated down the frame, minus its running
+#: median over 33 rows (lattice tilt and slower wander stay), at most 2 px per row pair (no jump to
+#: the next lattice column), with the same frame gate.
+OUTPUT_ALIGN = "reference=previous,detrend=33,smooth=1,max_shift=2,min_jitter=0.15"
 
 
 def parse_align(text: str) -> dict:

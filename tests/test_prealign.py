@@ -9,8 +9,8 @@ import pytest
 from helpers import PYTHON, RESTORE_PY
 
 import restoration
-from restoration.prealign import align_option
-from stem_restore.rowalign import DEFAULT_ALIGN, align_rows, parse_align, shift_rows
+from restoration.prealign import RowAligned, align_option
+from stem_restore.rowalign import DEFAULT_ALIGN, OUTPUT_ALIGN, align_rows, parse_align, shift_rows
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +49,40 @@ def test_option_text():
         align_option(3)
 
 
-def test_aligned_model_is_alignment_then_the_net(nets):
-    """Bit for bit: the option is row alignment with the default parameters, then the same net."""
+def test_aligned_model_is_alignment_then_the_net_then_alignment(nets):
+    """Bit for bit: the option is row alignment with the default parameters, the same net, and
+    row alignment of its output with OUTPUT_ALIGN (float32, as the net's result)."""
     plain, aligned = nets
     _, frame = jittered()
-    expected = plain.restore(align_rows(frame, **parse_align(DEFAULT_ALIGN)), progress=False)
+    net_out = plain.restore(align_rows(frame, **parse_align(DEFAULT_ALIGN)), progress=False)
+    expected = align_rows(net_out, **parse_align(OUTPUT_ALIGN)).astype(np.float32)
     np.testing.assert_array_equal(aligned.restore(frame, progress=False), expected)
     assert aligned.provenance()["parameters"]["align_rows"] == DEFAULT_ALIGN
+    assert aligned.provenance()["parameters"]["align_output"] == OUTPUT_ALIGN
     assert plain.provenance()["parameters"]["align_rows"] is None
+    assert plain.provenance()["parameters"]["align_output"] is None
     assert aligned.engine == plain.engine
+
+
+def test_output_alignment_takes_out_offsets_that_wander_over_many_rows(nets):
+    """Rows moved by a wave of 32 rows' period (2 px): the first alignment, which compares a row
+    with 4 rows either side, leaves most of it (a row's neighbours sit about where it does); the
+    alignment of the net's output, row to row, takes most of the rest out."""
+    plain, aligned = nets
+    clean, _ = jittered(amplitude=0)
+    y = np.arange(clean.shape[0])
+    frame = shift_rows(clean, 2.0 * np.sin(2 * np.pi * y / 32))
+    target = plain.restore(clean, progress=False)
+    before_only = RowAligned(plain.restorer, DEFAULT_ALIGN, output=None)
+    inner = np.s_[8:-8, 8:-8]
+
+    def err(out):
+        return np.sqrt(np.mean((out - target)[inner] ** 2))
+
+    e_net = err(plain.restore(frame, progress=False))
+    e_before = err(before_only.restore(frame).restored)
+    e_both = err(aligned.restore(frame, progress=False))
+    assert e_before > 0.6 * e_net and e_both < 0.5 * e_before, (e_net, e_before, e_both)
 
 
 def test_alignment_undoes_row_shifts_the_net_cannot(nets):
@@ -134,6 +159,31 @@ def test_error_budget_oracle_puts_jittered_rows_back_onto_the_truth():
     after = np.sqrt(np.mean((back - clean)[:, 3:-3] ** 2))
     assert before > 50 and after < before / 100
 
+
+
+def test_error_budget_band_oracle_undoes_only_the_fast_part_of_the_offsets():
+    """error_budget.oracle_band: rows moved by a slow wave (one period over the frame) plus a
+    fast one (period 4 rows).  Undoing offsets faster than 9 rows takes out the fast wave and
+    leaves the slow one; with the fast wave alone it puts the rows back."""
+    import sys
+
+    sys.path.insert(0, str(RESTORE_PY.parent / "benchmarks"))
+    import error_budget
+
+    clean, _ = jittered(amplitude=0)
+    y = np.arange(clean.shape[0])
+    slow = 2.0 * np.sin(2 * np.pi * y / clean.shape[0])
+    fast = np.where(y % 4 < 2, 1.0, -1.0)
+
+    def rms(image, shifts):
+        return np.sqrt(np.mean((image - shift_rows(clean, shifts))[:, 5:-5] ** 2))
+
+    moved = shift_rows(clean, slow + fast)
+    nine = error_budget.oracle_band(moved, clean, 9)
+    assert rms(nine, slow) < rms(nine, np.zeros_like(y)) / 3   # what is left is the slow wave
+    assert rms(moved, slow) > 3 * rms(nine, slow)               # and the fast one is gone
+    alone = error_budget.oracle_band(shift_rows(clean, fast), clean, 9)
+    assert rms(alone, np.zeros_like(y)) < rms(nine, slow)
 
 def test_whole_line_aligned_training_pairs(tmp_path):
     """benchmarks/align_frames.py: both folders hold the first ``crop`` columns of the same
