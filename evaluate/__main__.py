@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-ensemble", action="store_true",
                    help="run every CNN as restore.py --self-ensemble does (the mean of its output and its "
                         "output on the frame with its scan lines reversed; restoration/ensemble.py)")
+    p.add_argument("--align-rows", action="store_true",
+                   help="run every CNN as restore.py --align-rows does (row alignment before the net and of "
+                        "its output, default parameters; restoration/prealign.py)")
     p.add_argument("--strict", action="store_true", help="exit with status 2 if any checklist item fails")
     p.add_argument("--out", required=True, help="output folder")
     return p
@@ -239,16 +242,20 @@ def load_inputs(a: argparse.Namespace) -> RunInputs:
     return RunInputs(families, base, heldout, baselines)
 
 
-def load_cnn(model: str, weights: str, gpu: int | None,
-             self_ensemble: bool = False) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
+def load_cnn(model: str, weights: str, gpu: int | None, self_ensemble: bool = False,
+             align_rows: bool = False) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
     """The Caffe net and ``cnn(distorted) -> restored``: the same forward pass as restore.py
-    (with ``self_ensemble``, as ``restore.py --self-ensemble``)."""
+    (with ``self_ensemble``, as ``restore.py --self-ensemble``; with ``align_rows``, as
+    ``restore.py --align-rows``: the same wrappers in the same order as restoration.api.Model)."""
     from restoration.engine import Restorer
     from restoration.ensemble import SelfEnsemble
+    from restoration.prealign import RowAligned, align_option
 
     restorer = Restorer.from_files(model, weights, gpu=gpu)
     if self_ensemble:
         restorer = SelfEnsemble(restorer)
+    if align_rows:
+        restorer = RowAligned(restorer, align_option(True))
 
     def cnn(image: np.ndarray) -> np.ndarray:
         return restorer.restore(image).restored
@@ -327,6 +334,9 @@ def report_header(a: argparse.Namespace, argv: list[str], results: list[run.Cond
         if a.self_ensemble:
             lines.append("- CNNs run as `restore.py --self-ensemble`: the mean of the output and the output "
                          "on the frame with its scan lines reversed (restoration/ensemble.py).")
+        if a.align_rows:
+            lines.append("- CNNs run as `restore.py --align-rows`: rows aligned before the net and on its "
+                         "output (restoration/prealign.py, default parameters).")
     cached = [(b.name, b.apply) for b in inputs.baselines] + list(inputs.compared.items())
     for name, fn in cached:
         if isinstance(fn, CachedMethod):
@@ -403,10 +413,11 @@ def cmd_run(argv: list[str]) -> int:
 def _evaluate(a: argparse.Namespace, argv: list[str], out: Path, inputs: RunInputs) -> int:
     """The evaluation proper, once the options are checked and the inputs loaded."""
     if a.weights:
-        inputs.net, inputs.cnn = load_cnn(a.model, a.weights, a.gpu, a.self_ensemble)
+        inputs.net, inputs.cnn = load_cnn(a.model, a.weights, a.gpu, a.self_ensemble, a.align_rows)
     for name, w in a.compare:
-        cnn = load_cnn(a.model, w, a.gpu, a.self_ensemble)[1]
-        inputs.compared[name] = (CachedMethod(name, cnn, a.cache, network_tag(a.model, w, a.self_ensemble))
+        cnn = load_cnn(a.model, w, a.gpu, a.self_ensemble, a.align_rows)[1]
+        inputs.compared[name] = (CachedMethod(name, cnn, a.cache,
+                                              network_tag(a.model, w, a.self_ensemble, a.align_rows))
                                  if a.cache else cnn)
 
     arch_text, arch_ok = architecture_checklist(a.model, inputs.net)

@@ -62,18 +62,22 @@ def _sha256(*paths: pathlib.Path) -> str:
     return h.hexdigest()
 
 
-def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ensemble: bool = False) -> str:
+def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ensemble: bool = False,
+                align_rows: bool = False) -> str:
     """What a network's restored image depends on besides its input: the deploy prototxt and
     the weights (their bytes), the forward-pass code (every module of :mod:`restoration` and
     :mod:`stem_restore`), the Caffe library that runs it (its bytes), the engine setting
-    ``CAFFE_DNNL_MATH``, the CPU model (the engine picks its kernels by CPU) and whether the
-    net runs as the mirror self-ensemble (:mod:`restoration.ensemble`)."""
+    ``CAFFE_DNNL_MATH``, the CPU model (the engine picks its kernels by CPU), whether the
+    net runs as the mirror self-ensemble (:mod:`restoration.ensemble`) and with row alignment
+    around it (:mod:`restoration.prealign`, default parameters)."""
     import os
     import platform
 
     import caffe
     import restoration
     import stem_restore
+    from restoration.prealign import align_option
+    from stem_restore.rowalign import OUTPUT_ALIGN
 
     code = sorted(p for pkg in (restoration, stem_restore) for p in pathlib.Path(pkg.__file__).parent.glob("*.py"))
     cpu = platform.processor()
@@ -86,7 +90,8 @@ def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ens
                      f"code={_sha256(*code)}",
                      f"caffe={_sha256(pathlib.Path(caffe._caffe.__file__))}",
                      f"math={os.environ.get('CAFFE_DNNL_MATH', '')}", f"cpu={cpu}"]
-                    + (["self_ensemble"] if self_ensemble else []))
+                    + (["self_ensemble"] if self_ensemble else [])
+                    + ([f"align_rows={align_option(True)};align_output={OUTPUT_ALIGN}"] if align_rows else []))
 
 
 class CachedMethod:

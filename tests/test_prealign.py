@@ -143,6 +143,23 @@ def test_restore_py_option(tmp_path, nets):
     assert not bad.exists()
 
 
+
+def test_evaluate_runs_every_cnn_with_row_alignment(nets):
+    """evaluate --align-rows: its CNN is restore.py --align-rows's (both alignments), and cached
+    outputs of a compared net are kept apart from those without alignment."""
+    from evaluate.__main__ import build_parser, load_cnn
+    from evaluate.cache import network_tag
+    from restoration.api import model_files
+
+    _, aligned = nets
+    model, weights = model_files(None, None)
+    _, x = jittered(seed=17)
+    np.testing.assert_array_equal(load_cnn(str(model), str(weights), None, align_rows=True)[1](x),
+                                  aligned.restore(x, progress=False))
+    assert network_tag(model, weights, align_rows=True) != network_tag(model, weights)
+    assert network_tag(model, weights, True, True) != network_tag(model, weights, True)
+    assert build_parser().parse_args(["--out", "o", "--align-rows"]).align_rows
+
 def test_error_budget_oracle_puts_jittered_rows_back_onto_the_truth():
     """benchmarks/error_budget.py's oracle: each row moved onto the same row of the clean frame
     by its offset measured against the truth (sub-pixel: the parabola through the correlation
