@@ -87,7 +87,8 @@ def main() -> None:
         band = np.array([[psnr(oracle_band(o, c, w), c) for w in BAND_ROWS] for o, c in zip(outs["cnn"], clean)])
         for label, keep in (("all", np.ones(a.count, bool)), ("without drift", still)):
             bands.append(f"| {cond.label} | {label} ({keep.sum()}) | {db['cnn'][keep].mean():.2f} | "
-                         + " | ".join(f"{v:.2f}" for v in band[keep].mean(axis=0)) + f" | {oracle['cnn'][keep].mean():.2f} |")
+                         + " | ".join(f"{v:.2f}" for v in band[keep].mean(axis=0))
+                         + f" | {oracle['cnn'][keep].mean():.2f} |")
     print("\ncnn: the oracle on the part of the row offsets that changes faster than W rows (dB)\n")
     print("| condition | frames | cnn | " + " | ".join(f"W = {w}" for w in BAND_ROWS) + " | all rows |")
     print("|---|---|" + "---:|" * (len(BAND_ROWS) + 2))

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"align the scan lines of each frame by whole-row cross-correlation before the "
                         f"net, and those of the net's output after it (default off): for frames with "
                         f"visible line jitter, where it helps the net (+1.6 to +1.8 dB on simulated jitter); it "
-                        f"costs frames without 0.5-1 dB. Optional parameters of "
+                        f"costs frames without 0.4-1 dB. Optional parameters of "
                         f"stem_restore.rowalign.align_rows for the first alignment, overriding the "
                         f"defaults {DEFAULT_ALIGN}")
     p.add_argument("--self-ensemble", action="store_true",

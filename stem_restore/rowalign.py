@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEFAULT_MAX_SHIFT", "DEFAULT_ALIGN", "OUTPUT_ALIGN", "subpixel_peak", "row_shift", "pair_shifts", "line_shifts", "shift_rows",
-           "estimate_row_offsets", "align_rows", "parse_align"]
+__all__ = ["DEFAULT_MAX_SHIFT", "DEFAULT_ALIGN", "OUTPUT_ALIGN", "subpixel_peak", "row_shift", "pair_shifts",
+           "line_shifts", "shift_rows", "estimate_row_offsets", "align_rows", "parse_align"]
 
 #: Default largest line-to-line shift searched, in px.  Lattice images are
 #: periodic: a larger window could jump to the next column (one period away).
