@@ -2,7 +2,8 @@
 
 Used by the evaluation (``evaluate.metrics.line_shifts``: a ground-truth-free scan-noise
 measure; ``evaluate.baselines.align_rows``: a classical baseline), by ``restore.py
---align-rows`` (row alignment before the net) and by ``benchmarks/align_shards.py``.
+--align-rows`` (row alignment before the net, :data:`DEFAULT_ALIGN`, and of its output,
+:data:`OUTPUT_ALIGN`) and by ``benchmarks/align_shards.py``.
 
 Estimator: the normalised cross-correlation of two mean-free lines over their overlap, for
 every integer lag in ``[-max_shift, max_shift]`` px, with a parabola through the three samples
