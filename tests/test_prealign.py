@@ -143,7 +143,6 @@ def test_restore_py_option(tmp_path, nets):
     assert not bad.exists()
 
 
-
 def test_evaluate_runs_every_cnn_with_row_alignment(nets):
     """evaluate --align-rows: its CNN is restore.py --align-rows's (both alignments), and cached
     outputs of a compared net are kept apart from those without alignment."""
@@ -160,6 +159,7 @@ def test_evaluate_runs_every_cnn_with_row_alignment(nets):
     assert network_tag(model, weights, True, True) != network_tag(model, weights, True)
     assert build_parser().parse_args(["--out", "o", "--align-rows"]).align_rows
 
+
 def test_error_budget_oracle_puts_jittered_rows_back_onto_the_truth():
     """benchmarks/error_budget.py's oracle: each row moved onto the same row of the clean frame
     by its offset measured against the truth (sub-pixel: the parabola through the correlation
@@ -175,7 +175,6 @@ def test_error_budget_oracle_puts_jittered_rows_back_onto_the_truth():
     back = error_budget.oracle_rows(moved, clean)
     after = np.sqrt(np.mean((back - clean)[:, 3:-3] ** 2))
     assert before > 50 and after < before / 100
-
 
 
 def test_error_budget_band_oracle_undoes_only_the_fast_part_of_the_offsets():
