@@ -74,12 +74,15 @@ def evaluation_arguments(p: argparse.ArgumentParser) -> None:
                    "default automatic): 0 spares a variant that sees farther its wider window overlaps")
 
 
-def evaluation_setup(description: str):
-    """Parse :func:`evaluation_arguments`, load the net and print what runs (CPU, convolution
-    engine, weights, images): ``(args, model, align_rows parameters, {"base", "heldout": preset})``,
-    for benchmarks/error_budget.py and benchmarks/self_ensemble.py."""
+def evaluation_setup(description: str, extra=None):
+    """Parse :func:`evaluation_arguments` (and what ``extra(parser)`` adds), load the net and print
+    what runs (CPU, convolution engine, weights, images): ``(args, model, align_rows parameters,
+    {"base", "heldout": preset})``, for benchmarks/error_budget.py, self_ensemble.py and
+    output_align.py."""
     p = argparse.ArgumentParser(description=description)
     evaluation_arguments(p)
+    if extra is not None:
+        extra(p)
     a = p.parse_args()
 
     import restoration
