@@ -240,7 +240,7 @@ def align_rows(image: np.ndarray, **params) -> np.ndarray:
 DEFAULT_ALIGN = "reference=local,smooth=1,half_window=4,min_jitter=0.15"
 
 #: Row alignment of the net's output, after row alignment before it (sessions 26-27, BENCHMARKS.md
-#: "the error budget by band", "the trend of the output alignment"): the net leaves line offsets
+#: "the error budget by band", "the trend the output alignment takes out"): the net leaves line offsets
 #: that wander over 9-33 rows, which :data:`DEFAULT_ALIGN`'s reference of 4 rows either side
 #: cannot see.  On the denoised output the shift from each row to the next is sharp: integrated
 #: down the frame, minus the local straight line over 41 rows (lattice tilt and slower wander
