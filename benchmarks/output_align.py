@@ -53,7 +53,8 @@ def main() -> None:
     a, model, align, presets = evaluation_setup(__doc__.splitlines()[0], extra)
     settings = a.setting or list(CANDIDATES)
     doses = [float(d) for d in a.doses.split(",")]
-    conds = [("base", c) for c in run.make_conditions([], doses)] + [("heldout", c) for c in run.heldout_conditions(doses)]
+    conds = ([("base", c) for c in run.make_conditions([], doses)]
+             + [("heldout", c) for c in run.heldout_conditions(doses)])
     data = []
     for role, cond in conds:
         preset = run.condition_preset(presets[role], cond)
