@@ -17,8 +17,9 @@ alignment costs where there is no jitter), the full mix and the held-out mix.
 rows are denoised, so their cross-correlation is sharper); ``cnn(align@cnn)`` measures the line
 offsets on the net's output, undoes them on the raw frame and runs the net on that;
 ``post(cnn(align_rows))`` aligns before the net and then the net's output again, with
-``--output-align`` (:data:`stem_restore.rowalign.OUTPUT_ALIGN`: offsets wandering over up to 33
-rows).  ``--also NAME=WEIGHTS`` adds a net (same deploy prototxt) applied to the row-aligned
+``--output-align`` (:data:`stem_restore.rowalign.OUTPUT_ALIGN`: offsets wandering over tens of
+rows) where the input's line jitter reaches ``--min-input-jitter`` px (what ``restore.py
+--align-rows`` does: ``restoration.prealign.RowAligned``).  ``--also NAME=WEIGHTS`` adds a net (same deploy prototxt) applied to the row-aligned
 frames, e.g. one trained on row-aligned inputs (``benchmarks/align_shards.py``).
 
 Row alignment runs with fixed parameters (``--align``; default: those evaluate's grid search
@@ -40,8 +41,9 @@ sys.path.insert(0, str(REPO))
 import datagen  # noqa: E402
 from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
-from stem_restore.rowalign import (DEFAULT_ALIGN, OUTPUT_ALIGN, align_rows, estimate_row_offsets,  # noqa: E402
-                                   parse_align, shift_rows)
+from restoration.prealign import RowAligned  # noqa: E402
+from stem_restore.rowalign import (DEFAULT_ALIGN, OUTPUT_ALIGN, OUTPUT_MIN_INPUT_JITTER, align_rows,  # noqa: E402
+                                   estimate_row_offsets, parse_align, shift_rows)
 
 #: Families whose raw frames are already good (evaluate's table @ 300: 52-53 dB raw for flyback
 #: and detector lag): where alignment can only move good rows.
@@ -104,6 +106,9 @@ def main() -> None:
     evaluation_arguments(p)
     p.add_argument("--output-align", default=OUTPUT_ALIGN,
                    help=f"align_rows parameters for the net's output in post(cnn(align_rows)) (default {OUTPUT_ALIGN})")
+    p.add_argument("--min-input-jitter", type=float, default=OUTPUT_MIN_INPUT_JITTER,
+                   help="post(...) aligns the output only where the input's line jitter reaches this (px; "
+                        f"default {OUTPUT_MIN_INPUT_JITTER})")
     p.add_argument("--also", action="append", default=[], metavar="NAME=WEIGHTS",
                    help="another .caffemodel, applied to the row-aligned frames (repeatable)")
     a = p.parse_args()
@@ -119,13 +124,14 @@ def main() -> None:
         others[f"{name}(align_rows)"] = restoration.load_model(a.model, weights, tile=a.tile)
     align = parse_align(a.align)
     print(f"CPU: {cpu_model()}; convolutions: {model.conv_engine}")
-    print(f"weights: {a.weights or 'shipped'}; align_rows({a.align}); post: align_rows({a.output_align}); "
+    print(f"weights: {a.weights or 'shipped'}; align_rows({a.align}); post: align_rows({a.output_align}) "
+          f"where the input's jitter >= {a.min_input_jitter} px; "
           f"{a.count} images of {a.size}², seed {a.seed}")
     for name, net in others.items():
         print(f"{name}: weights {net.weights}")
     print()
     presets = {"base": datagen.load_preset(a.preset), "heldout": datagen.load_preset(a.heldout_preset)}
-    post = parse_align(a.output_align)
+    aligner = RowAligned(model.restorer, a.align, output=a.output_align, min_input_jitter=a.min_input_jitter)
     methods = ("raw", "align_rows", "cnn", "cnn(align_rows)", "align_rows(cnn)", "cnn(align@cnn)",
                "post(cnn(align_rows))") + tuple(others)
     print("| condition | " + " | ".join(f"{m} dB" for m in methods)
@@ -137,7 +143,8 @@ def main() -> None:
         pairs = datagen.simulate_pairs(preset, a.count, a.size, a.seed)
         clean = [c for _, c in pairs]
         outs = {"raw": [d for d, _ in pairs]}
-        outs["align_rows"] = [align_rows(d, **align) for d in outs["raw"]]
+        prepared = [aligner.prepare(d) for d in outs["raw"]]  # (align_rows(d, **align), line jitter)
+        outs["align_rows"] = [f for f, _ in prepared]
         outs["cnn"] = [model.restore(d) for d in outs["raw"]]
         outs["cnn(align_rows)"] = [model.restore(d) for d in outs["align_rows"]]
         outs["align_rows(cnn)"] = [align_rows(o, **align) for o in outs["cnn"]]  # rows of the denoised frame
@@ -145,7 +152,8 @@ def main() -> None:
         outs["cnn(align@cnn)"] = [model.restore(shift_rows(d, estimate_row_offsets(o, **align)))
                                   for d, o in zip(outs["raw"], outs["cnn"])]
         # Both: row alignment before the net, and of the net's output with --output-align.
-        outs["post(cnn(align_rows))"] = [align_rows(o, **post) for o in outs["cnn(align_rows)"]]
+        outs["post(cnn(align_rows))"] = [aligner.align_output(o.copy(), j)
+                                         for o, (_, j) in zip(outs["cnn(align_rows)"], prepared)]
         for name, net in others.items():
             outs[name] = [net.restore(d) for d in outs["align_rows"]]
         db = {m: np.array([psnr(o, c) for o, c in zip(outs[m], clean)]) for m in methods}

@@ -77,7 +77,7 @@ def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ens
     import restoration
     import stem_restore
     from restoration.prealign import align_option
-    from stem_restore.rowalign import OUTPUT_ALIGN
+    from stem_restore.rowalign import OUTPUT_ALIGN, OUTPUT_MIN_INPUT_JITTER
 
     code = sorted(p for pkg in (restoration, stem_restore) for p in pathlib.Path(pkg.__file__).parent.glob("*.py"))
     cpu = platform.processor()
@@ -91,7 +91,8 @@ def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ens
                      f"caffe={_sha256(pathlib.Path(caffe._caffe.__file__))}",
                      f"math={os.environ.get('CAFFE_DNNL_MATH', '')}", f"cpu={cpu}"]
                     + (["self_ensemble"] if self_ensemble else [])
-                    + ([f"align_rows={align_option(True)};align_output={OUTPUT_ALIGN}"] if align_rows else []))
+                    + ([f"align_rows={align_option(True)};align_output={OUTPUT_ALIGN};"
+                         f"min_input_jitter={OUTPUT_MIN_INPUT_JITTER}"] if align_rows else []))
 
 
 class CachedMethod:

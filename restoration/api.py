@@ -351,6 +351,7 @@ class Model:
                 "small_image_padding": f"symmetric to {RECEPTIVE_FIELD} px, cropped back",
                 "align_rows": self.align_rows,
                 "align_output": None if self.align_rows is None else self.restorer.output,
+                "align_output_min_input_jitter_px": None if self.align_rows is None else self.restorer.min_input_jitter,
                 "self_ensemble": "slow-scan mirror mean" if self.self_ensemble else None,
             },
         }

@@ -12,9 +12,10 @@ Hence an option, off by default, for frames with visible line jitter.
 The net then leaves line offsets that wander over 9-33 rows, farther than the 4 rows either side
 that the first alignment compares a line with; on the net's denoised output the shift from one
 line to the next is sharp, so a second alignment there (:data:`stem_restore.rowalign.OUTPUT_ALIGN`)
-takes them out: +0.16 / +0.20 / +0.22 dB more on the full mix at doses 100 / 300 / 1000, +0.5 to
-+0.7 dB on line jitter, no change on good frames or held-out specimens (BENCHMARKS.md "the error
-budget by band", session 26).
+takes them out: integrated down the frame minus the local straight line over 41 rows (a
+tilted lattice's ramp), +0.35 / +0.47 / +0.51 dB more on the full mix at doses 100 / 300 / 1000
+and +0.52 / +0.52 / +0.49 on held-out specimens; good frames pass the frame gate unchanged
+(BENCHMARKS.md "the error budget by band", "the trend the output alignment takes out").
 
 :class:`RowAligned` wraps a restorer: each frame is row-aligned (float64), restored, and the
 result row-aligned again; results stay in the input's intensity units.  Frames under 3 rows or 4
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stem_restore.rowalign import DEFAULT_ALIGN, OUTPUT_ALIGN, align_rows, parse_align
+from stem_restore.rowalign import (DEFAULT_ALIGN, OUTPUT_ALIGN, OUTPUT_MIN_INPUT_JITTER, align_rows,
+                                   estimate_row_offsets, frame_jitter, parse_align, shift_rows)
 
 __all__ = ["RowAligned", "align_option"]
 
@@ -60,11 +62,17 @@ class RowAligned:
     output : str or None
         The same for the net's output (default :data:`stem_restore.rowalign.OUTPUT_ALIGN`);
         None: before the net only.
+    min_input_jitter : float
+        The output is aligned only for frames whose line jitter, measured by the first alignment
+        on the input, is at least this many px (default
+        :data:`stem_restore.rowalign.OUTPUT_MIN_INPUT_JITTER`).
     """
 
-    def __init__(self, restorer, align: str, output: str | None = OUTPUT_ALIGN):
+    def __init__(self, restorer, align: str, output: str | None = OUTPUT_ALIGN,
+                 min_input_jitter: float = OUTPUT_MIN_INPUT_JITTER):
         self.inner = restorer
         self.align, self.output = align, output
+        self.min_input_jitter = float(min_input_jitter)
         self.params = parse_align(align)
         self.output_params = None if output is None else parse_align(output)
 
@@ -72,16 +80,34 @@ class RowAligned:
     def _alignable(frame: np.ndarray) -> bool:
         return frame.ndim == 2 and frame.shape[0] >= 3 and frame.shape[1] >= 4
 
+    def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(frame with its rows aligned (float64), its line jitter in px)``: exactly
+        ``align_rows(frame, **params)``, and :func:`~stem_restore.rowalign.frame_jitter` of the
+        offsets before the frame gate; frames too small to correlate unchanged, jitter 0."""
+        frame = np.asarray(frame)
+        if not self._alignable(frame):
+            return frame, 0.0
+        offsets = estimate_row_offsets(frame, **{**self.params, "min_jitter": 0.0})
+        jitter = frame_jitter(offsets)
+        if jitter < self.params.get("min_jitter", 0.0):
+            offsets = np.zeros_like(offsets)
+        return shift_rows(frame, offsets), jitter
+
     def aligned(self, frame: np.ndarray) -> np.ndarray:
         """``frame`` with its rows aligned (float64); frames too small to correlate unchanged."""
-        frame = np.asarray(frame)
-        return align_rows(frame, **self.params) if self._alignable(frame) else frame
+        return self.prepare(frame)[0]
+
+    def align_output(self, restored: np.ndarray, jitter: float) -> np.ndarray:
+        """Align the rows of the net's output ``restored`` in place, if the input's line
+        ``jitter`` (px, from :meth:`prepare`) reaches ``min_input_jitter``; returns it."""
+        if self.output_params is not None and jitter >= self.min_input_jitter and self._alignable(restored):
+            restored[...] = align_rows(restored, **self.output_params)
+        return restored
 
     def restore(self, frame: np.ndarray, out: np.ndarray | None = None):
-        result = self.inner.restore(self.aligned(frame), out=out)
-        restored = result.restored
-        if self.output_params is not None and self._alignable(restored):
-            restored[...] = align_rows(restored, **self.output_params)
+        aligned, jitter = self.prepare(frame)
+        result = self.inner.restore(aligned, out=out)
+        self.align_output(result.restored, jitter)
         return result
 
     def __getattr__(self, name: str):

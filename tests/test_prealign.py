@@ -10,7 +10,8 @@ from helpers import PYTHON, RESTORE_PY
 
 import restoration
 from restoration.prealign import RowAligned, align_option
-from stem_restore.rowalign import DEFAULT_ALIGN, OUTPUT_ALIGN, align_rows, parse_align, shift_rows
+from stem_restore.rowalign import (DEFAULT_ALIGN, OUTPUT_ALIGN, OUTPUT_MIN_INPUT_JITTER, align_rows, parse_align,
+                                   shift_rows)
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +60,22 @@ def test_aligned_model_is_alignment_then_the_net_then_alignment(nets):
     np.testing.assert_array_equal(aligned.restore(frame, progress=False), expected)
     assert aligned.provenance()["parameters"]["align_rows"] == DEFAULT_ALIGN
     assert aligned.provenance()["parameters"]["align_output"] == OUTPUT_ALIGN
+    assert aligned.provenance()["parameters"]["align_output_min_input_jitter_px"] == OUTPUT_MIN_INPUT_JITTER
     assert plain.provenance()["parameters"]["align_rows"] is None
     assert plain.provenance()["parameters"]["align_output"] is None
     assert aligned.engine == plain.engine
 
 
 def test_output_alignment_takes_out_offsets_that_wander_over_many_rows(nets):
-    """Rows moved by a wave of 32 rows' period (2 px): the first alignment, which compares a row
-    with 4 rows either side, leaves most of it (a row's neighbours sit about where it does); the
-    alignment of the net's output, row to row, takes most of the rest out."""
+    """Rows moved by a wave of 32 rows' period (2 px) on top of line jitter (whole px up to 2):
+    the first alignment, which compares a row with 4 rows either side, takes out the jitter and
+    leaves most of the wave (a row's neighbours sit about where it does); the alignment of the
+    net's output, row to row, takes most of the rest out."""
     plain, aligned = nets
     clean, _ = jittered(amplitude=0)
     y = np.arange(clean.shape[0])
-    frame = shift_rows(clean, 2.0 * np.sin(2 * np.pi * y / 32))
+    wave = 2.0 * np.sin(2 * np.pi * y / 32)
+    frame = shift_rows(clean, wave + np.random.default_rng(5).integers(-2, 3, y.size))
     target = plain.restore(clean, progress=False)
     before_only = RowAligned(plain.restorer, DEFAULT_ALIGN, output=None)
     inner = np.s_[8:-8, 8:-8]
@@ -79,10 +83,27 @@ def test_output_alignment_takes_out_offsets_that_wander_over_many_rows(nets):
     def err(out):
         return np.sqrt(np.mean((out - target)[inner] ** 2))
 
-    e_net = err(plain.restore(frame, progress=False))
+    e_wave = err(plain.restore(shift_rows(clean, wave), progress=False))
     e_before = err(before_only.restore(frame).restored)
     e_both = err(aligned.restore(frame, progress=False))
-    assert e_before > 0.6 * e_net and e_both < 0.5 * e_before, (e_net, e_before, e_both)
+    assert aligned.restorer.prepare(frame)[1] >= OUTPUT_MIN_INPUT_JITTER
+    assert e_before > 0.6 * e_wave and e_both < 0.5 * e_before, (e_wave, e_before, e_both)
+
+
+def test_output_alignment_only_where_the_input_shows_jitter(nets):
+    """The same wave alone: the first alignment measures a line jitter under
+    OUTPUT_MIN_INPUT_JITTER, so the output is left as the net gave it (on a well-restored lattice
+    the output's row-to-row shifts follow the lattice, not the scan)."""
+    plain, aligned = nets
+    clean, _ = jittered(amplitude=0)
+    y = np.arange(clean.shape[0])
+    frame = shift_rows(clean, 0.4 * np.sin(2 * np.pi * y / 32))
+    _, jitter = aligned.restorer.prepare(frame)
+    assert 0 < jitter < OUTPUT_MIN_INPUT_JITTER
+    before_only = RowAligned(plain.restorer, DEFAULT_ALIGN, output=None)
+    np.testing.assert_array_equal(aligned.restore(frame, progress=False), before_only.restore(frame).restored)
+    eager = RowAligned(plain.restorer, DEFAULT_ALIGN, min_input_jitter=0.0)
+    assert not np.array_equal(eager.restore(frame).restored, before_only.restore(frame).restored)
 
 
 def test_alignment_undoes_row_shifts_the_net_cannot(nets):
