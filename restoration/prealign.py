@@ -13,9 +13,12 @@ The net then leaves line offsets that wander over 9-33 rows, farther than the 4 
 that the first alignment compares a line with; on the net's denoised output the shift from one
 line to the next is sharp, so a second alignment there (:data:`stem_restore.rowalign.OUTPUT_ALIGN`)
 takes them out: integrated down the frame minus the local straight line over 41 rows (a
-tilted lattice's ramp), +0.35 / +0.47 / +0.51 dB more on the full mix at doses 100 / 300 / 1000
-and +0.52 / +0.52 / +0.49 on held-out specimens; good frames pass the frame gate unchanged
-(BENCHMARKS.md "the error budget by band", "the trend the output alignment takes out").
+tilted lattice's ramp), +0.35 / +0.47 / +0.50 dB more on the full mix at doses 100 / 300 / 1000
+and +0.56 / +0.52 / +0.53 on held-out specimens.  Only on frames whose input shows line jitter
+(:data:`stem_restore.rowalign.OUTPUT_MIN_INPUT_JITTER`): on a well-restored lattice the output's
+row-to-row shifts follow the lattice, and aligning them cost good frames 0.5-2 dB; so gated, the
+families without jitter lose at most 0.16 dB (BENCHMARKS.md "the error budget by band", "the
+trend the output alignment takes out").
 
 :class:`RowAligned` wraps a restorer: each frame is row-aligned (float64), restored, and the
 result row-aligned again; results stay in the input's intensity units.  Frames under 3 rows or 4
