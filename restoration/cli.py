@@ -73,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto (default): layers on CPU when the net is a plain convolution chain, else net")
     p.add_argument("--align-rows", nargs="?", const=True, default=None, metavar="KEY=VALUE,...",
                    help=f"align the scan lines of each frame by whole-row cross-correlation before the "
-                        f"net, and those of the net's output after it (default off): for frames with "
-                        f"visible line jitter, where it helps the net (+1.6 to +1.8 dB on simulated jitter); it "
-                        f"costs frames without 0.4-1 dB. Optional parameters of "
+                        f"net, and, where the frame showed line jitter, those of the net's output after it "
+                        f"(default off): for frames with visible line jitter, where it helps the net (about "
+                        f"+2 dB on simulated jitter, +0.65 to +0.96 on the simulated full mix); it costs frames "
+                        f"without 0.4-1.1 dB. Optional parameters of "
                         f"stem_restore.rowalign.align_rows for the first alignment, overriding the "
                         f"defaults {DEFAULT_ALIGN}")
     p.add_argument("--self-ensemble", action="store_true",
