@@ -19,8 +19,9 @@ offsets on the net's output, undoes them on the raw frame and runs the net on th
 ``post(cnn(align_rows))`` aligns before the net and then the net's output again, with
 ``--output-align`` (:data:`stem_restore.rowalign.OUTPUT_ALIGN`: offsets wandering over tens of
 rows) where the input's line jitter reaches ``--min-input-jitter`` px (what ``restore.py
---align-rows`` does: ``restoration.prealign.RowAligned``).  ``--also NAME=WEIGHTS`` adds a net (same deploy prototxt) applied to the row-aligned
-frames, e.g. one trained on row-aligned inputs (``benchmarks/align_shards.py``).
+--align-rows`` does: ``restoration.prealign.RowAligned``).  ``--also NAME=WEIGHTS`` adds a net
+(same deploy prototxt) applied to the row-aligned frames, e.g. one trained on row-aligned inputs
+(``benchmarks/align_shards.py``).
 
 Row alignment runs with fixed parameters (``--align``; default: those evaluate's grid search
 picked for align_rows on the full mix's validation images at doses 300 and 1000), not tuned

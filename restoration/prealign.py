@@ -16,7 +16,7 @@ takes them out: integrated down the frame minus the local straight line over 41 
 tilted lattice's ramp), +0.35 / +0.47 / +0.50 dB more on the full mix at doses 100 / 300 / 1000
 and +0.56 / +0.52 / +0.53 on held-out specimens.  Only on frames whose input shows line jitter
 (:data:`stem_restore.rowalign.OUTPUT_MIN_INPUT_JITTER`): on a well-restored lattice the output's
-row-to-row shifts follow the lattice, and aligning them cost good frames 0.5-2 dB; so gated, the
+row-to-row shifts follow the lattice, and aligning them cost good frames up to 4 dB; so gated, the
 families without jitter lose at most 0.16 dB (BENCHMARKS.md "the error budget by band", "the
 trend the output alignment takes out").
 

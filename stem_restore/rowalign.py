@@ -260,7 +260,7 @@ OUTPUT_ALIGN = "reference=previous,trend=linear,detrend=41,smooth=0,max_shift=2,
 #: (:func:`frame_jitter` of :data:`DEFAULT_ALIGN`'s offsets on the input) of at least this many px.
 #: On a well-restored lattice the shift from one output row to the next follows the lattice's own
 #: structure (rows cross the atoms at other heights), which the output's offsets cannot tell from
-#: wander; the output's own gate let such frames through and cost good frames 0.5-2 dB (session 27,
+#: wander; the output's own gate let such frames through and cost good frames up to 4 dB (session 27,
 #: BENCHMARKS.md "the trend the output alignment takes out").  Picked on validation images
 #: (seed 2000) with :data:`OUTPUT_ALIGN`.
 OUTPUT_MIN_INPUT_JITTER = 0.5
