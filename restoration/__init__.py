@@ -34,8 +34,8 @@ reference
 outputs
     Atomic writers for the restored / difference TIFFs and the figure panel.
 prealign
-    ``--align-rows`` / ``align_rows=``: row alignment of each frame before the net and of
-    its output after it.
+    ``--align-rows`` / ``align_rows=``: row alignment of each frame before the net and, where
+    the frame showed line jitter, of its output after it.
 ensemble
     ``--self-ensemble`` / ``self_ensemble=True``: the mean of the net's output and
     its output on the frame with its scan lines in reverse order.

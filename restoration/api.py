@@ -275,9 +275,9 @@ class Model:
     engine : {"auto", "layers", "net"}
         ``--engine``; see :mod:`restoration.engine`.
     align_rows : bool, str or None
-        ``--align-rows``: align the scan lines of each frame before the net, and
-        those of the net's output after it (:mod:`restoration.prealign`; off by
-        default).  True: the default parameters; a ``"key=value,..."`` string:
+        ``--align-rows``: align the scan lines of each frame before the net, and,
+        where the frame showed line jitter, those of the net's output after it
+        (:mod:`restoration.prealign`; off by default).  True: the default parameters; a ``"key=value,..."`` string:
         parameters of :func:`stem_restore.rowalign.align_rows` that override the
         defaults of the first alignment.
     self_ensemble : bool
