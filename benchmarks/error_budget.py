@@ -15,7 +15,12 @@ On the evaluation's full-mix test images (the same seeds, sizes and data_range a
 over all frames and over the frames without drift (evaluate's split,
 ``datagen.drift_only_references``).
 
-A second table splits the net's row error by how fast the offsets change down the frame: the
+A second table asks how much a better *first* alignment could add to ``restore.py --align-rows``:
+the pipeline as it is, and the same with the rows of the raw frame moved by the truth's offsets
+(``oracle_rows`` on the input) instead of :data:`~stem_restore.rowalign.DEFAULT_ALIGN`'s estimate
+(the output alignment after the net as in the pipeline, gated on the input's estimated jitter).
+
+A third table splits the net's row error by how fast the offsets change down the frame: the
 oracle restricted to the part of each row's offset that varies faster than W rows (the offsets
 minus their running mean over W rows, :func:`oracle_band`).  The part slower than the net's
 49-row field is what one window cannot see; the part faster than the 9 rows that row alignment's
@@ -39,6 +44,7 @@ from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
+from restoration.prealign import RowAligned  # noqa: E402
 from stem_restore.rowalign import align_rows, pair_shifts, shift_rows  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -67,7 +73,8 @@ def main() -> None:
     print("| condition | frames | " + " | ".join(f"{m} dB → oracle rows" for m in methods) + " |")
     print("|---|---|" + "---:|" * len(methods))
     doses = [float(d) for d in a.doses.split(",")]
-    bands = []
+    bands, firsts = [], []
+    aligner = RowAligned(model.restorer, a.align)
     conds = [("base", c) for c in run.make_conditions([], doses)] + [("heldout", c) for c in run.heldout_conditions(doses)]
     for role, cond in conds:
         preset = run.condition_preset(presets[role], cond)
@@ -84,11 +91,22 @@ def main() -> None:
             print(f"| {cond.label} | {label} ({keep.sum()}) | "
                   + " | ".join(f"{db[m][keep].mean():.2f} → {oracle[m][keep].mean():.2f}" for m in methods) + " |",
                   flush=True)
+        prepared = [aligner.prepare(d) for d in outs["raw"]]
+        pipe = [psnr(aligner.align_output(model.restore(f).copy(), j), c) for (f, j), c in zip(prepared, clean)]
+        truth = [psnr(aligner.align_output(model.restore(oracle_rows(d, c)).copy(), j), c)
+                 for d, (_, j), c in zip(outs["raw"], prepared, clean)]
+        pipe, truth = np.array(pipe), np.array(truth)
+        for label, keep in (("all", np.ones(a.count, bool)), ("without drift", still)):
+            firsts.append(f"| {cond.label} | {label} ({keep.sum()}) | {pipe[keep].mean():.2f} | {truth[keep].mean():.2f} |")
         band = np.array([[psnr(oracle_band(o, c, w), c) for w in BAND_ROWS] for o, c in zip(outs["cnn"], clean)])
         for label, keep in (("all", np.ones(a.count, bool)), ("without drift", still)):
             bands.append(f"| {cond.label} | {label} ({keep.sum()}) | {db['cnn'][keep].mean():.2f} | "
                          + " | ".join(f"{v:.2f}" for v in band[keep].mean(axis=0))
                          + f" | {oracle['cnn'][keep].mean():.2f} |")
+    print("\nrestore.py --align-rows: the first alignment as estimated, and from the truth (dB)\n")
+    print("| condition | frames | --align-rows | first alignment from the truth |")
+    print("|---|---|---:|---:|")
+    print("\n".join(firsts))
     print("\ncnn: the oracle on the part of the row offsets that changes faster than W rows (dB)\n")
     print("| condition | frames | cnn | " + " | ".join(f"W = {w}" for w in BAND_ROWS) + " | all rows |")
     print("|---|---|" + "---:|" * (len(BAND_ROWS) + 2))

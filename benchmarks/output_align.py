@@ -12,7 +12,9 @@ over the six full-mix rows, the largest loss against the net's output unaligned 
 rows (where the frame gate should leave good frames alone), the rows that need a raw-or-45-dB
 floor (flyback, detector lag) and, per full-mix row, all frames / frames without drift
 (evaluate's split).  ``--outputs FILE.npz`` keeps the net's outputs (computed once, read back
-when the file exists and holds the same images).
+when the file exists and holds the same images).  ``--lattice KEY=VALUE,...`` adds a row: restore.py's
+output alignment, then each output row moved onto the frame's own lattice
+(``benchmarks/lattice_reference.py``: measured in session 28, not adopted).
 
 Pick on images the evaluation does not use, then report on the evaluation's:
 
@@ -34,6 +36,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import datagen  # noqa: E402
 from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
+from lattice_reference import LATTICE_DEFAULT, align_to_lattice, parse_lattice  # noqa: E402
 from pre_align import evaluation_setup  # noqa: E402
 from stem_restore.atomic import atomic_path  # noqa: E402
 from restoration.prealign import RowAligned  # noqa: E402
@@ -102,9 +105,13 @@ def main() -> None:
                        help="an alignment of the net's output to try (repeatable; default: CANDIDATES)")
         p.add_argument("--outputs", type=pathlib.Path, default=None,
                        help="npz file keeping the net's outputs (computed once)")
+        p.add_argument("--lattice", action="append", default=[], metavar="KEY=VALUE,...",
+                       help="also: restore.py's output alignment, then the output's rows moved onto its own lattice "
+                            "(benchmarks/lattice_reference.py, not adopted) with these lattice_offsets parameters; "
+                            f"repeatable (e.g. {LATTICE_DEFAULT})")
 
     a, model, _, presets = evaluation_setup(__doc__.splitlines()[0], extra)
-    settings = a.setting or list(CANDIDATES)
+    settings = a.setting or ([f"{OUTPUT_ALIGN}@{OUTPUT_MIN_INPUT_JITTER}"] if a.lattice else list(CANDIDATES))
     data = net_outputs(a, model, presets, a.outputs)
     mix = [d for d in data if d[1] is None]
     families = [d for d in data if d[1] is not None]
@@ -116,11 +123,19 @@ def main() -> None:
           + " | ".join(f"{label} (all / no drift)" for label, *_ in mix) + " |")
     print("|---|---:|---:|" + "---:|" * (len(floor) + len(mix)))
     base = {}
-    for setting in ["none"] + settings:
-        text, _, gate = setting.partition("@")
+    rows = [(s, None) for s in ["none"] + settings]
+    rows += [(f"{OUTPUT_ALIGN}@{OUTPUT_MIN_INPUT_JITTER} + lattice({lat})", parse_lattice(lat)) for lat in a.lattice]
+    for setting, lattice in rows:
+        text, _, gate = setting.partition(" + ")[0].partition("@")
         post = None if setting == "none" else RowAligned(None, a.align, output=text, min_input_jitter=float(gate or 0))
-        db = {label: np.array([psnr(post.align_output(o.copy(), j) if post else o, c)
-                               for o, c, j in zip(outs, clean, jitter)])
+
+        def restored(o, j, post=post, lattice=lattice):
+            if post is None:
+                return o
+            o = post.align_output(o.copy(), j)
+            return align_to_lattice(o, **lattice) if lattice is not None and j >= post.min_input_jitter else o
+
+        db = {label: np.array([psnr(restored(o, j), c) for o, c, j in zip(outs, clean, jitter)])
               for label, _, clean, outs, _, jitter in data}
         if post is None:
             base = db

@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = ["DEFAULT_MAX_SHIFT", "DEFAULT_ALIGN", "OUTPUT_ALIGN", "OUTPUT_MIN_INPUT_JITTER", "subpixel_peak",
            "row_shift", "pair_shifts", "line_shifts", "shift_rows", "slow_trend", "estimate_row_offsets",
-           "frame_jitter", "align_rows", "parse_align"]
+           "frame_jitter", "align_rows", "parse_options", "parse_align"]
 
 #: Default largest line-to-line shift searched, in px.  Lattice images are
 #: periodic: a larger window could jump to the next column (one period away).
@@ -266,17 +266,16 @@ OUTPUT_ALIGN = "reference=previous,trend=linear,detrend=41,smooth=0,max_shift=2,
 OUTPUT_MIN_INPUT_JITTER = 0.5
 
 
-def parse_align(text: str) -> dict:
-    """``"key=value,..."`` -> keyword arguments of :func:`align_rows` (numbers as numbers).
+def parse_options(text: str, known: set, what: str) -> dict:
+    """``"key=value,..."`` -> keyword arguments (numbers as numbers), keys among ``known``.
 
-    Raises ValueError naming the item for an unknown key or an item without ``=``.
+    Raises ValueError naming ``what`` and the item for an unknown key or an item without ``=``.
     """
-    known = {"max_shift", "smooth", "detrend", "trend", "reference", "half_window", "iterations", "min_jitter"}
     out: dict = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         key, eq, value = item.partition("=")
         if not eq or key not in known:
-            raise ValueError(f"row alignment option {item!r}: expected key=value with key one of "
+            raise ValueError(f"{what} option {item!r}: expected key=value with key one of "
                              f"{', '.join(sorted(known))}")
         for kind in (int, float):
             try:
@@ -287,3 +286,12 @@ def parse_align(text: str) -> dict:
         else:
             out[key] = value
     return out
+
+
+def parse_align(text: str) -> dict:
+    """``"key=value,..."`` -> keyword arguments of :func:`align_rows` (numbers as numbers).
+
+    Raises ValueError naming the item for an unknown key or an item without ``=``.
+    """
+    return parse_options(text, {"max_shift", "smooth", "detrend", "trend", "reference", "half_window", "iterations",
+                                "min_jitter"}, "row alignment")
