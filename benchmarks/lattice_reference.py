@@ -153,9 +153,9 @@ def lattice_offsets(image: np.ndarray, rel: float = 0.1, max_peaks: int = 8, min
     ``tolerance`` as there), within ``max_shift`` px; zeros for the whole frame when it shows fewer
     than ``min_peaks`` reflections, no two of them in different directions (fringes: a bend of
     theirs may be the specimen's), or the fitted lattice explains less than ``min_share`` of its
-    variance; 0 for rows whose
-    reference row's standard deviation is under ``min_contrast`` times the largest row's and for the
-    ``edge`` rows at either end.  The offsets of the other rows are centred on their median.
+    variance; 0 for rows whose reference row's standard deviation is under ``min_contrast`` times
+    the largest row's and for the ``edge`` rows at either end.  The offsets of the other rows are
+    centred on their median.
     """
     img = np.asarray(image, dtype=np.float64)
     offsets = np.zeros(img.shape[0] if img.ndim == 2 else 0)
