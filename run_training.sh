@@ -2,7 +2,7 @@
 # Train the paper's network end to end with real Caffe:
 #   data (datagen) -> Adam -> SGD (from Adam's weights) -> loss curve -> evaluation -> restored examples
 #
-#   bash run_training.sh --schedule quick            # ~20 min on a 2-core CPU
+#   bash run_training.sh --schedule quick            # ~15-20 min on a 2-core CPU
 #   bash run_training.sh --schedule paper --gpu 0    # the full schedule, on a GPU
 #   bash run_training.sh --schedule paper --gpu 0,1  # Caffe's own data-parallel multi-GPU training
 #

@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from stem_restore.network import CONTEXT, RECEPTIVE_FIELD, context_of, read_net
 
 from .engine import ENGINES, Restorer, conv_engine_info, file_sha256
 from .ensemble import SelfEnsemble, ensemble_option
-from .io import InputError, check_signal_array
+from .io import InputError, check_signal_array, to_image
 from .prealign import RowAligned, align_option
 from .validate import ModelError, glog_reason, trial_load, validate_model
 
@@ -47,8 +48,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 REPO = Path(__file__).resolve().parent.parent
 #: The shipped model's weights (``--weights`` default).
 DEFAULT_WEIGHTS = REPO / "models" / "stem_restore.caffemodel"
-#: A single frame with at least this many pixels gets a progress bar: at the
-#: 2-core CPU rate of ~0.067 Mpx/s (BENCHMARKS.md) it takes about 4 s.
+#: A single frame with at least this many pixels gets a progress bar: on a 2-core CPU it takes
+#: about 9 s at fp32 on AVX2 (~0.03 Mpx/s) and 1-2 s in bf16 (0.14-0.25 Mpx/s; README "From Python").
 LONG_FRAME_PX = 512 * 512
 #: Key of the provenance node added to a restored HyperSpy signal's metadata.
 METADATA_NODE = "stem_restore"
@@ -78,13 +79,18 @@ def model_files(model: str | Path | None = None,
     model = Path(model) if model is not None else default_model()
     weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     if not model.is_file():
-        raise ModelError(f"model {model}: no such file (pass --model deploy.prototxt, "
+        raise ModelError(f"model {model}: {_not_a_file(model)} (pass --model deploy.prototxt, "
                          f"or model= in Python)")
     if not weights.is_file():
-        raise ModelError(f"weights {weights}: no such file. Pass --weights x.caffemodel (weights= in "
-                         f"Python), or train one with ./run_training.sh (it writes "
-                         f"{DEFAULT_WEIGHTS.relative_to(REPO)}).")
+        raise ModelError(f"weights {weights}: {_not_a_file(weights)}. Pass --weights x.caffemodel "
+                         f"(weights= in Python): a run's runs/<schedule>/final.caffemodel after "
+                         f"./run_training.sh, or ship it as {DEFAULT_WEIGHTS.relative_to(REPO)} with "
+                         f"scripts/ship_model.sh.")
     return model, weights
+
+
+def _not_a_file(path: Path) -> str:
+    return "a folder, not a file" if path.is_dir() else "no such file"
 
 
 def check_tile(tile: int | None, context: int = CONTEXT) -> None:
@@ -236,18 +242,36 @@ def restore_frames(restorer, frames: np.ndarray, progress: bool | None = None,
 
 def check_array(image) -> np.ndarray:
     """A 2-D frame or an ``(N, H, W)`` stack, checked by
-    :func:`restoration.io.check_signal_array`; :class:`InputError` naming the problem."""
+    :func:`restoration.io.check_signal_array`; :class:`InputError` naming the problem.
+
+    An RGB(A) array with the colour last (``(H, W, 3 | 4)`` or ``(N, H, W, 3 | 4)``, H and W
+    above 4 px) or with RGB records (HyperSpy's ``rgb8``) becomes its luminance, with a warning
+    (:func:`restoration.io.to_image`), as restore.py does with RGB files."""
+    if image is None or isinstance(image, (str, bytes, os.PathLike)):
+        raise InputError(f"expected an image array or a HyperSpy Signal2D, got {type(image).__name__} "
+                         f"{image!r}: to restore a file, read it first (restoration.io.read_image, "
+                         f"hyperspy.api.load) or use restore.py")
     if isinstance(image, np.ndarray) and image.dtype.kind == "O":
         raise InputError("unsupported data type object: pass a real numeric array")
     try:
         a = np.asarray(image)
     except (TypeError, ValueError) as err:
         raise InputError(f"not an image array: {err}") from None
+    a = _as_intensities(a)
     if a.ndim not in (2, 3) and a.size:
         raise InputError(f"expected a 2-D frame (H, W) or a stack (N, H, W), got {a.ndim}-D "
                          f"data of shape {a.shape} (use a HyperSpy Signal2D for other "
                          f"navigation shapes)")
     return check_signal_array(a)
+
+
+def _as_intensities(a: np.ndarray) -> np.ndarray:
+    """:func:`restoration.io.to_image` with its notes as warnings."""
+    notes: list[str] = []
+    a = to_image(a, notes)
+    for note in notes:
+        warnings.warn(note, stacklevel=4)
+    return a
 
 
 def is_signal2d(obj) -> bool:
@@ -377,7 +401,7 @@ class Model:
                              f"image axes)")
         if getattr(signal, "ragged", False):
             raise InputError("ragged signals are not images")
-        data = check_signal_array(np.asarray(signal.data))
+        data = check_signal_array(_as_intensities(np.asarray(signal.data)))
         frames = data.reshape((-1,) + data.shape[-2:])
         restored, stats = restore_frames(self.restorer, frames, progress)
         # HyperSpy's own copy (same class, axes, metadata, original_metadata), new data
@@ -440,7 +464,8 @@ def restore(image, model: str | Path | Model | None = None, weights: str | Path 
     image : ndarray or hyperspy Signal2D
         A 2-D frame ``(H, W)``, a stack ``(N, H, W)`` (integer or float, real,
         finite, each frame at least 2 x 2 px), or a HyperSpy ``Signal2D`` of
-        any navigation shape.
+        any navigation shape.  RGB(A) (``(..., H, W, 3 | 4)`` or HyperSpy's
+        ``rgb8`` / ``rgba8``) is restored as its luminance, with a warning.
     model : path, Model or None
         Deploy prototxt (default: the shipped one), or a loaded :class:`Model`
         (then leave the other model options at their defaults).
@@ -455,7 +480,7 @@ def restore(image, model: str | Path | Model | None = None, weights: str | Path 
 
     Returns
     -------
-    ndarray (float32, same shape) or Signal2D
+    ndarray (float32, same shape; an RGB(A) array's without the colour axis) or Signal2D
         For a signal: a new one with the same class, axes (scale, units,
         offset, names) and metadata, plus provenance under
         ``metadata.stem_restore`` (model files, sha256, engine, conv engine /
@@ -478,6 +503,6 @@ def restore(image, model: str | Path | Model | None = None, weights: str | Path 
         net = model
     else:
         if not is_signal2d(image):
-            check_array(image)  # bad input fails before the net is loaded
+            image = check_array(image)  # bad input fails before the net is loaded
         net = cached_model(model, weights, gpu, tile, engine, align_rows, self_ensemble)
     return net.restore(image, progress=progress)

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=prog_name(),
         description="Restore STEM micrographs (raw | restored | difference) with a trained Caffe model.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="image files and/or folders (at least one)")
     p.add_argument("-o", "--outdir", required=True, type=Path, help="output folder")
     p.add_argument("--model", type=Path, default=None,
                    help="deploy prototxt (default: models/deploy.prototxt if present, "
@@ -329,10 +330,29 @@ def restore_file(job: Job, restorer: Restorer, outdir: Path, args, provenance: d
     summary.restored.append(job.path)
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, where ``--align-rows`` (an optional value) does not eat an input:
+    in ``--align-rows frame.tif`` argparse takes the file name for the option's value, and a value
+    without ``=`` is no ``key=value`` list, so it goes back to the inputs (in command-line order)
+    and the option keeps its defaults."""
+    args = parser.parse_args(argv)
+    if isinstance(args.align_rows, str) and "=" not in args.align_rows:
+        args.inputs.append(args.align_rows)
+        args.align_rows = True
+        first = {}
+        for i, token in enumerate(argv):
+            first.setdefault(token, i)
+        args.inputs.sort(key=lambda token: first.get(token, len(argv)))
+    if not args.inputs:
+        parser.error("the following arguments are required: INPUT")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """restore.py; exit status 0 (all restored or skipped), 1 (some file failed), 2 (nothing
     could start), 130 (Ctrl-C) or 143 (SIGTERM): interrupted runs leave no partial files."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parse_args(parser, sys.argv[1:] if argv is None else list(argv))
     from tqdm import tqdm
 
     def log(msg: str) -> None:

@@ -21,8 +21,9 @@ Conventions
   several images); each signal is an array of shape ``(*stack, H, W)``.
   Every frame of a stack (multi-page TIFF, MRC stack, 3-D NPY, Velox frame
   series, ...) is restored; stacks stay stacks in the output.
-* 3-D NPY and MRC arrays are stacks of frames along the first axis.
-* RGB(A) images (TIFF, PNG, JPEG, DM RGB) are converted to luminance
+* 3-D NPY and MRC arrays are stacks of frames along the first axis, except an NPY of shape
+  ``(H, W, 3 | 4)`` or ``(N, H, W, 3 | 4)`` (H, W > 4), which is RGB(A) (:func:`to_image`).
+* RGB(A) images (TIFF, PNG, JPEG, DM RGB, NPY and arrays as above) are converted to luminance
   ``Y = 0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601), alpha dropped, with a
   warning: a STEM detector signal is one channel, and an RGB file is usually
   a rendered copy of it.
@@ -83,6 +84,8 @@ MIN_EDGE = 2
 
 #: BT.601 luma weights for RGB -> luminance.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: The note (warning) every RGB(A) -> luminance conversion gives.
+RGB_NOTE = "RGB image converted to luminance (0.299 R + 0.587 G + 0.114 B)"
 
 # Length units -> metres, for converting pixel sizes to nm.
 _LENGTH_UNITS_M = {
@@ -402,9 +405,12 @@ def _read_tiff(path: Path, notes: list[str]) -> list[Signal]:
                 data = np.moveaxis(data, s_ax, -1)
                 n_samples = data.shape[-1]
                 if n_samples in (3, 4):
-                    notes.append("RGB image converted to luminance (0.299 R + 0.587 G + 0.114 B)")
+                    notes.append(RGB_NOTE)
                     data = _to_luminance(data)
                 elif n_samples == 1:
+                    data = data[..., 0]
+                elif n_samples == 2:  # grey + alpha, as PNG's LA
+                    notes.append("alpha channel dropped")
                     data = data[..., 0]
                 else:
                     raise InputError(f"{n_samples} samples per pixel: not a greyscale or RGB image")
@@ -465,7 +471,15 @@ def _tiff_pixel_size(tif) -> PixelSize | None:
 def _read_pillow(path: Path, notes: list[str]) -> list[Signal]:
     from PIL import Image
 
-    with Image.open(path) as im:
+    # Pillow refuses images over MAX_IMAGE_PIXELS (~179 Mpx) as "decompression bombs" when it
+    # opens them; this module's guard is check_claimed_size below (the decoded size against the
+    # memory limit, as for every format), so Pillow's is lifted while the header is read.
+    pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        opened = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
+    with opened as im:
         bands = len(im.getbands())
         check_claimed_size((im.height, im.width, bands), np.uint16 if "16" in im.mode else
                            (np.float32 if im.mode in ("I", "F") else np.uint8), None, "PNG/JPEG header")
@@ -481,7 +495,7 @@ def _read_pillow(path: Path, notes: list[str]) -> list[Signal]:
         if mode in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
             if mode != "RGB" and mode != "RGBA":
                 im = im.convert("RGB")
-            notes.append("RGB image converted to luminance (0.299 R + 0.587 G + 0.114 B)")
+            notes.append(RGB_NOTE)
             data = _to_luminance(np.asarray(im))
         elif mode == "LA":
             notes.append("alpha channel dropped")
@@ -491,14 +505,25 @@ def _read_pillow(path: Path, notes: list[str]) -> list[Signal]:
     return [Signal(data=np.array(data))]
 
 
-def _structured_to_image(data: np.ndarray, notes: list[str]) -> np.ndarray:
-    """A structured (RGB record) array as luminance, with a note; other arrays unchanged."""
-    if not data.dtype.names:
+def is_channels_last_rgb(shape) -> bool:
+    """Whether an array of ``shape`` is RGB(A) with the colour on the last axis,
+    ``(..., H, W, 3 | 4)`` with H and W above 4 px: read as a stack, it would be frames 3 or 4 px
+    wide, which no micrograph is."""
+    return len(shape) >= 3 and shape[-1] in (3, 4) and min(shape[-3], shape[-2]) > 4
+
+
+def to_image(data: np.ndarray, notes: list[str]) -> np.ndarray:
+    """An array as intensities: a structured (RGB record) array or a channels-last RGB(A) array
+    (:func:`is_channels_last_rgb`) as luminance, with a note; other arrays unchanged."""
+    if data.dtype.names:
+        lum = _structured_rgb_to_luminance(data)
+        if lum is None:
+            raise InputError(f"structured dtype {data.dtype} is not an image")
+    elif data.dtype.kind in "iuf" and is_channels_last_rgb(data.shape):
+        lum = _to_luminance(data)
+    else:
         return data
-    lum = _structured_rgb_to_luminance(data)
-    if lum is None:
-        raise InputError(f"structured dtype {data.dtype} is not an image")
-    notes.append("RGB image converted to luminance (0.299 R + 0.587 G + 0.114 B)")
+    notes.append(RGB_NOTE)
     return lum
 
 
@@ -533,7 +558,7 @@ def _read_npy(path: Path, notes: list[str]) -> list[Signal]:
         raise
     if isinstance(data, np.lib.npyio.NpzFile):  # pragma: no cover - .npz not listed
         raise InputError("NPZ archives are not supported")
-    return [Signal(data=_structured_to_image(data, notes))]
+    return [Signal(data=to_image(data, notes))]
 
 
 def _read_mrc(path: Path, notes: list[str]) -> list[Signal]:
@@ -573,7 +598,7 @@ def _rsciio_signals(dicts: list[dict], notes: list[str], fmt: str,
             skipped.append(f"{kind} signal{(' ' + repr(title)) if title else ''} of shape {lazy.shape}")
             continue
         check_claimed_size(lazy.shape, lazy.dtype, file_bytes, f"{fmt} header")
-        data = _structured_to_image(np.asarray(lazy), notes)
+        data = to_image(np.asarray(lazy), notes)
         ay, ax = sig_axes[0], sig_axes[1]
         unit = ax.get("units") or None
         pixel_size = normalize_length_unit(ax.get("scale", 1.0), ay.get("scale", 1.0), unit)

@@ -178,6 +178,31 @@ def test_bad_signals_are_clear_errors(model):
         model.restore(hs.signals.ComplexSignal2D(np.ones((50, 50), np.complex64)))
 
 
+def test_a_path_is_not_an_array():
+    """A file name passed to restore() says how to read it (before any model is loaded)."""
+    for bad in ("frame.tif", REPO / "frame.tif", None):
+        with pytest.raises(InputError, match=r"expected an image array or a HyperSpy Signal2D.*read it first"):
+            restoration.restore(bad)
+
+
+def test_rgb_arrays_and_signals_are_restored_as_luminance(model):
+    """(H, W, 3) is a colour picture, not 40 frames 3 px wide; HyperSpy's rgb8 (an RGB DM file's
+    signal) the same: both restored as their luminance, with a warning, like restore.py's files."""
+    import hyperspy.api as hs
+
+    grey = micrograph((40, 44), seed=3)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    with pytest.warns(UserWarning, match="luminance"):
+        out = model.restore(rgb, progress=False)
+    np.testing.assert_allclose(out, model.restore(grey, progress=False), rtol=1e-5, atol=1e-3)
+    signal = hs.signals.Signal1D(np.clip(rgb, 0, 255).astype(np.uint8))
+    signal.change_dtype("rgb8")
+    with pytest.warns(UserWarning, match="luminance"):
+        restored = model.restore(signal, progress=False)
+    assert restored.data.shape == (40, 44) and restored.data.dtype == np.float32
+    assert "stem_restore" in restored.metadata
+
+
 def test_bad_options_are_clear_errors(tmp_path, model):
     with pytest.raises(ValueError, match=r"--tile must be 0 or larger than 48 px \(got 10\)"):
         restoration.load_model(tile=10)

@@ -143,6 +143,31 @@ def test_missing_weights_is_a_clear_error(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_weights_given_as_a_folder_says_so(tmp_path):
+    src = write_tiff(tmp_path / "z.tif", micrograph((50, 50)))
+    r = subprocess.run([str(PYTHON), str(RESTORE_PY), str(src), "-o", str(tmp_path / "o"),
+                        "--weights", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "a folder, not a file" in r.stderr and "ship_model.sh" in r.stderr
+
+
+def test_align_rows_without_a_value_does_not_eat_an_input():
+    """``--align-rows a.tif``: argparse gives the option the file name; it is an input."""
+    from restoration.cli import build_parser, parse_args
+
+    def parse(*argv):
+        return parse_args(build_parser(), list(argv))
+
+    a = parse("-o", "out", "--align-rows", "a.tif", "b.tif")
+    assert a.inputs == ["a.tif", "b.tif"] and a.align_rows is True
+    a = parse("a.tif", "--align-rows", "b.tif", "-o", "out")
+    assert a.inputs == ["a.tif", "b.tif"] and a.align_rows is True
+    a = parse("--align-rows", "smooth=2", "a.tif", "-o", "out")
+    assert a.inputs == ["a.tif"] and a.align_rows == "smooth=2"
+    assert parse("a.tif", "-o", "out").align_rows is None
+    with pytest.raises(SystemExit):
+        parse("-o", "out", "--align-rows")  # no input at all
+
+
 def test_entry_point_tiles_and_help(tmp_path, weights):
     h = subprocess.run([str(PYTHON), str(RESTORE_PY), "--help"], capture_output=True, text=True)
     assert h.returncode == 0 and "--recursive" in h.stdout and "--tile" in h.stdout

@@ -60,6 +60,13 @@ def test_tiff_rgb_to_luminance_with_warning(tmp_path):
     assert any("luminance" in w for w in f.warnings)
 
 
+def test_tiff_grey_plus_alpha_drops_the_alpha(tmp_path):
+    la = np.dstack([micrograph((20, 24), dtype=np.uint8), np.full((20, 24), 255, np.uint8)])
+    s, f = only(write_tiff(tmp_path / "la.tif", la, photometric="minisblack", extrasamples=["unassalpha"]))
+    np.testing.assert_array_equal(s.data, la[..., 0])
+    assert "alpha channel dropped" in f.warnings
+
+
 # ------------------------------------------------------------- PNG / JPEG
 def test_png_8bit_and_16bit(tmp_path):
     d8 = micrograph((25, 31), dtype=np.uint8)
@@ -75,6 +82,20 @@ def test_png_rgb_luminance(tmp_path):
     s, f = only(write_png(tmp_path / "c.png", rgb))
     np.testing.assert_allclose(s.data, 0.299 * 10 + 0.587 * 20 + 0.114 * 30, rtol=1e-6)
     assert f.warnings
+
+
+def test_png_beyond_pillows_pixel_cap(tmp_path, monkeypatch):
+    """Pillow's decompression-bomb cap (~179 Mpx) would call a large valid PNG corrupt; the
+    memory-limit check is the guard, and Pillow's own cap is back afterwards."""
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64 x 64 = 4096 px: > 2 x cap, an error
+    d = micrograph((64, 64), dtype=np.uint8)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(write_png(tmp_path / "big.png", d))
+    s, _ = only(tmp_path / "big.png")
+    np.testing.assert_array_equal(s.data, d)
+    assert Image.MAX_IMAGE_PIXELS == 100
 
 
 def test_jpeg_grey(tmp_path):
@@ -98,6 +119,22 @@ def test_npy_2d_and_3d_stack(tmp_path):
     s, _ = only(tmp_path / "b.npy")
     assert s.stack_shape == (3,)
     np.testing.assert_array_equal(s.frames()[2], 3 * d)
+
+
+def test_npy_with_colour_last_is_luminance_and_a_stack_stays_a_stack(tmp_path):
+    rgb = np.dstack([np.full((20, 22), v, np.uint8) for v in (10, 20, 30)])
+    np.save(tmp_path / "rgb.npy", rgb)
+    s, f = only(tmp_path / "rgb.npy")
+    assert s.data.shape == (20, 22) and any("luminance" in w for w in f.warnings)
+    np.testing.assert_allclose(s.data, 0.299 * 10 + 0.587 * 20 + 0.114 * 30, rtol=1e-6)
+    np.save(tmp_path / "rgba_stack.npy", np.stack([np.dstack([rgb, rgb[..., :1]])] * 2))  # (2, 20, 22, 4)
+    s, f = only(tmp_path / "rgba_stack.npy")
+    assert s.data.shape == (2, 20, 22) and f.warnings
+    frames = np.stack([micrograph((20, 22), seed=k) for k in range(3)])  # 3 frames, not colour (last axis 22)
+    np.save(tmp_path / "three.npy", frames)
+    s, f = only(tmp_path / "three.npy")
+    np.testing.assert_array_equal(s.data, frames)
+    assert not f.warnings
 
 
 # ------------------------------------------------------------------ MRC
