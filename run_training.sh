@@ -26,7 +26,8 @@
 # Options:  --schedule NAME|DIR  solvers/<NAME> or a schedule folder (default quick;
 #                              not needed to resume a run or a checkpoint). Old name: --preset
 #           --run DIR          the run's folder (default runs/<schedule>, or runs/<checkpoint
-#                              folder name> with --resume-from)
+#                              folder name> with --resume-from); a folder with no run in it
+#                              yet needs --schedule or --resume-from
 #           --gpu N[,M]        train on GPU(s)
 #           --workers N        datagen processes (default: nproc)
 #           --weights FILE     fine-tune: Adam starts from FILE's weights (e.g. the shipped
@@ -101,6 +102,25 @@ if [ -n "$STOP_AFTER" ]; then
 fi
 [ -x "$PY" ] && [ -x "$CAFFE" ] || die "Caffe is not installed: run 'bash scripts/install.sh' first."
 abspath() { (cd "$(dirname "$1")" && echo "$(pwd)/$(basename "$1")"); }
+# Every option checked before anything is written: a typo must not set up a run folder (its
+# frozen preset would outlive the typo) nor start data generation.
+[[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers $WORKERS: expected a positive whole number"
+if [ -n "$GPU" ]; then
+  [[ "$GPU" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--gpu $GPU: expected a device number or a list like 0,1"
+  # A CPU-only build aborts at once, saying so (any other problem is Caffe's to report at training)
+  query=$("$CAFFE" device_query -gpu "${GPU%%,*}" 2>&1 >/dev/null || true)
+  if [[ "$query" == *CPU-only* ]]; then
+    die "--gpu $GPU: this Caffe build is CPU-only: run without --gpu, or build it with CUDA (bash scripts/install.sh --cuda)"
+  fi
+fi
+if [ -n "$INIT_WEIGHTS" ]; then
+  [ -f "$INIT_WEIGHTS" ] && [ -s "$INIT_WEIGHTS" ] || die "--weights $INIT_WEIGHTS: no such file (or empty, or a folder)"
+  case "$INIT_WEIGHTS" in
+    *.caffemodel|*.solverstate) ;;
+    *) die "--weights $INIT_WEIGHTS: expected a .caffemodel or another run's adam_iter_N.solverstate" ;;
+  esac
+  INIT_WEIGHTS=$(abspath "$INIT_WEIGHTS")
+fi
 
 # --- where the run's set-up comes from --------------------------------------
 # A schedule folder: solvers/<name>, or a path to a folder with the same files.
@@ -131,12 +151,11 @@ if [ -z "$RUN" ]; then
   elif [ -n "$RESUME_FROM" ]; then RUN=$ROOT/runs/$(basename "$RESUME_FROM")
   else SOLVERS=$ROOT/solvers/quick; RUN=$ROOT/runs/quick
   fi
+elif [ -z "$SOLVERS" ] && [ -z "$RESUME_FROM" ] && [ ! -f "$RUN/config.env" ]; then
+  die "--run $RUN: no run set up there (no config.env): name its --schedule or --resume-from a checkpoint to start one"
 fi
 mkdir -p "$RUN"/{data,logs,snapshots}
 RUN=$(cd "$RUN" && pwd)
-if [ -z "$SOLVERS" ] && [ -z "$RESUME_FROM" ] && [ ! -f "$RUN/config.env" ]; then
-  SOLVERS=$ROOT/solvers/quick
-fi
 
 # --- the run's set-up, frozen at its first start ----------------------------
 # From a checkpoint: its frozen files as they are.  From a schedule: run.env as
@@ -237,10 +256,6 @@ esac
 
 CAFFE_ARGS=()
 [ -n "$GPU" ] && CAFFE_ARGS+=("--gpu=$GPU")
-if [ -n "$INIT_WEIGHTS" ]; then
-  [ -s "$INIT_WEIGHTS" ] || die "--weights $INIT_WEIGHTS: no such file (or empty)"
-  INIT_WEIGHTS=$(abspath "$INIT_WEIGHTS")
-fi
 
 # The checkpoint's pair goes into the run's snapshots/ under its own name (its
 # .solverstate points at snapshots/<name>.caffemodel, relative to the run folder

@@ -30,8 +30,8 @@ class Real:
     bounds_only: bool = False  # only a number or [lo, hi] (a per-column range)
 
     def describe(self) -> str:
-        left = "(" if self.lo_open else "["
-        right = ")" if self.hi_open else "]"
+        left = "(" if self.lo_open or self.lo == -math.inf else "["  # contains() takes no infinity
+        right = ")" if self.hi_open or self.hi == math.inf else "]"
         kind = "an integer" if self.integer else "a number"
         if self.lo == -math.inf and self.hi == math.inf:
             return kind
@@ -206,9 +206,10 @@ def _value_problem(value, rule, table: dict) -> str | None:
     if rule is bool:
         return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
     if isinstance(rule, Names):
-        options = value["choice"] if isinstance(value, dict) and "choice" in value else [value]
-        if isinstance(value, dict) and (set(value) - {"choice", "weights"} or not options):
-            return f"must be a name or {{choice = [...]}}, got {value!r}"
+        options = value.get("choice") if isinstance(value, dict) else [value]
+        if (isinstance(value, dict) and set(value) - {"choice", "weights"}) or not isinstance(options, list) \
+                or not options or not all(isinstance(o, str) for o in options):
+            return f"must be a name or {{choice = [names]}}, got {value!r}"
         bad = [o for o in options if o not in rule.known]
         if bad:
             near = difflib.get_close_matches(str(bad[0]), rule.known, n=1)

@@ -67,6 +67,8 @@ def _read_toml(path: pathlib.Path, chain: tuple[pathlib.Path, ...]) -> dict:
             preset = tomllib.load(fh)
     except FileNotFoundError:
         raise ValueError(f"preset file {path} does not exist") from None
+    except OSError as exc:  # a folder, no permission, ...
+        raise ValueError(f"preset file {path}: cannot read it: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"preset file {path}: invalid TOML: {exc}") from None
     parent = preset.pop("extends", None)
@@ -85,10 +87,13 @@ def _read_toml(path: pathlib.Path, chain: tuple[pathlib.Path, ...]) -> dict:
 
 
 def _merged(base: dict, override: dict) -> dict:
-    """``base`` with ``override``'s keys replacing its own; sections merged key by key."""
+    """``base`` with ``override``'s keys replacing its own; sections merged key by key.  A value
+    written as a table replaces the base's value whole, as written (a malformed one, e.g. ``{}``
+    or a misspelt key, is then refused by the validation, not filled in from the base)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and not _is_value_spec(value):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not _is_value_spec(value) \
+                and not _is_value_spec(out[key]):
             out[key] = _merged(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

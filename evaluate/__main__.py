@@ -100,6 +100,16 @@ def cmd_measure(argv: list[str]) -> int:
 
 # --------------------------------------------------------------------- run
 
+def _dose(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"dose must be a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"dose must be positive and finite, got {text!r}")
+    return value
+
+
 def _doses(text: str) -> list[float]:
     try:
         vals = [float(v) for v in text.split(",") if v.strip()]
@@ -137,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"seed + {run.VALIDATION_SEED_OFFSET}")
     p.add_argument("--doses", type=_doses, default=[100.0, 300.0, 1000.0],
                    help="comma-separated doses for the full mix, counts at the brightest pixel (default 100,300,1000)")
-    p.add_argument("--family-dose", type=float, help="dose of the single-family conditions (default: middle dose)")
+    p.add_argument("--family-dose", type=_dose, help="dose of the single-family conditions (default: middle dose)")
     p.add_argument("--families", help="comma-separated subset of datagen.FAMILIES (default all)")
     p.add_argument("--no-family-noise", action="store_true",
                    help="skip the 'family + shot_noise' conditions (each family with Poisson noise at the family dose)")
@@ -390,9 +400,9 @@ def cmd_run(argv: list[str]) -> int:
     a = build_parser().parse_args(argv)
     try:
         check_options(a)
+        inputs = load_inputs(a)  # bad presets fail before the output folder exists
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        inputs = load_inputs(a)
     except OptionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -43,7 +43,7 @@ CASES = {
                                  r"\[drift\] probability: 1.5 is out of range: must be a number in \[0, 1\]"),
     "phi_one": ("phi = [0.0, 0.95]", "phi = [0.0, 1.0]", r"\[scan_lines\] phi: 1.0 is out of range"),
     "negative_dose": ("dose_counts = {log = [20.0, 3000.0]}", "dose_counts = -5",
-                      r"\[detector\] dose_counts: -5 is out of range: must be a number in \(0, inf\]"),
+                      r"\[detector\] dose_counts: -5 is out of range: must be a number in \(0, inf\)"),
     "log_lo_zero": ("velocity_angstrom_per_s = {log = [0.05, 10.0]}",
                     "velocity_angstrom_per_s = {log = [0.0, 5.0]}", r"\[drift\] velocity_angstrom_per_s: a log range needs lo > 0"),
     "lo_above_hi": ("gain_cv = [0.0, 0.6]", "gain_cv = [0.6, 0.0]", r"\[pmt_readout\] gain_cv: range .* has lo > hi"),
@@ -61,6 +61,33 @@ CASES = {
     "adc_bits_range": ("adc_bits = {choice = [12, 14, 16]}", "adc_bits = {choice = [12, 14, 64]}",
                        r"\[detector\] adc_bits: 64 is out of range"),
 }
+
+
+# A preset that extends paper: (its text after `extends = "paper"`, expected message)
+EXTENDS_CASES = {
+    "empty_value": ("[detector]\ndose_counts = {}", r"\[detector\] dose_counts: must be a number, .*got \{\}"),
+    "misspelt_weights": ('[specimen]\nscene = {choice = ["crystal"], wieghts = [1]}',
+                         r"\[specimen\] scene: must be a name or \{choice = \[names\]\}, "
+                         r"got \{'choice': \['crystal'\], 'wieghts': \[1\]\}$"),  # as written, not merged with paper's
+    "choice_not_a_list": ("[specimen]\nstructures = {choice = 3}", r"\[specimen\] structures: must be a name or"),
+    "choice_a_string": ('[specimen]\nscene = {choice = "crystal"}', r"\[specimen\] scene: must be a name or"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXTENDS_CASES))
+def test_bad_value_in_a_preset_that_extends_another(tmp_path, case):
+    text, pattern = EXTENDS_CASES[case]
+    path = tmp_path / "mine.toml"
+    path.write_text(f'extends = "paper"\n{text}\n')
+    with pytest.raises(ValueError) as info:
+        load_preset(path)
+    assert "\n" not in str(info.value) and re.search(pattern, str(info.value)), str(info.value)
+
+
+def test_a_folder_named_as_preset_is_one_line(tmp_path):
+    (tmp_path / "dir.toml").mkdir()
+    r = run_datagen("--preset", tmp_path / "dir.toml", "--count", 2, "--size", 49, "--out", tmp_path / "o", "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "cannot read it" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("name", available_presets())

@@ -49,6 +49,16 @@ def test_run_rejects_training_seed(tmp_path, capsys):
     assert "1000" in capsys.readouterr().err
 
 
+def test_bad_family_dose_and_preset_are_refused_before_the_output_folder(tmp_path, capsys):
+    for dose in ("-5", "0", "inf", "lots"):
+        with pytest.raises(SystemExit) as info:
+            main(["--family-dose", dose, "--out", str(tmp_path / "a")])
+        assert info.value.code == 2 and "--family-dose: dose must be" in capsys.readouterr().err
+    assert main(["--preset", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "b")]) == 2
+    assert "missing.toml" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def _has_columns(preset, cond, count: int, size: int, seed: int) -> bool:
     """Whether any clean test image of ``cond`` has atomic columns (then its column error must exist)."""
     import datagen

@@ -536,3 +536,32 @@ def test_committed_checkpoint_is_a_whole_pair():
         ignored = subprocess.run(["git", "check-ignore", "-q", str(folder / f"{states[0]}.solverstate")],
                                  cwd=REPO)
         assert ignored.returncode == 1, "git ignores the checkpoint's .solverstate"
+
+
+def test_bad_options_fail_before_anything_is_written(schedule, tmp_path):
+    """A typo in --weights, --gpu, --workers or --run stops the script before it sets up a run
+    folder (whose frozen preset would outlive the typo) or generates data."""
+    run = tmp_path / "run"
+    (tmp_path / "notes.txt").write_text("not a model")
+    cases = {
+        ("--weights", str(tmp_path / "missing.caffemodel")): "no such file (or empty, or a folder)",
+        ("--weights", str(tmp_path)): "no such file (or empty, or a folder)",
+        ("--weights", str(tmp_path / "notes.txt")): "expected a .caffemodel or another run's",
+        ("--gpu", "zero"): "--gpu zero: expected a device number or a list like 0,1",
+        ("--workers", "abc"): "--workers abc: expected a positive whole number",
+    }
+    for option, message in cases.items():
+        r = subprocess.run(["bash", str(SCRIPT), "--schedule", str(schedule), "--run", str(run), *option],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and message in r.stderr, (option, r.stderr)
+        assert not run.exists(), option
+    query = subprocess.run([str(REPO / ".venv" / "bin" / "caffe"), "device_query", "-gpu", "0"],
+                           capture_output=True, text=True, timeout=60)
+    if "CPU-only" in query.stderr:  # the CPU build (CI's): --gpu is refused before any work
+        r = subprocess.run(["bash", str(SCRIPT), "--schedule", str(schedule), "--run", str(run), "--gpu", "0"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "this Caffe build is CPU-only" in r.stderr and not run.exists()
+    r = subprocess.run(["bash", str(SCRIPT), "--run", str(run), "--save-checkpoint", str(tmp_path / "ck")],
+                       capture_output=True, text=True, timeout=60)  # a mistyped --run of an existing run
+    assert r.returncode != 0 and "no run set up there" in r.stderr
+    assert not run.exists() and not (tmp_path / "ck").exists()
