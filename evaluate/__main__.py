@@ -384,8 +384,8 @@ def print_summary(out: Path, results: list[run.ConditionResult], heldout: list[r
                   checklist: str) -> None:
     """The checklist and the CNN verdicts on stdout."""
     print(checklist)
-    for label, c, best, b, margin in report.cnn_verdict(results + heldout):
-        print(f"{label}: CNN {c:.2f} dB vs best baseline {best} {b:.2f} dB ({margin:+.2f} dB)")
+    for label, c, best, b, margin, half in report.cnn_verdict(results + heldout):
+        print(f"{label}: CNN {c:.2f} dB vs best baseline {best} {b:.2f} dB ({margin:+.2f} ± {half:.2f} dB, 95 %)")
     for label, c, raw in report.cnn_vs_raw(results):
         print(f"{label}: CNN {c:.2f} dB vs raw {raw:.2f} dB ({c - raw:+.2f} dB)")
     for label, name, c, other in report.cnn_vs_compared(results + heldout):

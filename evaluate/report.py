@@ -18,7 +18,7 @@ from stem_restore.atomic import atomic_write_bytes
 from stem_restore.figures import save_png
 
 from .metrics import PSNR_CAP_DB
-from .run import CNN, DRIFT_CEILING, ConditionResult, Score, is_classical, is_cnn
+from .run import CNN, DRIFT_CEILING, ConditionResult, Score, is_classical, is_cnn, paired_interval
 
 __all__ = ["write_csv", "markdown_report", "drift_section", "write_figure", "cnn_verdict", "cnn_vs_compared"]
 
@@ -84,8 +84,10 @@ def _params_table(results: Sequence[ConditionResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cnn_verdict(results: Sequence[ConditionResult]) -> list[tuple[str, float, str, float, float]]:
-    """For each full-mix condition: (label, CNN PSNR, best baseline, its PSNR, margin dB)."""
+def cnn_verdict(results: Sequence[ConditionResult]) -> list[tuple[str, float, str, float, float, float]]:
+    """For each full-mix condition: (label, CNN PSNR, best baseline, its PSNR, margin dB, half-width
+    of the margin's 95 % interval, paired over the test images (:func:`evaluate.run.paired_interval`;
+    NaN where the per-image values are not known))."""
     out = []
     for r in results:
         if r.condition.family is not None:
@@ -97,7 +99,10 @@ def cnn_verdict(results: Sequence[ConditionResult]) -> list[tuple[str, float, st
         if not others:
             continue
         best = max(others, key=others.get)
-        out.append((r.condition.label, vals[CNN], best, others[best], vals[CNN] - others[best]))
+        half = float("nan")
+        if CNN in r.image_psnr and best in r.image_psnr:
+            half = paired_interval(r.image_psnr[CNN], r.image_psnr[best])[1]
+        out.append((r.condition.label, vals[CNN], best, others[best], vals[CNN] - others[best], half))
     return out
 
 
@@ -211,11 +216,15 @@ def markdown_report(results: Sequence[ConditionResult], header: str, checklists:
     parts += drift_section(list(results) + list(heldout))
     verdict = cnn_verdict(list(results) + list(heldout))
     if verdict:
-        parts += ["## CNN vs the best classical baseline on the full mix", ""]
-        for label, c, best, b, margin in verdict:
+        parts += ["## CNN vs the best classical baseline on the full mix", "",
+                  "Margin = the mean of the CNN's PSNR minus the baseline's over the same test images; "
+                  "± = half-width of its 95 % interval (Student's t on the per-image differences): how "
+                  "far another draw of as many images could move it.", ""]
+        for label, c, best, b, margin, half in verdict:
             word = "beats" if margin > 0 else "does NOT beat"
+            spread = f" ± {half:.2f}" if math.isfinite(half) else ""
             parts.append(f"- {label}: CNN {c:.2f} dB {word} best baseline {best} {b:.2f} dB "
-                         f"(margin {margin:+.2f} dB)")
+                         f"(margin {margin:+.2f}{spread} dB)")
         parts.append("")
     vs_raw = cnn_vs_raw(results)
     if vs_raw:

@@ -132,6 +132,9 @@ class ConditionResult:
     #: those without drift.
     undrifted_psnr: dict[str, float] = field(default_factory=dict)
     undrifted_column_error: dict[str, float] = field(default_factory=dict)
+    #: Each method's PSNR (dB, capped at :data:`PSNR_CAP_DB`) on every test image, in order:
+    #: for margins between methods paired image by image (:func:`paired_interval`).
+    image_psnr: dict[str, list[float]] = field(default_factory=dict)
 
 
 def make_conditions(families: Sequence[str], doses: Sequence[float], family_dose: float | None = None,
@@ -171,16 +174,34 @@ def condition_preset(base: Any, cond: Condition) -> Any:
     return with_dose(preset, cond.dose)
 
 
+def image_psnrs(restored: Sequence[np.ndarray], clean: Sequence[np.ndarray]) -> np.ndarray:
+    """Each image's PSNR (dB), capped at :data:`PSNR_CAP_DB` (a perfect image would be infinite)."""
+    return np.minimum([psnr(r, c) for r, c in zip(restored, clean)], PSNR_CAP_DB)
+
+
 def score_images(restored: Sequence[np.ndarray], clean: Sequence[np.ndarray]) -> dict[str, float]:
-    """Mean/std of PSNR (each capped at :data:`PSNR_CAP_DB`) and SSIM, mean scan spread, and the
+    """Mean/std of PSNR (:func:`image_psnrs`) and SSIM, mean scan spread, and the
     quadratic mean of the images' RMS column-position errors (images without columns left out;
     NaN if none has any)."""
-    p = np.minimum([psnr(r, c) for r, c in zip(restored, clean)], PSNR_CAP_DB)
+    p = image_psnrs(restored, clean)
     s = np.array([ssim(r, c) for r, c in zip(restored, clean)])
     spread = np.array([scan_shift_spread(r) for r in restored])
     return dict(psnr_mean=float(p.mean()), psnr_std=float(p.std()), ssim_mean=float(s.mean()),
                 ssim_std=float(s.std()), scan_spread_px=float(spread.mean()),
                 column_error_px=rms_column_error(restored, clean))
+
+
+def paired_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Mean of ``a - b`` (paired: the same test images) and the half-width of its ``level``
+    confidence interval from Student's t with n - 1 degrees of freedom (NaN for fewer than 2
+    pairs).  Pairing removes the spread between images that both methods share (a hard image is
+    hard for both), so the interval is that of the margin, not of either mean."""
+    from scipy.stats import t
+
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if d.size < 2:
+        return float(d.mean()) if d.size else float("nan"), float("nan")
+    return float(d.mean()), float(t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
 
 
 def rms_column_error(restored: Sequence[np.ndarray], clean: Sequence[np.ndarray]) -> float:
@@ -243,7 +264,7 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
     undrifted = [i for i in range(len(clean)) if i not in drifted]
 
     def mean_psnr(outputs: Sequence[np.ndarray], which: Sequence[int]) -> float:
-        return float(np.mean([min(psnr(outputs[i], clean[i]), PSNR_CAP_DB) for i in which]))
+        return float(image_psnrs([outputs[i] for i in which], [clean[i] for i in which]).mean())
 
     target_spread = float(np.mean([scan_shift_spread(c) for c in clean]))
     res.examples["raw"] = distorted[:n_examples]
@@ -251,6 +272,7 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
 
     def add(method: str, params: str, outputs: list[np.ndarray], secs: float) -> None:
         stats = score_images(outputs, clean)
+        res.image_psnr[method] = image_psnrs(outputs, clean).tolist()
         res.scores.append(Score(cond.label, cond.family or MIX, cond.dose, method, params, len(outputs),
                                 target_scan_spread_px=target_spread, seconds_per_image=secs, **stats))
         res.examples[method] = outputs[:n_examples]

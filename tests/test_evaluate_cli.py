@@ -3,6 +3,7 @@ held-out-specimens section."""
 import csv
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,6 +91,9 @@ def test_end_to_end_smoke(tmp_path, weights):
     md = (out / "results.md").read_text()
     assert "| full mix @ 300 |" in md and "Regenerate with" in md
     assert "## CNN vs the raw input, single families" in md
+    # the margin over the best baseline with its interval, paired over the 2 test images
+    assert re.search(r"- full mix @ 300: CNN [\d.]+ dB (beats|does NOT beat) best baseline \S+ [\d.]+ dB "
+                     r"\(margin [+-][\d.]+ ± [\d.]+ dB\)", md), md
     assert "## Atomic-column position error" in md
     # A column error exists exactly where a clean test image has atomic columns (NaN otherwise).
     from evaluate import run

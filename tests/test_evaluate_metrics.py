@@ -110,3 +110,15 @@ def test_ridges_are_not_columns():
     mixed = np.where(x < 48, stripes, _columns())
     peaks = column_peaks(mixed)
     assert len(peaks) > 0 and np.all(peaks[:, 1] >= 48)
+
+
+def test_paired_interval_of_known_differences():
+    """Student's t on the per-image differences: d = 1, 2, 3 -> mean 2, sd 1, t(0.975, 2) = 4.303."""
+    from evaluate.run import paired_interval
+
+    mean, half = paired_interval([11.0, 22.0, 33.0], [10.0, 20.0, 30.0])
+    assert mean == pytest.approx(2.0) and half == pytest.approx(4.3027 / np.sqrt(3), rel=1e-4)
+    # A shared spread between images cancels: the same offset on very different images is certain.
+    mean, half = paired_interval([10.5, 30.5, 50.5, 70.5], [10.0, 30.0, 50.0, 70.0])
+    assert mean == pytest.approx(0.5) and half == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(paired_interval([1.0], [0.0])[1])
