@@ -82,9 +82,13 @@ def cmd_measure(argv: list[str]) -> int:
                                             "x shifts (px) from sub-pixel cross-correlation of adjacent rows.")
     p.add_argument("images", nargs="+", help="images in any format restore.py reads (TIFF, PNG/JPEG, NPY, "
                                              "DM3/DM4, SER, EMD, MRC); rows = scan lines")
-    p.add_argument("--max-shift", type=int, default=DEFAULT_MAX_SHIFT, help="largest shift searched, px")
-    p.add_argument("--smooth", type=float, default=0.0, help="Gaussian sigma along x before correlating, px")
+    p.add_argument("--max-shift", type=int, default=DEFAULT_MAX_SHIFT, help="largest shift searched, px (>= 1)")
+    p.add_argument("--smooth", type=float, default=0.0, help="Gaussian sigma along x before correlating, px (>= 0)")
     a = p.parse_args(argv)
+    if a.max_shift < 1:
+        p.error(f"--max-shift must be at least 1 px, got {a.max_shift}")
+    if not 0 <= a.smooth < float("inf"):
+        p.error(f"--smooth must be a finite sigma >= 0 px, got {a.smooth}")
     status = 0
     print(f"{'image':40s} {'spread_px':>10s} {'mean_px':>9s} {'lines':>6s}")
     for name in a.images:
@@ -92,6 +96,11 @@ def cmd_measure(argv: list[str]) -> int:
             d = line_shifts(measured_frame(name), max_shift=a.max_shift, smooth=a.smooth)
         except Exception as exc:  # noqa: BLE001 - report and go on with the other files
             print(f"error: {name}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        d = d[np.isfinite(d)]  # pairs with a flat line carry no position
+        if not d.size:
+            print(f"error: {name}: every scan line is flat (constant): no shift to measure", file=sys.stderr)
             status = 1
             continue
         print(f"{name:40s} {np.std(d):10.4f} {np.mean(d):9.4f} {d.size + 1:6d}")

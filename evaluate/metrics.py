@@ -184,6 +184,9 @@ def scan_shift_spread(image: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT, smo
     """Standard deviation (px) of the line-to-line shifts: a ground-truth-free scan-noise measure.
 
     ~0 for an undistorted image; grows with scan jitter / per-line shifts.
-    See the module docstring for what else (noise) contributes.
+    See the module docstring for what else (noise) contributes.  Pairs with a flat line (no
+    position, :func:`stem_restore.rowalign.pair_shifts`) are left out; NaN if every pair is.
     """
-    return float(np.std(line_shifts(image, max_shift=max_shift, smooth=smooth)))
+    d = line_shifts(image, max_shift=max_shift, smooth=smooth)
+    d = d[np.isfinite(d)]
+    return float(np.std(d)) if d.size else float("nan")

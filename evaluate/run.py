@@ -186,8 +186,9 @@ def score_images(restored: Sequence[np.ndarray], clean: Sequence[np.ndarray]) ->
     p = image_psnrs(restored, clean)
     s = np.array([ssim(r, c) for r, c in zip(restored, clean)])
     spread = np.array([scan_shift_spread(r) for r in restored])
+    spread = spread[np.isfinite(spread)]  # a flat image has no line position
     return dict(psnr_mean=float(p.mean()), psnr_std=float(p.std()), ssim_mean=float(s.mean()),
-                ssim_std=float(s.std()), scan_spread_px=float(spread.mean()),
+                ssim_std=float(s.std()), scan_spread_px=float(spread.mean()) if spread.size else float("nan"),
                 column_error_px=rms_column_error(restored, clean))
 
 
@@ -266,7 +267,7 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
     def mean_psnr(outputs: Sequence[np.ndarray], which: Sequence[int]) -> float:
         return float(image_psnrs([outputs[i] for i in which], [clean[i] for i in which]).mean())
 
-    target_spread = float(np.mean([scan_shift_spread(c) for c in clean]))
+    target_spread = float(np.nanmean([scan_shift_spread(c) for c in clean] + [np.nan]))  # NaN: flat
     res.examples["raw"] = distorted[:n_examples]
     res.examples["clean"] = clean[:n_examples]
 

@@ -44,7 +44,8 @@ def row_shift(reference: np.ndarray, row: np.ndarray, max_shift: int = DEFAULT_M
     Uses the normalised cross-correlation of the mean-free lines over the
     overlapping samples for every integer lag in ``[-max_shift, max_shift]``,
     then a parabolic fit around the best lag.  A positive ``s`` means the row's
-    content sits further right (larger x) than in the reference.
+    content sits further right (larger x) than in the reference.  NaN if either line is flat
+    (:func:`pair_shifts`).
     """
     a = np.asarray(reference, dtype=np.float64).reshape(1, -1)
     b = np.asarray(row, dtype=np.float64).reshape(1, -1)
@@ -90,7 +91,9 @@ def pair_shifts(references: np.ndarray, rows: np.ndarray, max_shift: int = DEFAU
 
     Both arrays have shape (m, n).  Normalised cross-correlation over the
     overlap for each integer lag in ``[-max_shift, max_shift]``, parabolic
-    sub-pixel peak.
+    sub-pixel peak.  A pair with a flat line (constant over the overlap at every lag: vacuum
+    clipped to one value, a blanked or saturated line) carries no position: NaN, not the edge
+    of the search (its correlation is 0 at every lag).
     """
     ref = np.asarray(references, dtype=np.float64)
     nxt = np.asarray(rows, dtype=np.float64)
@@ -98,6 +101,7 @@ def pair_shifts(references: np.ndarray, rows: np.ndarray, max_shift: int = DEFAU
     max_shift = int(min(max_shift, n // 2))
     lags = np.arange(-max_shift, max_shift + 1)
     cc = np.empty((ref.shape[0], lags.size))
+    measured = np.zeros(ref.shape[0], dtype=bool)
     for i, s in enumerate(lags):
         if s >= 0:
             u, v = ref[:, : n - s], nxt[:, s:]
@@ -108,8 +112,11 @@ def pair_shifts(references: np.ndarray, rows: np.ndarray, max_shift: int = DEFAU
         den = np.sqrt((u * u).sum(axis=1) * (v * v).sum(axis=1))
         num = (u * v).sum(axis=1)
         cc[:, i] = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        measured |= den > 0
     k = np.argmax(cc, axis=1)
-    return np.array([lags[kk] + subpixel_peak(row, kk) for row, kk in zip(cc, k)], dtype=np.float64)
+    shifts = np.array([lags[kk] + subpixel_peak(row, kk) for row, kk in zip(cc, k)], dtype=np.float64)
+    shifts[~measured] = np.nan
+    return shifts
 
 
 def shift_rows(image: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -170,7 +177,7 @@ def estimate_row_offsets(image: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT, 
 
     img = np.asarray(image, dtype=np.float64)
     if reference == "previous":
-        d = line_shifts(img, max_shift=max_shift, smooth=smooth)
+        d = np.nan_to_num(line_shifts(img, max_shift=max_shift, smooth=smooth))  # a flat line: not moved
         offsets = np.concatenate([[0.0], np.cumsum(d)])
         return _gate(offsets - slow_trend(offsets, detrend, trend), min_jitter)
     if reference != "local":
@@ -183,7 +190,7 @@ def estimate_row_offsets(image: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT, 
         aligned = shift_rows(img, offsets)
         window_sum = ndimage.uniform_filter1d(aligned, size=size, axis=0, mode="reflect") * size
         ref = (window_sum - aligned) / (size - 1)
-        offsets += pair_shifts(ref, aligned, max_shift)
+        offsets += np.nan_to_num(pair_shifts(ref, aligned, max_shift))  # a flat line: not moved
         offsets -= np.median(offsets)
     return _gate(offsets, min_jitter)
 

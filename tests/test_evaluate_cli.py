@@ -45,6 +45,18 @@ def test_measure_subcommand(tmp_path, capsys):
     assert math.isfinite(rows["stem.dm3"])  # Gatan DM, read by restore.py's reader
 
 
+def test_measure_refuses_bad_options_and_flat_frames(tmp_path, capsys):
+    np.save(tmp_path / "flat.npy", np.full((32, 32), 7.0))
+    np.save(tmp_path / "lattice.npy", lattice(64, angle=0.3))
+    for option in (["--max-shift", "0"], ["--max-shift", "-1"], ["--smooth", "-1"], ["--smooth", "nan"]):
+        with pytest.raises(SystemExit) as info:
+            main(["measure", *option, str(tmp_path / "lattice.npy")])
+        assert info.value.code == 2 and option[0] in capsys.readouterr().err
+    assert main(["measure", str(tmp_path / "flat.npy"), str(tmp_path / "lattice.npy")]) == 1
+    captured = capsys.readouterr()
+    assert "flat.npy: every scan line is flat" in captured.err and "lattice.npy" in captured.out
+
+
 def test_run_rejects_training_seed(tmp_path, capsys):
     assert main(["--seed", "5", "--out", str(tmp_path)]) == 2
     assert "1000" in capsys.readouterr().err

@@ -76,3 +76,23 @@ def test_output_alignment_finds_a_wave_of_offsets_on_a_tilted_lattice():
 
 def test_parse_align_knows_the_trend():
     assert parse_align("trend=linear,detrend=41") == {"trend": "linear", "detrend": 41}
+
+
+def test_flat_lines_carry_no_shift():
+    """A constant line (vacuum clipped to one value, a blanked or saturated line) correlates 0 at
+    every lag: its shift is unknown (NaN), not the edge of the search (-max_shift), and neither the
+    alignment nor the scan measure reads it as a 6-px jump."""
+    from evaluate.metrics import scan_shift_spread
+    from stem_restore.rowalign import line_shifts, row_shift
+
+    img = lattice(96, period=11.0, angle=0.3)
+    blanked = img.copy()
+    blanked[40:50] = 0.0
+    d = line_shifts(blanked)
+    assert np.isnan(d[39:50]).all() and np.isfinite(np.delete(d, range(39, 50))).all()
+    assert np.isnan(row_shift(np.zeros(64), img[0, :64]))
+    assert scan_shift_spread(blanked) == pytest.approx(scan_shift_spread(img), abs=0.05)
+    assert np.isnan(scan_shift_spread(np.ones((32, 32))))
+    for params in ("reference=previous,detrend=15", DEFAULT_ALIGN):
+        offsets = estimate_row_offsets(blanked, **parse_align(params))
+        assert np.abs(offsets).max() < 0.5, (params, offsets)
