@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up stem-restore on a Debian/Ubuntu machine: system packages, the project
+# Set up stem-restore on a Debian 12 or Ubuntu 24.04 machine (on Ubuntu, and wherever apt has no
+# Debian mirror, with CAFFE_SRC set: see the Dockerfile): system packages, the project
 # venv (.venv) and BVLC Caffe 1.0 built from pinned, checksummed source, with
 # pycaffe importable from the venv and the `caffe` tool at .venv/bin/caffe.
 # The CPU build carries a oneDNN convolution engine (scripts/patches/0004-*),
@@ -28,6 +29,7 @@ CACHE="$ROOT/.caffe"
 VENV="$ROOT/.venv"
 PATCHES="$ROOT/scripts/patches"
 PYTHON=${PYTHON:-python3}
+PIP_VERSION=26.3  # the venv's pip (requirements.txt and constraints.txt pin everything it installs)
 JOBS=$(nproc)
 VARIANT=cpu
 CPP_TESTS=all
@@ -79,6 +81,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+[ -z "${JOBS:-}" ] || [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs $JOBS: expected a positive whole number"
+
 sha256_of() { cat "$@" | sha256sum | cut -c1-64; }
 stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
@@ -99,10 +103,20 @@ check_prerequisites() {
     3.11|3.12) ;;
     *) die "'$PYTHON' is Python $PY_VERSION; Python 3.11 (Debian 12) or 3.12 (Ubuntu 24.04) is required. Set PYTHON=/path/to/python3.11." ;;
   esac
-  "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null ||
-    die "'$PYTHON' lacks the venv/ensurepip modules (Debian: apt-get install python$PY_VERSION-venv)."
-  "$PYTHON" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' ||
-    die "'$PYTHON' has no C headers (Python.h), needed for pycaffe (Debian: apt-get install python$PY_VERSION-dev)."
+  # The system's Python (/usr/bin) gets its venv module and C headers from apt with the other
+  # packages (a fresh cloud image has neither); another interpreter must bring its own.
+  local system_python=0
+  case "$(readlink -f "$(command -v "$PYTHON")")" in /usr/bin/*) system_python=1 ;; esac
+  if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+    [ "$system_python" = 1 ] ||
+      die "'$PYTHON' lacks the venv/ensurepip modules (Debian: apt-get install python$PY_VERSION-venv)."
+    APT_PACKAGES+=("python$PY_VERSION-venv")
+  fi
+  if ! "$PYTHON" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    [ "$system_python" = 1 ] ||
+      die "'$PYTHON' has no C headers (Python.h), needed for pycaffe (Debian: apt-get install python$PY_VERSION-dev)."
+    APT_PACKAGES+=("python$PY_VERSION-dev")
+  fi
   if [ "$VARIANT" = cuda ]; then
     command -v nvcc >/dev/null 2>&1 || die "--cuda needs nvcc (CUDA toolkit) on PATH."
   fi
@@ -138,14 +152,14 @@ check_boost_python() {
 # --- 3. Python venv ----------------------------------------------------------
 install_venv() {
   local want
-  want=$(sha256_of "$ROOT/requirements.txt")
+  want=$(sha256_of "$ROOT/requirements.txt" "$ROOT/constraints.txt")
   if [ -x "$VENV/bin/python" ] && stamp_ok "$VENV/.requirements.sha256" "$want"; then
     say "venv: up to date"; return
   fi
   [ -x "$VENV/bin/python" ] || { say "venv: creating $VENV"; "$PYTHON" -m venv "$VENV"; }
-  say "venv: installing requirements.txt"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt" ||
+  say "venv: installing requirements.txt (versions: constraints.txt)"
+  "$VENV/bin/python" -m pip install -q "pip==$PIP_VERSION" >/dev/null 2>&1 || true
+  "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -r "$ROOT/requirements.txt" ||
     die "pip install -r requirements.txt failed: no network to the Python package registry?"
   echo "$want" > "$VENV/.requirements.sha256"
 }
@@ -440,10 +454,13 @@ verify_caffe() {
 # --- 6. Make pycaffe and the caffe tool visible from the venv ---------------
 link_into_venv() {
   local dir=$CACHE/$VARIANT site
-  if [ "$VARIANT" = cuda ] && ! nvidia-smi >/dev/null 2>&1; then
+  if [ "$VARIANT" = cuda ] && ! nvidia-smi >/dev/null 2>&1 && [ -x "$CACHE/cpu/build/tools/caffe" ]; then
     say "GPU Caffe compiled in $dir; no GPU here, so the venv keeps using the CPU build"
     dir=$CACHE/cpu
-    [ -x "$dir/build/tools/caffe" ] || return 0
+  elif [ "$VARIANT" = cuda ] && ! nvidia-smi >/dev/null 2>&1; then
+    # e.g. docker build: no GPU while building, and the GPU build is the only one (it runs on
+    # the CPU too, and on the GPU where the container is started with one)
+    say "GPU Caffe compiled in $dir; no GPU here and no CPU build: the venv uses the GPU build"
   fi
   site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   echo "$dir/src/python" > "$site/caffe.pth"

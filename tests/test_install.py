@@ -64,7 +64,8 @@ def test_no_network_is_a_clear_error(tmp_path):
 
         pytest.skip("this machine does not allow network namespaces (unshare -n)")
     shutil.copytree(REPO / "scripts", tmp_path / "scripts")
-    shutil.copy(REPO / "requirements.txt", tmp_path / "requirements.txt")
+    for name in ("requirements.txt", "constraints.txt"):
+        shutil.copy(REPO / name, tmp_path / name)
     run = subprocess.run(["unshare", "-n", "bash", str(tmp_path / "scripts" / "install.sh")],
                          capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PIP_RETRIES": "0", "PIP_TIMEOUT": "3"})
@@ -86,3 +87,27 @@ def test_missing_packages_without_root_is_a_clear_error():
                          env={**os.environ, "PYTHON": "/usr/bin/python3"})
     assert run.returncode != 0
     assert "missing system packages (no-such-package-stem-restore) and no root" in run.stderr
+
+
+def _pins(path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"{path.name}: {line!r} is not pinned with =="
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_every_installed_package_is_pinned_and_installed_at_its_pin():
+    """requirements.txt's pins agree with constraints.txt's, and install.sh installed exactly those
+    versions of everything in the venv (so a fresh machine gets the environment the tests ran in)."""
+    from importlib.metadata import distributions
+
+    required, constrained = _pins(REPO / "requirements.txt"), _pins(REPO / "constraints.txt")
+    assert {k: constrained.get(k) for k in required} == required
+    installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in distributions()}
+    for skip in ("pip", "setuptools", "stem-restore"):
+        installed.pop(skip, None)
+    assert installed == constrained
