@@ -11,7 +11,8 @@
 # from the run folder (its frozen set-up, never the current solvers/ or presets):
 # config.env, both solvers and the training net as used, the datagen preset(s) the
 # run resolved at its start, Caffe's training logs (those that exist), the loss curve and
-# the evaluation (results.md/csv, checklist, figure). Every file is checked before any is copied.
+# the evaluation (results.md/csv, checklist, figure). Every file is checked before any is copied,
+# and models/ changes only once all of it is written (a staging folder beside it, then moves).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 usage() { sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
@@ -54,39 +55,57 @@ if [ -n "$SNAPSHOT" ]; then  # its stage's log must hold the line that wrote it 
   grep -qE "Snapshotting solver state.*[ /]($STATE|$ARM_STATE)\$" "$STAGE_LOG" 2>/dev/null \
     || die "$STAGE_LOG does not log writing $STATE: is $(basename "$SNAPSHOT") a snapshot of this run?"
 fi
-# The evaluation must be of the weights shipped (its header names them).
-grep -q "$(basename "$WEIGHTS")" "$EVAL/results.md" \
+# The evaluation must be of the weights shipped: its header names them ("- CNN: MODEL + WEIGHTS");
+# where that file is here, it must hold the same bytes (another run's final.caffemodel does not).
+NAMED=$(sed -n 's/^- \{0,1\}CNN: .* + \(.*\.caffemodel\)$/\1/p; s/^CNN: \(.*\.caffemodel\)$/\1/p' "$EVAL/results.md" | head -n 1)
+grep -q "$(basename "$WEIGHTS")" <<< "$NAMED" \
   || die "$EVAL/results.md does not name $(basename "$WEIGHTS"): evaluate these weights first"
+for f in "$NAMED" "$ROOT/$NAMED"; do
+  if [ -f "$f" ]; then
+    cmp -s "$f" "$WEIGHTS" || die "$EVAL/results.md evaluated $NAMED, not the bytes of $WEIGHTS: evaluate these weights first"
+    break
+  fi
+done
 
-mkdir -p "$OUT/training" "$OUT/evaluation"
-cp "$WEIGHTS" "$OUT/stem_restore.caffemodel.part" && mv "$OUT/stem_restore.caffemodel.part" "$OUT/stem_restore.caffemodel"
-cp "$RUN/deploy.prototxt" "$OUT/deploy.prototxt"
-cp "$RUN/config.env" "$RUN/adam.prototxt" "$RUN/sgd.prototxt" "$RUN/train.prototxt" "$RUN/loss.png" "$OUT/training/"
-rm -f "$OUT/training/heldout.toml" "$OUT/training/adam.log" "$OUT/training/sgd.log"
-cp "$RUN/datagen.toml" "$OUT/training/"
-[ ! -f "$RUN/heldout.toml" ] || cp "$RUN/heldout.toml" "$OUT/training/"
+# Everything is written into a staging folder beside the destination first, and moved into place
+# only when all of it is there: a failure on the way leaves the shipped model as it was.
+mkdir -p "$(dirname "$OUT")"
+STAGE=$(mktemp -d "$OUT.ship.XXXXXX")
+trap 'rm -rf -- "$STAGE"' EXIT
+mkdir -p "$STAGE/training" "$STAGE/evaluation"
+cp "$WEIGHTS" "$STAGE/stem_restore.caffemodel"
+cp "$RUN/deploy.prototxt" "$STAGE/deploy.prototxt"
+cp "$RUN/config.env" "$RUN/adam.prototxt" "$RUN/sgd.prototxt" "$RUN/train.prototxt" "$RUN/loss.png" \
+   "$RUN/datagen.toml" "$STAGE/training/"
+[ ! -f "$RUN/heldout.toml" ] || cp "$RUN/heldout.toml" "$STAGE/training/"
 # Caffe's logs, with this machine's absolute paths made relative to the run folder; for a
 # snapshot, cut after the line that wrote it (a run in progress logs on), and the loss curve
 # redrawn from the cut logs.
 for log in $LOGS; do
-  sed "s|$(cd "$RUN" && pwd)/||g; s|$ROOT/||g" "$RUN/logs/$log.log" > "$OUT/training/$log.log"
+  sed "s|$(cd "$RUN" && pwd)/||g; s|$ROOT/||g" "$RUN/logs/$log.log" > "$STAGE/training/$log.log"
 done
 if [ -n "$SNAPSHOT" ]; then
-  LOG=$OUT/training/$(basename "$STAGE_LOG")
+  LOG=$STAGE/training/$(basename "$STAGE_LOG")
   awk -v s="$STATE" -v a="$ARM_STATE" 'NR == FNR { if (index($0, "Snapshotting solver state") &&
                                                         (index($0, s) || index($0, a))) last = FNR; next }
                      FNR <= last' "$LOG" "$LOG" > "$LOG.part"
   mv "$LOG.part" "$LOG"
   PY=${PYTHON:-$ROOT/.venv/bin/python}
-  (cd "$ROOT" && "$PY" -m evaluate.losscurve "$OUT/training" -o "$OUT/training/loss.png" >/dev/null)
+  (cd "$ROOT" && "$PY" -m evaluate.losscurve "$STAGE/training" -o "$STAGE/training/loss.png" >/dev/null)
 fi
-# The table of restore.py --self-ensemble (evaluate --self-ensemble) describes the weights shipped
-# before: removed; evaluate the new ones with that option to add it back.
-if [ -d "$OUT/evaluation/self_ensemble" ]; then
-  rm -rf -- "$OUT/evaluation/self_ensemble"
-  echo "removed $OUT/evaluation/self_ensemble (of the previous weights): rerun evaluate --self-ensemble"
-fi
-cp "$EVAL/results.csv" "$EVAL/figure.png" "$OUT/evaluation/"
-for md in results checklist; do sed "s|$ROOT/||g" "$EVAL/$md.md" > "$OUT/evaluation/$md.md"; done
-(cd "$OUT" && sha256sum stem_restore.caffemodel > SHA256SUMS)
+cp "$EVAL/results.csv" "$EVAL/figure.png" "$STAGE/evaluation/"
+for md in results checklist; do sed "s|$ROOT/||g" "$EVAL/$md.md" > "$STAGE/evaluation/$md.md"; done
+(cd "$STAGE" && sha256sum stem_restore.caffemodel > SHA256SUMS)
+
+# Into place.  Tables of other pipelines of the previous weights (evaluate --self-ensemble,
+# --align-rows: evaluation/<name>/) describe those weights: they go with the old evaluation/.
+mkdir -p "$OUT"
+for sub in "$OUT"/evaluation/*/; do
+  [ -d "$sub" ] && echo "removed $sub (of the previous weights): rerun evaluate with its options to add it back"
+done
+for d in training evaluation; do
+  [ ! -e "$OUT/$d" ] || mv "$OUT/$d" "$STAGE/previous-$d"
+  mv "$STAGE/$d" "$OUT/$d"
+done
+for f in deploy.prototxt stem_restore.caffemodel SHA256SUMS; do mv "$STAGE/$f" "$OUT/$f"; done
 echo "shipped $WEIGHTS -> $OUT"

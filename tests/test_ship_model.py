@@ -119,3 +119,34 @@ def test_ships_a_snapshot_an_ab_arm_wrote_into_the_lineage(tmp_path):
     assert (dest / "stem_restore.caffemodel").read_bytes() == b"arm weights"
     shipped = (dest / "training" / "adam.log").read_text()
     assert shipped.endswith("proto file snap_iter_3328.solverstate\n") and "Iteration 3360" not in shipped
+
+
+def test_a_failure_on_the_way_leaves_the_shipped_model_and_other_weights_are_refused(tmp_path):
+    """models/ changes only once everything is written; an evaluation of another file with the same
+    name (another run's snapshot) is refused; the previous weights' other tables go."""
+    run = make_run(tmp_path, "")
+    snap = run / "snapshots" / "adam_iter_3072.caffemodel"
+    (tmp_path / "eval" / "results.md").write_text(f"# Results\n- CNN: deploy + {snap}\n")
+    dest = tmp_path / "models"
+    for sub in ("self_ensemble", "align_rows_self_ensemble"):
+        (dest / "evaluation" / sub).mkdir(parents=True)
+        (dest / "evaluation" / sub / "results.md").write_text("of the old weights")
+    (dest / "stem_restore.caffemodel").write_bytes(b"old weights")
+    before = sorted((p.relative_to(dest), p.read_bytes() if p.is_file() else None) for p in dest.rglob("*"))
+    failing = subprocess.run(["bash", str(SCRIPT), str(run), "--snapshot", str(snap), "--eval", str(tmp_path / "eval")],
+                             capture_output=True, text=True, timeout=60,
+                             env={"PATH": "/usr/bin:/bin", "SHIP_TO": str(dest), "PYTHON": "/bin/false"})
+    assert failing.returncode != 0  # the loss curve could not be redrawn
+    assert sorted((p.relative_to(dest), p.read_bytes() if p.is_file() else None) for p in dest.rglob("*")) == before
+    assert not list(tmp_path.glob("models.ship.*"))  # the staging folder is gone
+    other = tmp_path / "other" / "adam_iter_3072.caffemodel"
+    other.parent.mkdir()
+    other.write_bytes(b"another run's weights")
+    (tmp_path / "eval" / "results.md").write_text(f"# Results\n- CNN: deploy + {other}\n")
+    proc = ship(run, "--snapshot", snap, "--eval", tmp_path / "eval", dest=dest)
+    assert proc.returncode == 1 and "not the bytes of" in proc.stderr
+    (tmp_path / "eval" / "results.md").write_text(f"# Results\n- CNN: deploy + {snap}\n")
+    proc = ship(run, "--snapshot", snap, "--eval", tmp_path / "eval", dest=dest)
+    assert proc.returncode == 0, proc.stderr
+    assert (dest / "stem_restore.caffemodel").read_bytes() == b"snapshot weights"
+    assert not (dest / "evaluation" / "align_rows_self_ensemble").exists() and "align_rows_self_ensemble" in proc.stdout
