@@ -265,10 +265,10 @@ def check_array(image) -> np.ndarray:
     return check_signal_array(a)
 
 
-def _as_intensities(a: np.ndarray) -> np.ndarray:
+def _as_intensities(a: np.ndarray, channels_last: bool = True) -> np.ndarray:
     """:func:`restoration.io.to_image` with its notes as warnings."""
     notes: list[str] = []
-    a = to_image(a, notes)
+    a = to_image(a, notes, channels_last)
     for note in notes:
         warnings.warn(note, stacklevel=4)
     return a
@@ -401,7 +401,7 @@ class Model:
                              f"image axes)")
         if getattr(signal, "ragged", False):
             raise InputError("ragged signals are not images")
-        data = check_signal_array(_as_intensities(np.asarray(signal.data)))
+        data = check_signal_array(_as_intensities(np.asarray(signal.data), channels_last=False))
         frames = data.reshape((-1,) + data.shape[-2:])
         restored, stats = restore_frames(self.restorer, frames, progress)
         # HyperSpy's own copy (same class, axes, metadata, original_metadata), new data

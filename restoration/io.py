@@ -512,14 +512,15 @@ def is_channels_last_rgb(shape) -> bool:
     return len(shape) >= 3 and shape[-1] in (3, 4) and min(shape[-3], shape[-2]) > 4
 
 
-def to_image(data: np.ndarray, notes: list[str]) -> np.ndarray:
-    """An array as intensities: a structured (RGB record) array or a channels-last RGB(A) array
-    (:func:`is_channels_last_rgb`) as luminance, with a note; other arrays unchanged."""
+def to_image(data: np.ndarray, notes: list[str], channels_last: bool = True) -> np.ndarray:
+    """An array as intensities: a structured (RGB record) array or, with ``channels_last``, a
+    channels-last RGB(A) array (:func:`is_channels_last_rgb`) as luminance, with a note; other
+    arrays unchanged.  (A HyperSpy signal names its image axes: only its records are colour.)"""
     if data.dtype.names:
         lum = _structured_rgb_to_luminance(data)
         if lum is None:
             raise InputError(f"structured dtype {data.dtype} is not an image")
-    elif data.dtype.kind in "iuf" and is_channels_last_rgb(data.shape):
+    elif channels_last and data.dtype.kind in "iuf" and is_channels_last_rgb(data.shape):
         lum = _to_luminance(data)
     else:
         return data
@@ -598,7 +599,7 @@ def _rsciio_signals(dicts: list[dict], notes: list[str], fmt: str,
             skipped.append(f"{kind} signal{(' ' + repr(title)) if title else ''} of shape {lazy.shape}")
             continue
         check_claimed_size(lazy.shape, lazy.dtype, file_bytes, f"{fmt} header")
-        data = to_image(np.asarray(lazy), notes)
+        data = to_image(np.asarray(lazy), notes, channels_last=False)  # its axes name the image
         ay, ax = sig_axes[0], sig_axes[1]
         unit = ax.get("units") or None
         pixel_size = normalize_length_unit(ax.get("scale", 1.0), ay.get("scale", 1.0), unit)

@@ -201,6 +201,13 @@ def test_rgb_arrays_and_signals_are_restored_as_luminance(model):
         restored = model.restore(signal, progress=False)
     assert restored.data.shape == (40, 44) and restored.data.dtype == np.float32
     assert "stem_restore" in restored.metadata
+    # a signal names its image axes: a stack of 8 x 3 px images stays one (no colour guessed)
+    thin = hs.signals.Signal2D(np.ones((6, 8, 3), np.float32))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert model.restore(thin, progress=False).data.shape == (6, 8, 3)
 
 
 def test_bad_options_are_clear_errors(tmp_path, model):
