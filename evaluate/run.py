@@ -185,11 +185,17 @@ def score_images(restored: Sequence[np.ndarray], clean: Sequence[np.ndarray]) ->
     NaN if none has any)."""
     p = image_psnrs(restored, clean)
     s = np.array([ssim(r, c) for r, c in zip(restored, clean)])
-    spread = np.array([scan_shift_spread(r) for r in restored])
-    spread = spread[np.isfinite(spread)]  # a flat image has no line position
     return dict(psnr_mean=float(p.mean()), psnr_std=float(p.std()), ssim_mean=float(s.mean()),
-                ssim_std=float(s.std()), scan_spread_px=float(spread.mean()) if spread.size else float("nan"),
+                ssim_std=float(s.std()), scan_spread_px=mean_scan_spread(restored),
                 column_error_px=rms_column_error(restored, clean))
+
+
+def mean_scan_spread(images: Sequence[np.ndarray]) -> float:
+    """Mean :func:`~evaluate.metrics.scan_shift_spread` (px) of the images that have one (a flat
+    image has no line position); NaN if none has."""
+    spread = np.array([scan_shift_spread(im) for im in images])
+    spread = spread[np.isfinite(spread)]
+    return float(spread.mean()) if spread.size else float("nan")
 
 
 def paired_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float]:
@@ -267,7 +273,7 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
     def mean_psnr(outputs: Sequence[np.ndarray], which: Sequence[int]) -> float:
         return float(image_psnrs([outputs[i] for i in which], [clean[i] for i in which]).mean())
 
-    target_spread = float(np.nanmean([scan_shift_spread(c) for c in clean] + [np.nan]))  # NaN: flat
+    target_spread = mean_scan_spread(clean)
     res.examples["raw"] = distorted[:n_examples]
     res.examples["clean"] = clean[:n_examples]
 
