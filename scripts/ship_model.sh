@@ -31,6 +31,7 @@ done
 [ -n "$RUN" ] || { usage >&2; exit 1; }
 [ -d "$RUN" ] || die "$RUN: no such run folder"
 OUT=${SHIP_TO:-$ROOT/models}  # SHIP_TO: another destination (the tests)
+OUT=${OUT%/}
 EVAL=${EVAL:-$RUN/eval}
 WEIGHTS=${SNAPSHOT:-$RUN/final.caffemodel}
 if [ -z "$SNAPSHOT" ]; then
