@@ -259,6 +259,33 @@ def test_drift_ceiling_scores_every_method_on_the_drifted_images():
     assert plain.n_drifted == 0 and report.drift_section([plain]) == []
 
 
+def test_drift_residual_scores_against_the_drift_only_reference():
+    """On drifted frames each method is also scored against the frame's drift-only reference
+    (data range of the clean image): on frames with drift and nothing else the raw input is
+    near that reference, tens of dB above its PSNR against the drift-free specimen."""
+    import datagen
+    from datagen.presets import family_preset, with_dose
+    from evaluate import report, run
+    from evaluate.baselines import BASELINES
+    from evaluate.metrics import clean_range
+
+    preset = with_dose(family_preset("paper", "drift"), 300)
+    preset["drift"].update(velocity_angstrom_per_s=8.0)
+    test = datagen.simulate_pairs(preset, 3, 96, 1000)
+    val = datagen.simulate_pairs(preset, 1, 96, 1000 + run.VALIDATION_SEED_OFFSET)
+    refs = datagen.drift_only_references(preset, 3, 96, 1000)
+    res = run.evaluate_condition(run.Condition(None, 300.0), test, val, [BASELINES["gaussian"]],
+                                 n_examples=0, drift_refs=refs)
+    assert res.n_drifted == 3 and set(res.drift_residual_psnr) == {"raw", "gaussian"}
+    expected = np.mean([min(run.psnr(d, r, clean_range(c)), run.PSNR_CAP_DB) for (d, c), r in zip(test, refs)])
+    assert res.drift_residual_psnr["raw"] == pytest.approx(expected, rel=1e-12)
+    assert res.drift_residual_psnr["raw"] > res.drifted_psnr["raw"] + 10
+    lines = report.drift_section([res])
+    head = next(i for i, line in enumerate(lines) if "drift-only reference instead" in line)
+    row = next(line for line in lines[head:] if line.startswith("| full mix @ 300 |"))
+    assert row.split("|")[2].strip() == "3 of 3" and f"{res.drift_residual_psnr['raw']:.2f}" in row
+
+
 def test_compare_scores_other_weights_on_the_same_images(tmp_path, capsys, caffe, weights):
     """--compare LABEL=W: W is scored as method cnn_LABEL on the very images of the CNN (the
     same weights give the same numbers, other weights other numbers); it never counts as the
@@ -325,7 +352,9 @@ def test_psnr_and_column_error_on_the_frames_without_drift():
     assert res.undrifted_psnr["raw"] != next(s.psnr_mean for s in res.scores if s.method == "raw")
     lines = report.drift_section([res])
     rows = [line for line in lines if line.startswith("| full mix @ 300 |") and line.count("|") == 5]
-    assert len(rows) == 2 and all(r.split("|")[2].strip() == f"{len(still)} of 6" for r in rows)
+    assert len(rows) == 3 and rows[0].split("|")[2].strip() == f"{res.n_drifted} of 6"
+    rows = rows[1:]  # the first is the residual table, over the drifted images
+    assert all(r.split("|")[2].strip() == f"{len(still)} of 6" for r in rows)
     psnr_row, error_row = rows
     assert psnr_row.split("|")[3].strip() == f"{raw_psnr:.2f}"
     assert error_row.split("|")[3].strip() == f"{raw:.3f}"
