@@ -16,6 +16,8 @@
 # its first start and read from there ever after (resume, evaluation, ship_model.sh):
 #   config.env  adam.prototxt  sgd.prototxt  train.prototxt  deploy.prototxt
 #   datagen.toml  [heldout.toml]          (the run's frozen set-up; the presets resolved)
+#   [datagen-draw<D>.toml ...]            (DRAW_PASSES: the preset of draws D and later, see
+#                                          draw_preset; the test set keeps datagen.toml)
 #   data/{train,test}/ [data/train_weighted/]   (DRAW_PASSES: data/train-draw<d>[_weighted]/)
 #   logs/{adam,sgd}.log   snapshots/   loss.png
 #   final.caffemodel   eval/   restored/
@@ -178,8 +180,8 @@ freeze_from_schedule() {
 }
 freeze_from_checkpoint() {
   local f
-  for f in "${FROZEN[@]:1}" heldout.toml; do
-    [ -f "$RESUME_FROM/$f" ] && cp "$RESUME_FROM/$f" "$RUN/"
+  for f in "${FROZEN[@]:1}" heldout.toml "$RESUME_FROM"/datagen-draw*.toml; do
+    f=${f##*/}; [ -f "$RESUME_FROM/$f" ] && cp "$RESUME_FROM/$f" "$RUN/"
   done
   cp "$RESUME_FROM/config.env" "$RUN/config.env.part" && mv "$RUN/config.env.part" "$RUN/config.env"
 }
@@ -229,7 +231,8 @@ TRAIN_DATA=train
 # --first), in data/train-draw<d>/; it is read for DRAW_ITERS iterations.  The draw a stage reads
 # at its iteration N follows from N alone (position N in Adam, ADAM_MAX_ITER + N in SGD), so a
 # resumed run, or one continued from a checkpoint on another machine, reads the very same pairs.
-# Without it a run reads one draw (data/train) for ever.
+# Without it a run reads one draw (data/train) for ever.  A file RUN/datagen-draw<D>.toml
+# changes the simulator's preset from draw D on (draw_preset below).
 case "${PREFETCH_DRAWS:=auto}" in auto|0|1) ;; *) die "PREFETCH_DRAWS=$PREFETCH_DRAWS: expected auto, 1 or 0" ;; esac
 DRAW_ITERS=
 if [ -n "$DRAW_PASSES" ]; then
@@ -238,6 +241,13 @@ if [ -n "$DRAW_PASSES" ]; then
     die "$RUN/config.env: DRAW_PASSES x TRAIN_COUNT = $((TRAIN_COUNT * DRAW_PASSES)) pairs is not a whole number of batches of $BATCH_SIZE"
   DRAW_ITERS=$((TRAIN_COUNT * DRAW_PASSES / BATCH_SIZE))
 fi
+# Each draw's own preset (draw_preset) is checked now: its draw may come hours later.
+for f in "$RUN"/datagen-draw*.toml; do
+  [ -f "$f" ] || continue
+  [[ "${f##*/}" =~ ^datagen-draw[0-9]+\.toml$ ]] || die "$f: a draw's preset is named datagen-draw<number>.toml"
+  [ -n "$DRAW_ITERS" ] || die "$f: a draw's preset needs DRAW_PASSES (config.env): without it the run has one draw"
+  "$PY" -m datagen resolve "$f" > /dev/null || die "$f: not a preset (the line above says why)"
+done
 
 # INIT (run.env, optional): how Adam's first weights are drawn when --weights is not
 # given.  msra (default) = the prototxt's fillers; identity = prototxt/identity_init.py,
@@ -271,10 +281,10 @@ if [ -n "$RESUME_FROM" ]; then
 fi
 
 # --- 1. data ----------------------------------------------------------------
-make_data() {  # split count seed [first sample]
-  local split=$1 count=$2 seed=$3 first=${4:-0}
-  say "data/$split: $count pairs of ${PATCH_SIZE}x${PATCH_SIZE}, preset $DATAGEN_PRESET (datagen.toml), seed $seed${4:+, samples $first..$((first + count - 1))}"
-  "$PY" -m datagen --preset "$RUN/datagen.toml" --count "$count" --size "$PATCH_SIZE" \
+make_data() {  # split count seed [first sample [preset file in RUN]]
+  local split=$1 count=$2 seed=$3 first=${4:-0} preset=${5:-datagen.toml}
+  say "data/$split: $count pairs of ${PATCH_SIZE}x${PATCH_SIZE}, preset $DATAGEN_PRESET ($preset), seed $seed${4:+, samples $first..$((first + count - 1))}"
+  "$PY" -m datagen --preset "$RUN/$preset" --count "$count" --size "$PATCH_SIZE" \
     --out "$RUN/data/$split" --format hdf5 --seed "$seed" --first "$first" --workers "$WORKERS" \
     ${SHARD_SIZE:+--shard-size "$SHARD_SIZE"}
 }
@@ -288,6 +298,19 @@ use_train_data() {  # split
     --floor-db "$LOSS_FLOOR_DB" --scale "$LOSS_SCALE" >/dev/null || die "could not weight $RUN/data/$1"
   TRAIN_DATA=${1}_weighted
 }
+# The preset (a file in RUN) draw d is simulated from: datagen-draw<D>.toml with the largest
+# D <= d, else datagen.toml.  A run's physics can so change from a draw on that no one has
+# written yet (`python -m datagen resolve PRESET -o RUN/datagen-draw<D>.toml`), while every
+# earlier draw and the test set (hence the held-out loss curve) regenerate as they were.
+draw_preset() {  # d
+  local f n best=-1 name=datagen.toml
+  for f in "$RUN"/datagen-draw*.toml; do
+    [ -f "$f" ] || continue
+    n=${f##*/datagen-draw}; n=${n%.toml}
+    if ((10#$n <= $1 && 10#$n > best)); then best=$((10#$n)); name=${f##*/}; fi
+  done
+  echo "$name"
+}
 # Draw d written (resumed if half done) and read; the other draws are deleted once it is
 # complete (each is ~TRAIN_COUNT pairs of disk, and any can be regenerated from the seed).
 # On a GPU (--gpu) the CPU is idle while Caffe trains: draw d+1 is written in the background
@@ -297,7 +320,8 @@ trap stop_prefetch EXIT  # an error, or Ctrl-C, must not leave a datagen writing
 use_draw() {  # d
   local split=train-draw$1 old
   wait_prefetch
-  make_data "$split" "$TRAIN_COUNT" "$TRAIN_SEED" $(($1 * TRAIN_COUNT)) || die "could not write draw $1 (data/$split)"
+  make_data "$split" "$TRAIN_COUNT" "$TRAIN_SEED" $(($1 * TRAIN_COUNT)) "$(draw_preset "$1")" ||
+    die "could not write draw $1 (data/$split)"
   use_train_data "$split"
   for old in "$RUN"/data/train-draw*; do
     case "${old##*/}" in "$split"|"${split}_weighted"|"train-draw$(($1 + 1))"|"train-draw$(($1 + 1))_weighted") ;;
@@ -308,7 +332,8 @@ use_draw() {  # d
   if [ "$PREFETCH_DRAWS" = 1 ] || { [ "$PREFETCH_DRAWS" = auto ] && [ -n "$GPU" ]; }; then
     say "data/train-draw$(($1 + 1)): written in the background while Caffe trains (log: logs/prefetch.out)"
     set -m  # its own process group, which stop_prefetch can interrupt whole
-    ( make_data "train-draw$(($1 + 1))" "$TRAIN_COUNT" "$TRAIN_SEED" $((($1 + 1) * TRAIN_COUNT)) &&
+    ( make_data "train-draw$(($1 + 1))" "$TRAIN_COUNT" "$TRAIN_SEED" $((($1 + 1) * TRAIN_COUNT)) \
+        "$(draw_preset $(($1 + 1)))" &&
       { [ -z "$LOSS_FLOOR_DB" ] || use_train_data "train-draw$(($1 + 1))"; } ) >> "$RUN/logs/prefetch.out" 2>&1 &
     PREFETCH_PID=$!
     set +m
@@ -450,7 +475,9 @@ if [ -n "$SAVE_CHECKPOINT" ]; then
   rm -rf "$dest.part"; mkdir -p "$dest.part/logs"
   cp "$state" "${state%.solverstate}.caffemodel" "$dest.part/"
   cp "$RUN"/logs/*.log "$dest.part/logs/"
-  for f in "${FROZEN[@]}" heldout.toml; do [ ! -f "$RUN/$f" ] || cp "$RUN/$f" "$dest.part/"; done
+  for f in "${FROZEN[@]}" heldout.toml "$RUN"/datagen-draw*.toml; do
+    f=${f##*/}; [ ! -f "$RUN/$f" ] || cp "$RUN/$f" "$dest.part/"
+  done
   (cd "$ROOT" && "$PY" -m evaluate.losscurve "$RUN/logs" -o "$dest.part/loss.png" >/dev/null)
   rm -rf "$dest.old"; [ ! -d "$dest" ] || mv "$dest" "$dest.old"
   mv "$dest.part" "$dest"; rm -rf "$dest.old"

@@ -23,6 +23,7 @@ from stem_restore.normalize import normalize
 from . import detector as det
 from . import scan
 from .params import draw
+from .preset_schema import OPTIONAL_KEYS
 from .presets import FAMILIES, SCAN_FAMILIES, load_preset, sparse_section, target_section
 from .specimen.scenes import Canvas, render_specimen
 
@@ -75,10 +76,17 @@ def _scan_effect(family: str, sec: dict, rng: np.random.Generator):
                                draw(sec, "phi", rng))
     if family == "drift":
         return scan.Drift(draw(sec, "velocity_angstrom_per_s", rng), draw(sec, "direction_deg", rng),
-                          draw(sec, "random_walk_angstrom_per_sqrt_s", rng))
+                          draw(sec, "random_walk_angstrom_per_sqrt_s", rng),
+                          _draw_or_default(family, sec, "random_walk_time_constant_s", rng))
     if family == "flyback":
         return scan.Flyback(draw(sec, "amplitude_angstrom", rng), draw(sec, "time_constant_us", rng) * 1e-6)
     raise ValueError(f"{family!r} is not a scan family")
+
+
+def _draw_or_default(family: str, sec: dict, key: str, rng: np.random.Generator):
+    """``draw(sec, key, rng)``, or where the preset predates ``key`` the value that keeps its
+    data as they were (:data:`datagen.preset_schema.OPTIONAL_KEYS`; draws nothing)."""
+    return draw(sec, key, rng) if key in sec else OPTIONAL_KEYS[family][key]
 
 
 def _is_sparse(preset: dict, regime_rng: np.random.Generator) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from .presets import FAMILIES
 
@@ -145,7 +146,7 @@ FAMILY_KEYS: dict[str, dict] = {
     "scan_lines": dict(std_x_angstrom=NON_NEGATIVE, std_y_angstrom=NON_NEGATIVE,
                        phi=Real(-1.0, 1.0, lo_open=True, hi_open=True)),
     "drift": dict(velocity_angstrom_per_s=NON_NEGATIVE, direction_deg=ANY,
-                  random_walk_angstrom_per_sqrt_s=NON_NEGATIVE),
+                  random_walk_angstrom_per_sqrt_s=NON_NEGATIVE, random_walk_time_constant_s=NON_NEGATIVE),
     "flyback": dict(amplitude_angstrom=ANY, time_constant_us=POSITIVE),
     "pmt_readout": dict(gain_cv=NON_NEGATIVE, readout_std_counts=NON_NEGATIVE),
     "row_offsets": dict(offset_std_of_peak=NON_NEGATIVE, gain_std=NON_NEGATIVE),
@@ -159,6 +160,12 @@ assert set(FAMILY_KEYS) <= set(FAMILIES), set(FAMILY_KEYS) - set(FAMILIES)
 #: Sections a preset may leave out (presets written before they existed): read as
 #: :data:`datagen.presets.SPARSE_OFF` and :data:`datagen.presets.TARGET_DEFAULT`.
 OPTIONAL = ("sparse", "target")
+
+#: Keys a section may leave out (presets written before they existed), and the value read
+#: then: the behaviour of the simulator before the key existed.
+OPTIONAL_KEYS: dict[str, dict[str, Any]] = {
+    "drift": {"random_walk_time_constant_s": 0.0},  # 0: the walk is Brownian (datagen.scan.drift)
+}
 
 
 class PresetError(ValueError):
@@ -180,7 +187,9 @@ def _check_table(table: dict, rules: dict, where: str, section: str) -> None:
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             what = "section" if isinstance(table[key], dict) and not section else "key"
             raise PresetError(f"preset {where}: {label}: unknown {what} {key!r}{hint}")
-    missing = [k for k in rules if k not in table and (section or (rules[k] is not str and k not in OPTIONAL))]
+    optional = OPTIONAL_KEYS.get(section, {})
+    missing = [k for k in rules if k not in table and k not in optional
+               and (section or (rules[k] is not str and k not in OPTIONAL))]
     if missing:
         kind = "section(s)" if not section and isinstance(rules[missing[0]], dict) else "key(s)"
         raise PresetError(f"preset {where}: {label}: missing {kind} {', '.join(missing)}")

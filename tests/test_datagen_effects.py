@@ -149,6 +149,45 @@ def test_drift_random_walk_variance():
     assert abs(ends.var() / expected - 1) < 0.2
 
 
+def test_slow_random_walk_diffuses_like_brownian_at_long_times():
+    """With a time constant tau the walk's velocity wanders (Ornstein-Uhlenbeck); over a frame
+    much longer than tau the displacement spreads as <W^2> = D [t - tau (1 - exp(-t/tau))]."""
+    timing = scan.ScanTiming(dwell_time_s=20e-6, flyback_time_s=0.0)
+    shape = (50, 50)
+    t = timing.frame_time_s(shape)
+    tau = t / 20
+    ends = np.array([scan.Drift(0.0, 0.0, 0.5, tau)(timing, shape, rng(s))[0][-1, -1] for s in range(400)])
+    expected = 0.25 * (t - tau * (1 - np.exp(-t / tau)))
+    assert abs(ends.var() / expected - 1) < 0.2
+
+
+def test_slow_random_walk_is_smooth_from_line_to_line():
+    """Brownian drift (tau = 0) steps independently from one scan line to the next, like scan-line
+    noise; the slow walk (tau = 0.1 s, 100 line times) moves lines by a smooth curve: the rows'
+    second differences are tiny against Brownian's, while the walk itself is not."""
+    timing = scan.ScanTiming(dwell_time_s=10e-6, flyback_time_s=100e-6)
+    shape = (128, 100)  # 1.1 ms per line, 0.14 s per frame
+    curv = {}
+    spread = {}
+    for tau in (0.0, 0.1):
+        rows = np.array([scan.Drift(0.0, 0.0, 1.0, tau)(timing, shape, rng(s))[0][:, 0] for s in range(40)])
+        curv[tau] = np.diff(rows, n=2, axis=1).std()
+        spread[tau] = rows[:, -1].std()
+    assert curv[0.1] < 0.05 * curv[0.0]
+    assert spread[0.1] > 0.1 * spread[0.0]
+
+
+def test_slow_random_walk_starts_at_zero_and_repeats_with_its_seed():
+    timing = scan.ScanTiming(dwell_time_s=5e-6, flyback_time_s=50e-6)
+    drift = scan.Drift(1.0, 30.0, 0.8, 0.3)
+    dx, dy = drift(timing, (40, 60), rng(3))
+    assert dx[0, 0] == 0 and dy[0, 0] == 0
+    again = drift(timing, (40, 60), rng(3))
+    assert np.array_equal(dx, again[0]) and np.array_equal(dy, again[1])
+    with pytest.raises(ValueError, match="random_walk_time_constant_s"):
+        scan.Drift(1.0, 0.0, 0.5, -1.0)
+
+
 def test_flyback_magnitude_and_decay():
     timing = scan.ScanTiming(dwell_time_s=2e-6, flyback_time_s=50e-6)
     dx, dy = scan.Flyback(1.5, 10e-6)(timing, (8, 64), rng())

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from datagen.presets import PRESET_DIR, available_presets, load_preset
@@ -88,6 +89,32 @@ def test_a_folder_named_as_preset_is_one_line(tmp_path):
     (tmp_path / "dir.toml").mkdir()
     r = run_datagen("--preset", tmp_path / "dir.toml", "--count", 2, "--size", 49, "--out", tmp_path / "o", "--quiet")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "cannot read it" in r.stderr, r.stderr
+
+
+def test_a_preset_without_the_walk_time_constant_keeps_its_brownian_data(tmp_path):
+    """`[drift] random_walk_time_constant_s` came after runs froze their presets: a preset
+    without it loads, and its pairs are those of tau = 0 (Brownian walk), draw for draw, where
+    the shipped presets' slow walk (tau > 0) gives other pairs."""
+    import datagen
+    from datagen.presets import full_mix, with_dose
+
+    text = PAPER.replace("random_walk_time_constant_s", "#", 1)
+    assert "random_walk_time_constant_s" in PAPER and text != PAPER
+    (tmp_path / "old.toml").write_text(text)
+    old = with_dose(full_mix(load_preset(tmp_path / "old.toml")), 300)
+    zero = with_dose(full_mix("paper"), 300)
+    zero["drift"]["random_walk_time_constant_s"] = 0.0
+    slow = with_dose(full_mix("paper"), 300)
+    for preset in (old, zero, slow):
+        preset["drift"].update(probability=1.0, random_walk_angstrom_per_sqrt_s=1.0)
+    pairs = {name: datagen.simulate_pairs(p, 2, 64, 7) for name, p in (("old", old), ("zero", zero), ("slow", slow))}
+    for (a, b), (c, d) in zip(pairs["old"], pairs["zero"]):
+        assert np.array_equal(a, c) and np.array_equal(b, d)
+    assert not all(np.array_equal(a, c) for (a, _), (c, _) in zip(pairs["old"], pairs["slow"]))
+    bad = tmp_path / "negative.toml"
+    bad.write_text(PAPER.replace("random_walk_time_constant_s = {log = [0.1, 10.0]}", "random_walk_time_constant_s = -1", 1))
+    with pytest.raises(ValueError, match=r"\[drift\] random_walk_time_constant_s: -1 is out of range"):
+        load_preset(bad)
 
 
 @pytest.mark.parametrize("name", available_presets())

@@ -424,6 +424,52 @@ def test_draw_passes_trains_each_draw_of_fresh_pairs_then_the_next(caffe, schedu
     assert refused.returncode != 0 and "not a whole number of batches of 3" in refused.stderr, refused.stderr
 
 
+def test_a_draw_preset_changes_the_data_from_its_draw_on(schedule, tmp_path):
+    """RUN/datagen-draw<D>.toml (DRAW_PASSES): draws D and later are simulated from it, earlier
+    draws and the test set from datagen.toml; checkpoints carry it; a misnamed one is refused."""
+    import json
+
+    custom = tmp_path / "schedule"
+    custom.mkdir()
+    (custom / "run.env").write_text(RUN_ENV + "DRAW_PASSES=1\n")
+    for f in ("adam.prototxt", "sgd.prototxt"):
+        (custom / f).write_text((schedule / f).read_text())
+    run = tmp_path / "run"
+    first = subprocess.run(["bash", str(SCRIPT), "--schedule", str(custom), "--run", str(run), "--workers", "1",
+                            "--train-only"], capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    # A checkpoint at Adam 2 (draw 0) whose physics change from draw 1 on.
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for f in FROZEN:
+        (ckpt / f).write_bytes((run / f).read_bytes())
+    for f in ("adam_iter_2.caffemodel", "adam_iter_2.solverstate"):
+        (ckpt / f).write_bytes((run / "snapshots" / f).read_bytes())
+    text = (run / "datagen.toml").read_text()
+    assert text.startswith('name = "quick"')
+    (ckpt / "datagen-draw1.toml").write_text(text.replace('name = "quick"', 'name = "variant"', 1))
+    again = tmp_path / "again"
+    resumed = subprocess.run(["bash", str(SCRIPT), "--resume-from", str(ckpt), "--run", str(again), "--workers", "1",
+                              "--train-only"], capture_output=True, text=True, timeout=900)
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, out[-3000:]
+    assert "data/train-draw0: 8 pairs of 52x52, preset quick (datagen.toml)" in out
+    assert "data/train-draw1: 8 pairs of 52x52, preset quick (datagen-draw1.toml)" in out
+    manifest = {split: json.loads((again / "data" / split / "manifest.json").read_text())
+                for split in ("test", "train-draw2")}
+    assert manifest["test"]["preset"] == "quick" and manifest["train-draw2"]["preset"] == "variant"
+    assert json.loads((run / "data" / "test" / "manifest.json").read_text()) == manifest["test"]
+    saved = tmp_path / "saved"
+    assert subprocess.run(["bash", str(SCRIPT), "--run", str(again), "--save-checkpoint", str(saved)],
+                          capture_output=True, text=True, timeout=300).returncode == 0
+    assert (saved / "datagen-draw1.toml").read_text() == (ckpt / "datagen-draw1.toml").read_text()
+
+    (ckpt / "datagen-draw1x.toml").write_text(text)
+    refused = subprocess.run(["bash", str(SCRIPT), "--resume-from", str(ckpt), "--run", str(tmp_path / "bad"),
+                              "--workers", "1", "--train-only"], capture_output=True, text=True, timeout=900)
+    assert refused.returncode != 0 and "datagen-draw<number>.toml" in refused.stderr, refused.stderr[-2000:]
+
+
 def test_prefetched_draws_train_to_the_same_weights(caffe, schedule, tmp_path):
     """PREFETCH_DRAWS=1 (the default with --gpu): draw d+1 is written in the background while
     Caffe trains on draw d; the run reads the very same pairs and ends with the same weights
