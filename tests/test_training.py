@@ -63,6 +63,26 @@ def run_training(schedule, run, **kw):
                           capture_output=True, text=True, timeout=900, **kw)
 
 
+def draw_schedule(schedule, folder):
+    """The tiny schedule with DRAW_PASSES=1 (fresh pairs every pass), in ``folder``."""
+    folder.mkdir()
+    (folder / "run.env").write_text(RUN_ENV + "DRAW_PASSES=1\n")
+    for f in ("adam.prototxt", "sgd.prototxt"):
+        (folder / f).write_text((schedule / f).read_text())
+    return folder
+
+
+def checkpoint_of(run, snapshot, folder):
+    """A checkpoint folder as --save-checkpoint writes one: the run's frozen set-up and the pair
+    ``snapshot`` (e.g. adam_iter_6), for --resume-from on a "fresh machine"."""
+    folder.mkdir()
+    for f in FROZEN:
+        (folder / f).write_bytes((run / f).read_bytes())
+    for suffix in (".caffemodel", ".solverstate"):
+        (folder / (snapshot + suffix)).write_bytes((run / "snapshots" / (snapshot + suffix)).read_bytes())
+    return folder
+
+
 def weights(caffe, run):
     net = caffe.Net(str(run / "deploy.prototxt"), str(run / "final.caffemodel"), caffe.TEST)
     return {name: [b.data.copy() for b in blobs] for name, blobs in net.params.items()}
@@ -370,11 +390,7 @@ def test_draw_passes_trains_each_draw_of_fresh_pairs_then_the_next(caffe, schedu
 
     from evaluate.checks import check_training_logs
 
-    custom = tmp_path / "schedule"
-    custom.mkdir()
-    (custom / "run.env").write_text(RUN_ENV + "DRAW_PASSES=1\n")
-    for f in ("adam.prototxt", "sgd.prototxt"):
-        (custom / f).write_text((schedule / f).read_text())
+    custom = draw_schedule(schedule, tmp_path / "schedule")
     run = tmp_path / "run"
     result = subprocess.run(["bash", str(SCRIPT), "--schedule", str(custom), "--run", str(run), "--workers", "1",
                              "--train-only"], capture_output=True, text=True, timeout=900)
@@ -398,12 +414,7 @@ def test_draw_passes_trains_each_draw_of_fresh_pairs_then_the_next(caffe, schedu
     # Continued on a "fresh machine" from Adam 6 (mid draw 1; a checkpoint folder as
     # --save-checkpoint writes one): draw 1 is regenerated, read from where 6 stopped, and the
     # run ends with the very same weights.
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    for f in FROZEN:
-        (ckpt / f).write_bytes((run / f).read_bytes())
-    for f in ("adam_iter_6.caffemodel", "adam_iter_6.solverstate"):
-        (ckpt / f).write_bytes((run / "snapshots" / f).read_bytes())
+    ckpt = checkpoint_of(run, "adam_iter_6", tmp_path / "ckpt")
     again = tmp_path / "again"
     resumed = subprocess.run(["bash", str(SCRIPT), "--resume-from", str(ckpt), "--run", str(again), "--workers", "1",
                               "--train-only"], capture_output=True, text=True, timeout=900)
@@ -429,22 +440,13 @@ def test_a_draw_preset_changes_the_data_from_its_draw_on(schedule, tmp_path):
     draws and the test set from datagen.toml; checkpoints carry it; a misnamed one is refused."""
     import json
 
-    custom = tmp_path / "schedule"
-    custom.mkdir()
-    (custom / "run.env").write_text(RUN_ENV + "DRAW_PASSES=1\n")
-    for f in ("adam.prototxt", "sgd.prototxt"):
-        (custom / f).write_text((schedule / f).read_text())
+    custom = draw_schedule(schedule, tmp_path / "schedule")
     run = tmp_path / "run"
     first = subprocess.run(["bash", str(SCRIPT), "--schedule", str(custom), "--run", str(run), "--workers", "1",
                             "--train-only"], capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     # A checkpoint at Adam 2 (draw 0) whose physics change from draw 1 on.
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    for f in FROZEN:
-        (ckpt / f).write_bytes((run / f).read_bytes())
-    for f in ("adam_iter_2.caffemodel", "adam_iter_2.solverstate"):
-        (ckpt / f).write_bytes((run / "snapshots" / f).read_bytes())
+    ckpt = checkpoint_of(run, "adam_iter_2", tmp_path / "ckpt")
     text = (run / "datagen.toml").read_text()
     assert text.startswith('name = "quick"')
     (ckpt / "datagen-draw1.toml").write_text(text.replace('name = "quick"', 'name = "variant"', 1))
@@ -474,11 +476,7 @@ def test_prefetched_draws_train_to_the_same_weights(caffe, schedule, tmp_path):
     """PREFETCH_DRAWS=1 (the default with --gpu): draw d+1 is written in the background while
     Caffe trains on draw d; the run reads the very same pairs and ends with the same weights
     as one that writes each draw when it needs it.  A bad value is refused."""
-    custom = tmp_path / "schedule"
-    custom.mkdir()
-    (custom / "run.env").write_text(RUN_ENV + "DRAW_PASSES=1\n")
-    for f in ("adam.prototxt", "sgd.prototxt"):
-        (custom / f).write_text((schedule / f).read_text())
+    custom = draw_schedule(schedule, tmp_path / "schedule")
     runs, out = {}, {}
     for flag in ("0", "1", "yes"):
         runs[flag] = tmp_path / f"run_{flag}"
