@@ -183,11 +183,11 @@ def drift_section(results: Sequence[ConditionResult]) -> list[str]:
                           "on these frames; this one does not.", drifted=True)
     rows = [r for r in rows if r.undrifted_psnr]
     lines += _split_table(rows, "undrifted_psnr", ".2f",
-                              "Mean PSNR (dB) on the other test images, those *without* drift: how far "
-                              "each method gets where drift caps no score.")
+                          "Mean PSNR (dB) on the other test images, those *without* drift: how far "
+                          "each method gets where drift caps no score.")
     lines += _split_table(rows, "undrifted_column_error", ".3f",
-                              "Atomic-column position error (RMS, px) on the test images *without* drift: "
-                              "what each method does to atomic positions where no drift hides them.")
+                          "Atomic-column position error (RMS, px) on the test images *without* drift: "
+                          "what each method does to atomic positions where no drift hides them.")
     return lines
 
 

@@ -38,9 +38,8 @@ For every full-mix condition the command line also passes the test images'
 ``datagen.drift_only_references``: each method is scored again on the images whose
 drift is on, beside that reference, the best any single-frame method can do there
 (:data:`DRIFT_CEILING`), against that reference (the error a method leaves besides the drift),
-and on the images without drift by its PSNR (where drift caps no
-method's score) and its column-position error (what a method does to atomic positions where no
-drift hides them).
+and on the images without drift by its PSNR (where drift caps no method's score) and its
+column-position error (what a method does to atomic positions where no drift hides them).
 """
 from __future__ import annotations
 
@@ -261,8 +260,8 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
     drift_refs : sequence of arrays, optional
         ``datagen.drift_only_references`` of ``test``: each method is also scored on the
         images with drift (``n_drifted``, ``drifted_psnr``), beside the drift-only reference,
-        against that reference (``drift_residual_psnr``), and on the images without drift by its PSNR and column-position error
-        (``undrifted_psnr``, ``undrifted_column_error``).
+        against that reference (``drift_residual_psnr``), and on the images without drift by
+        its PSNR and column-position error (``undrifted_psnr``, ``undrifted_column_error``).
     compared : mapping of method name -> callable, optional
         Further networks scored like ``cnn`` (names ``cnn_<label>``, see :func:`is_cnn`).
     """
