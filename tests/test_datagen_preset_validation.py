@@ -191,6 +191,24 @@ def _ignores_sigint(pid: int) -> bool:
     return False
 
 
+def test_ctrl_c_while_the_pool_starts_is_raised_after_it_exists():
+    """A Ctrl-C that comes while datagen builds its worker pool is held until the pool exists
+    (then raised, so the pool is terminated): one arriving mid-construction once left both
+    workers running after datagen had exited."""
+    from datagen.writers.generate import _sigint_deferred
+
+    before = signal.getsignal(signal.SIGINT)
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with _sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            reached.append(True)
+    assert reached and signal.getsignal(signal.SIGINT) is before
+    with _sigint_deferred():
+        pass  # no signal: nothing raised
+
+
 def test_ctrl_c_with_workers_no_traceback(tmp_path):
     """Ctrl-C (SIGINT to the whole process group) during a 2-worker run: the pool workers
     ignore it, the main process exits 130 with one line, no worker prints a traceback."""

@@ -22,6 +22,7 @@ import pathlib
 import signal
 import sys
 import tempfile
+import threading
 
 import numpy as np
 
@@ -220,17 +221,37 @@ def _progress_bar(count: int, remaining: int, name: str, progress: bool):
 
 
 @contextlib.contextmanager
+def _sigint_deferred():
+    """Ctrl-C (SIGINT) during the block is raised as KeyboardInterrupt when the block ends,
+    not inside it (in the main thread; elsewhere Python delivers no signals anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
 def _samples(indices: list[int], preset_dict: dict, size: int, seed: int, first: int, workers: int):
     """``(index, x, y)`` for the rows ``indices``, in order; simulated by a pool of ``workers``
     processes (terminated on exit) when there is more than one and more than one sample."""
     if workers > 1 and len(indices) > 1:
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(preset_dict, size, seed, first, True))
+        pool = None
         try:
+            with _sigint_deferred():  # a pool half built when Ctrl-C came would leave its workers
+                pool = ctx.Pool(workers, initializer=_init_worker, initargs=(preset_dict, size, seed, first, True))
             yield pool.imap(_make_sample, indices, chunksize=max(1, min(16, len(indices) // (4 * workers))))
         finally:
-            pool.terminate()
-            pool.join()
+            if pool is not None:
+                pool.terminate()
+                pool.join()
     else:
         _init_worker(preset_dict, size, seed, first)
         yield map(_make_sample, indices)
