@@ -43,43 +43,35 @@ from evaluate.metrics import clean_range, psnr  # noqa: E402
 @contextlib.contextmanager
 def drift_scaled(scale: float):
     """Within the block every :class:`Drift` displacement is multiplied by ``scale`` (its draws
-    unchanged, so every other draw of a sample, and the canvas, stay the same)."""
+    unchanged, so every other draw of a sample, and the canvas, stay the same); yields the list
+    of the drift speeds (A/s, as drawn) of the samples simulated meanwhile."""
     original = Drift.__call__
+    speeds = []
 
     def scaled(self, timing, shape, rng):
+        speeds.append(self.velocity_angstrom_per_s)
         dx, dy = original(self, timing, shape, rng)
         return dx * scale, dy * scale
 
     Drift.__call__ = scaled
     try:
-        yield
+        yield speeds
     finally:
         Drift.__call__ = original
 
 
 def drifted_frames(preset: dict, count: int, size: int, seed: int, scale: float):
-    """(index, input, drift-only reference, clean, drift speed A/s, line period s, A/px) of
-    the drifted frames among evaluate's first ``count`` test images."""
+    """(index, input, drift-only reference, clean, drift speed A/s as drawn, line period s, A/px)
+    of the drifted frames among evaluate's first ``count`` test images."""
     out = []
     for i in range(count):
-        with drift_scaled(scale):
+        with drift_scaled(scale) as speeds:
             x, clean, info = dp.simulate(preset, size, dp.sample_rng(seed, i), drift_only=True)
         if not info["active"]["drift"]:
             continue
-        speed = dp._scan_effect("drift", preset["drift"], _drift_stream(seed, i)).velocity_angstrom_per_s
-        out.append((i, x, info["drift_only"], clean, speed * scale,
+        out.append((i, x, info["drift_only"], clean, speeds[-1],
                     info["timing"].line_period_s(size), info["pixel_size_angstrom"]))
     return out
-
-
-def _drift_stream(seed: int, index: int):
-    """The drift family's own generator of sample ``index``, advanced past its on/off draw as
-    :func:`datagen.pipeline.simulate` leaves it before drawing the drift's parameters."""
-    rng = dp.sample_rng(seed, index)
-    streams = rng.spawn(3 + len(dp.FAMILIES))[3:]
-    stream = dict(zip(dp.FAMILIES, streams))["drift"]
-    stream.random()
-    return stream
 
 
 def main() -> None:
