@@ -21,8 +21,9 @@ harder frames.  ``0.375`` = 96/256: roughly the per-line drift a 96-px training 
     CAFFE_DNNL_MATH=fp32 python benchmarks/drift_residual.py --count 32 --dose 300 [--align-rows]
 
 Prints one row per scale: mean PSNR (dB) over the drifted frames of raw, net and
-align+gaussian (tuned on these frames against their references: its best case) against the frame's drift-only reference (residual) and of the reference
-against the clean frame (ceiling), and the net's residual per frame by drift speed.
+align+gaussian (tuned on these frames against their references: its best case) against the
+frame's drift-only reference (residual), of the reference against the clean frame (ceiling)
+and of the net against the clean frame; then the net's residual per frame by drift speed.
 """
 from __future__ import annotations
 

@@ -186,6 +186,8 @@ def test_slow_random_walk_starts_at_zero_and_repeats_with_its_seed():
     assert np.array_equal(dx, again[0]) and np.array_equal(dy, again[1])
     with pytest.raises(ValueError, match="random_walk_time_constant_s"):
         scan.Drift(1.0, 0.0, 0.5, -1.0)
+    with pytest.raises(ValueError, match="too short for a .*-s frame"):
+        scan.Drift(1.0, 0.0, 0.5, 1e-9)(timing, (40, 60), rng(3))
 
 
 def test_flyback_magnitude_and_decay():

@@ -21,9 +21,12 @@ from scipy.signal import lfilter
 
 from .timing import ScanTiming
 
-#: Velocity samples per time constant of the slow walk (the displacement between them is
-#: interpolated linearly: the velocity changes by ~6 % of its spread from one to the next).
+#: Velocity samples per time constant of the slow walk (successive samples correlate
+#: exp(-1/16) = 0.94; the displacement between them is interpolated linearly).
 SAMPLES_PER_TIME_CONSTANT = 16
+#: Most velocity samples one frame's slow walk may take: a 4096^2 frame at 20 us per pixel
+#: (335 s) takes 5.4e4 at tau = 0.1 s; only a tau far below any scan time comes near it.
+MAX_WALK_SAMPLES = 10_000_000
 
 
 class Drift:
@@ -82,12 +85,15 @@ class Drift:
         tau = self.random_walk_time_constant_s
         h = tau / SAMPLES_PER_TIME_CONSTANT
         n = int(np.ceil(times.max() / h)) + 2
+        if n > MAX_WALK_SAMPLES:
+            raise ValueError(f"random_walk_time_constant_s = {tau:g} s is too short for a {times.max():g}-s "
+                             f"frame ({n} velocity samples); 0 gives the Brownian walk")
         decay = np.exp(-h / tau)
         sigma_v = self.random_walk_angstrom_per_sqrt_s / np.sqrt(2.0 * tau)
         kicks = rng.normal(size=(2, n)) * sigma_v
         kicks[:, 1:] *= np.sqrt(1.0 - decay * decay)
         velocity = lfilter([1.0], [1.0, -decay], kicks, axis=1)
         grid = np.arange(n) * h
-        position = np.concatenate([np.zeros((2, 1)), np.cumsum(0.5 * h * (velocity[:, 1:] + velocity[:, :-1]), axis=1)],
-                                  axis=1)
+        steps = 0.5 * h * (velocity[:, 1:] + velocity[:, :-1])
+        position = np.concatenate([np.zeros((2, 1)), np.cumsum(steps, axis=1)], axis=1)
         return np.stack([np.interp(times, grid, position[i]) for i in range(2)])
