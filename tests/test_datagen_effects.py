@@ -163,7 +163,7 @@ def test_slow_random_walk_diffuses_like_brownian_at_long_times():
 
 def test_slow_random_walk_is_smooth_from_line_to_line():
     """Brownian drift (tau = 0) steps independently from one scan line to the next, like scan-line
-    noise; the slow walk (tau = 0.1 s, 100 line times) moves lines by a smooth curve: the rows'
+    noise; the slow walk (tau = 0.1 s, ~90 line times) moves lines by a smooth curve: the rows'
     second differences are tiny against Brownian's, while the walk itself is not."""
     timing = scan.ScanTiming(dwell_time_s=10e-6, flyback_time_s=100e-6)
     shape = (128, 100)  # 1.1 ms per line, 0.14 s per frame
