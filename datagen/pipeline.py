@@ -143,7 +143,7 @@ def _render_and_scan(spec: dict, shape: tuple[int, int], px: float, margin: int,
     return image[field], [scan.resample(image, field, dx / px, dy / px) for dx, dy in displacements]
 
 
-def simulate(preset, size, rng: np.random.Generator, drift_only: bool = False):
+def simulate(preset, size, rng: np.random.Generator, drift_only: bool = False, scanned: bool = False):
     """Like :func:`simulate_pair`, also returning a dict of the drawn settings.
 
     The detector effects are :data:`datagen.detector.CHAIN`, applied by
@@ -153,7 +153,10 @@ def simulate(preset, size, rng: np.random.Generator, drift_only: bool = False):
     best a single-frame method can do when, as here, the drift cannot be told apart
     from the specimen (see :func:`drift_only_references`).  It draws nothing: the pair is
     the same either way.  A preset with ``[target] keep_drift = true`` returns that image
-    as the clean target (same input, same draws).
+    as the clean target (same input, same draws).  With ``scanned``, ``info["scanned"]`` is
+    the clean image as the distorted probe path sees it: every scan displacement, no detector
+    effect, no noise (the input without its noise; :func:`scanned_references`); it draws
+    nothing either.
     """
     preset = resolve_preset(preset)
     shape = _shape(size)
@@ -186,6 +189,8 @@ def simulate(preset, size, rng: np.random.Generator, drift_only: bool = False):
             "active": active, "sparse": sparse, "margin_px": margin, "adc_bits": acq.adc_bits}
     if drift_only:
         info["drift_only"] = drifted.astype(np.float32)
+    if scanned:
+        info["scanned"] = acq.response.mean(seen).astype(np.float32)
     return signal.astype(np.float32), clean.astype(np.float32), info
 
 
@@ -228,9 +233,20 @@ def drift_only_references(preset, count: int, size, seed: int) -> list[np.ndarra
     images against the clean ones gives the ceiling of any single-frame method that removes
     every other distortion perfectly.
     """
+    return _references(preset, count, size, seed, "drift_only")
+
+
+def scanned_references(preset, count: int, size, seed: int) -> list[np.ndarray]:
+    """For each pair of ``simulate_pairs(preset, count, size, seed)``: its clean image as seen
+    through all of the sample's scan displacements (jitter, per-line shifts, drift, flyback)
+    with no detector effect: where the distortions, not the noise, put each feature of the
+    input (e.g. how far they moved each atomic column)."""
+    return _references(preset, count, size, seed, "scanned")
+
+
+def _references(preset, count: int, size, seed: int, key: str) -> list[np.ndarray]:
     preset = resolve_preset(preset)
-    return [simulate(preset, size, sample_rng(seed, i), drift_only=True)[2]["drift_only"]
-            for i in range(count)]
+    return [simulate(preset, size, sample_rng(seed, i), **{key: True})[2][key] for i in range(count)]
 
 
 def make_training_pair(distorted: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -54,7 +54,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from stem_restore.rowalign import (DEFAULT_MAX_SHIFT, line_shifts, pair_shifts, row_shift,  # noqa: F401 (re-exported)
                                    subpixel_peak)
 
-__all__ = ["clean_range", "psnr", "ssim", "column_peaks", "column_position_error", "row_shift", "pair_shifts",
+__all__ = ["clean_range", "psnr", "ssim", "column_peaks", "column_spacing", "column_displacements",
+           "column_position_error", "row_shift", "pair_shifts",
            "line_shifts", "scan_shift_spread"]
 
 #: Per-image PSNR cap (dB) used when averaging over images: an image left
@@ -153,31 +154,54 @@ def column_peaks(clean: np.ndarray) -> np.ndarray:
     return peaks[round_enough]
 
 
-def _locate(smoothed: np.ndarray, peaks: np.ndarray) -> np.ndarray:
-    """Sub-pixel maximum of ``smoothed`` within PEAK_RADIUS of each of ``peaks``."""
-    r = PEAK_RADIUS
+def _locate(smoothed: np.ndarray, peaks: np.ndarray, radius=PEAK_RADIUS) -> np.ndarray:
+    """Sub-pixel maximum of ``smoothed`` within ``radius`` px (a square window; a scalar or one per
+    peak) of each of ``peaks``; a window is cut at the image's edges, and a maximum on an edge
+    keeps its integer position along that axis."""
+    radii = np.broadcast_to(np.asarray(radius, int), (len(peaks),))
     out = np.empty((len(peaks), 2))
-    for i, (y, x) in enumerate(peaks):
-        win = smoothed[y - r:y + r + 1, x - r:x + r + 1]
+    for i, ((y, x), r) in enumerate(zip(peaks, radii)):
+        y0, x0 = max(y - r, 0), max(x - r, 0)
+        win = smoothed[y0:y + r + 1, x0:x + r + 1]
         dy, dx = np.unravel_index(int(np.argmax(win)), win.shape)
-        py, px = y - r + dy, x - r + dx
+        py, px = y0 + dy, x0 + dx
         out[i] = py + subpixel_peak(smoothed[:, px], py), px + subpixel_peak(smoothed[py], px)
     return out
 
 
+def column_spacing(peaks: np.ndarray) -> np.ndarray:
+    """Distance (px) from each of ``peaks`` to the nearest other one (inf for a lone peak)."""
+    from scipy.spatial import cKDTree
+
+    if len(peaks) < 2:
+        return np.full(len(peaks), np.inf)
+    return cKDTree(peaks).query(peaks, 2)[0][:, 1]
+
+
+def column_displacements(image: np.ndarray, clean: np.ndarray, radius=PEAK_RADIUS) -> np.ndarray:
+    """Distance (px) between each atomic column located in ``image`` and in ``clean``, searched
+    within ``radius`` px (a scalar, one per column of :func:`column_peaks` (clean), or a callable
+    of those columns giving either); empty when the clean target has no columns.  A column moved
+    farther than ``radius`` is found on its window's rim or on another peak inside it."""
+    img, ref = _as_pair(image, clean)
+    peaks = column_peaks(ref)
+    if len(peaks) == 0:
+        return np.zeros(0)
+    r = radius(peaks) if callable(radius) else radius
+    true = _locate(ndimage.gaussian_filter(ref, PEAK_SMOOTH_PX), peaks, r)
+    found = _locate(ndimage.gaussian_filter(img, PEAK_SMOOTH_PX), peaks, r)
+    return np.sqrt(np.sum((found - true) ** 2, axis=1))
+
+
 def column_position_error(image: np.ndarray, clean: np.ndarray) -> float:
-    """RMS distance (px) between the atomic columns located in ``image`` and in ``clean``.
+    """RMS distance (px) between the atomic columns located in ``image`` and in ``clean``
+    (:func:`column_displacements` within :data:`PEAK_RADIUS`).
 
     NaN when the clean target has no columns (e.g. a low-resolution scene
     without a lattice).  See the module docstring for the procedure.
     """
-    img, ref = _as_pair(image, clean)
-    peaks = column_peaks(ref)
-    if len(peaks) == 0:
-        return float("nan")
-    true = _locate(ndimage.gaussian_filter(ref, PEAK_SMOOTH_PX), peaks)
-    found = _locate(ndimage.gaussian_filter(img, PEAK_SMOOTH_PX), peaks)
-    return float(np.sqrt(np.mean(np.sum((found - true) ** 2, axis=1))))
+    d = column_displacements(image, clean)
+    return float(np.sqrt(np.mean(d**2))) if d.size else float("nan")
 
 
 def scan_shift_spread(image: np.ndarray, max_shift: int = DEFAULT_MAX_SHIFT, smooth: float = 0.0) -> float:

@@ -17,7 +17,7 @@ def test_public_api_names():
                         "pmt_readout", "row_offsets", "detector_lag", "outliers", "quantisation")
     assert set(datagen.__all__) == {"FAMILIES", "load_preset", "family_preset", "with_dose",
                                     "simulate_pair", "simulate_pairs", "make_training_pair",
-                                    "drift_only_references"}
+                                    "drift_only_references", "scanned_references"}
 
 
 @pytest.mark.parametrize("name", ["paper", "quick"])
@@ -278,6 +278,28 @@ def test_drift_only_reference_without_drift_is_the_clean_image():
     preset = family_preset("paper", "scan_jitter")  # scan distortion on, drift off
     d, c, info = simulate(preset, 64, sample_rng(4, 0), drift_only=True)
     assert info["drift_only"].tobytes() == c.tobytes() and not np.array_equal(d, c)
+
+
+def test_scanned_reference_is_the_input_without_its_detector():
+    """scanned=True adds info["scanned"] and draws nothing; on a frame with scan distortions and
+    shot noise it is the noise-free input: the distorted frame scatters around it (Poisson:
+    variance ~ mean), not around the clean target, and without any scan family it is the clean
+    image."""
+    preset = with_dose(family_preset("paper", "scan_jitter"), 300)
+    preset["shot_noise"]["probability"] = 1.0
+    d, c, _ = simulate(preset, 96, sample_rng(5, 0))
+    d2, c2, info = simulate(preset, 96, sample_rng(5, 0), scanned=True)
+    assert d.tobytes() == d2.tobytes() and c.tobytes() == c2.tobytes()
+    ref = info["scanned"]
+    assert ref.dtype == np.float32 and ref.shape == c.shape
+    assert np.mean((d - ref) ** 2) < 0.5 * np.mean((d - c) ** 2)
+    assert not np.array_equal(ref, c)
+    refs = datagen.scanned_references(preset, 2, 64, seed=5)
+    assert [r.tobytes() for r in refs] == [simulate(preset, 64, sample_rng(5, i), scanned=True)[2][
+        "scanned"].tobytes() for i in range(2)]
+    still = with_dose(family_preset("paper", "shot_noise"), 300)
+    _, c, info = simulate(still, 64, sample_rng(6, 0), scanned=True)
+    assert info["scanned"].tobytes() == c.tobytes()
 
 
 def test_keep_drift_target_is_the_drift_only_image_and_evaluation_resets_it():

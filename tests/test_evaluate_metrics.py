@@ -85,6 +85,20 @@ def test_column_position_error_measures_a_known_shift(dy, dx):
     assert err == pytest.approx(np.hypot(dy, dx), abs=0.06)
 
 
+def test_a_column_moved_beyond_the_window_is_clipped_and_a_wider_window_measures_it():
+    """3 px is beyond evaluate's 2 px window (found on its rim, refined by at most half a sample)
+    but within a window of
+    0.45 x the 8 px spacing; the windows of the columns 4 px from the edge are cut there."""
+    from evaluate.metrics import PEAK_RADIUS, column_displacements, column_position_error, column_spacing
+
+    moved, clean = _columns(dx=3.0), _columns()
+    assert PEAK_RADIUS <= column_position_error(moved, clean) <= PEAK_RADIUS + 0.5 + 1e-9
+    assert np.allclose(column_spacing(np.array([[0, 0], [0, 8], [6, 8]])), [8, 6, 6])
+    wide = column_displacements(moved, clean, lambda peaks: np.floor(0.45 * column_spacing(peaks)).astype(int))
+    assert wide.size == 144 and np.allclose(wide, 3.0, atol=0.06)  # every column, edges too
+    assert column_displacements(clean, np.full_like(clean, 3.0)).size == 0
+
+
 def test_column_position_error_grows_with_noise_and_is_nan_without_columns():
     from evaluate.metrics import column_position_error
 
