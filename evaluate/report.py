@@ -17,7 +17,7 @@ import numpy as np
 from stem_restore.atomic import atomic_write_bytes
 from stem_restore.figures import save_png
 
-from .metrics import PSNR_CAP_DB
+from .metrics import PEAK_RADIUS, PSNR_CAP_DB
 from .run import CNN, DRIFT_CEILING, ConditionResult, Score, is_classical, is_cnn, paired_interval
 
 __all__ = ["write_csv", "markdown_report", "drift_section", "write_figure", "cnn_verdict", "cnn_vs_compared"]
@@ -137,7 +137,9 @@ def _metric_sections(results: Sequence[ConditionResult], level: str = "##") -> l
             f"{level} SSIM (scikit-image, 7x7 window, same data_range)", "",
             _table(results, "ssim_mean", ".3f", True), "",
             f"{level} Atomic-column position error (RMS, px; lower is better; columns located in the clean "
-            "target, then in each image by the same sub-pixel peak search; × pixel size = pm)", "",
+            f"target, then in each image by the same sub-pixel peak search within {PEAK_RADIUS} px, so a column "
+            f"the scan moved farther counts {PEAK_RADIUS}-{PEAK_RADIUS + 0.5:g} px whatever the method "
+            "(benchmarks/column_reach.py); × pixel size = pm)", "",
             _table(results, "column_error_px", ".3f", False), ""]
 
 
