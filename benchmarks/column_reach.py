@@ -3,7 +3,7 @@
 evaluate's column-position error (:func:`evaluate.metrics.column_position_error`) searches each
 column within :data:`~evaluate.metrics.PEAK_RADIUS` = 2 px of where it stands in the clean target.
 A column that slow line jitter or drift moved farther is found on its window's rim (error
-2-2.8 px whatever the method), so a mean over such columns measures how many there are, not how
+2-3.5 px whatever the method: the rim, plus up to half a sample per axis), so a mean over such columns measures how many there are, not how
 well a method places them.  This script locates every column again within a window that grows
 with the lattice (half-width ``--spacing-fraction`` x the distance to its nearest neighbour, at
 least 2 px: 0.35 keeps the window's corners nearer to the column than to any neighbour) and

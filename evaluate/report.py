@@ -138,7 +138,7 @@ def _metric_sections(results: Sequence[ConditionResult], level: str = "##") -> l
             _table(results, "ssim_mean", ".3f", True), "",
             f"{level} Atomic-column position error (RMS, px; lower is better; columns located in the clean "
             f"target, then in each image by the same sub-pixel peak search within {PEAK_RADIUS} px, so a column "
-            f"the scan moved farther counts {PEAK_RADIUS}-{PEAK_RADIUS + 0.5:g} px whatever the method "
+            f"the scan moved farther counts {PEAK_RADIUS}-{(PEAK_RADIUS + 0.5) * 2 ** 0.5:.1f} px (its window's rim) whatever the method "
             "(benchmarks/column_reach.py); × pixel size = pm)", "",
             _table(results, "column_error_px", ".3f", False), ""]
 
