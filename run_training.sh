@@ -18,6 +18,8 @@
 #   datagen.toml  [heldout.toml]          (the run's frozen set-up; the presets resolved)
 #   [datagen-draw<D>.toml ...]            (DRAW_PASSES: the preset of draws D and later, see
 #                                          draw_preset; the test set keeps datagen.toml)
+#   [heldout-draw<D>.toml ...]            (the held-out split's physics from draw D on: what
+#                                          the end-of-run evaluation reads beside the above)
 #   data/{train,test}/ [data/train_weighted/]   (DRAW_PASSES: data/train-draw<d>[_weighted]/)
 #   logs/{adam,sgd}.log   snapshots/   loss.png
 #   final.caffemodel   eval/   restored/
@@ -180,7 +182,7 @@ freeze_from_schedule() {
 }
 freeze_from_checkpoint() {
   local f
-  for f in "${FROZEN[@]:1}" heldout.toml "$RESUME_FROM"/datagen-draw*.toml; do
+  for f in "${FROZEN[@]:1}" heldout.toml "$RESUME_FROM"/{datagen,heldout}-draw*.toml; do
     f=${f##*/}; [ -f "$RESUME_FROM/$f" ] && cp "$RESUME_FROM/$f" "$RUN/"
   done
   cp "$RESUME_FROM/config.env" "$RUN/config.env.part" && mv "$RUN/config.env.part" "$RUN/config.env"
@@ -242,9 +244,10 @@ if [ -n "$DRAW_PASSES" ]; then
   DRAW_ITERS=$((TRAIN_COUNT * DRAW_PASSES / BATCH_SIZE))
 fi
 # Each draw's own preset (draw_preset) is checked now: its draw may come hours later.
-for f in "$RUN"/datagen-draw*.toml; do
+for f in "$RUN"/{datagen,heldout}-draw*.toml; do
   [ -f "$f" ] || continue
-  [[ "${f##*/}" =~ ^datagen-draw[0-9]+\.toml$ ]] || die "$f: a draw's preset is named datagen-draw<number>.toml"
+  [[ "${f##*/}" =~ ^(datagen|heldout)-draw[0-9]+\.toml$ ]] ||
+    die "$f: a draw's preset is named datagen-draw<number>.toml (heldout-draw<number>.toml for the held-out split)"
   [ -n "$DRAW_ITERS" ] || die "$f: a draw's preset needs DRAW_PASSES (config.env): without it the run has one draw"
   "$PY" -m datagen resolve "$f" > /dev/null || die "$f: not a preset (the line above says why)"
 done
@@ -302,11 +305,14 @@ use_train_data() {  # split
 # D <= d, else datagen.toml.  A run's physics can so change from a draw on that no one has
 # written yet (`python -m datagen resolve PRESET -o RUN/datagen-draw<D>.toml`), while every
 # earlier draw and the test set (hence the held-out loss curve) regenerate as they were.
-draw_preset() {  # d
-  local f n best=-1 name=datagen.toml
-  for f in "$RUN"/datagen-draw*.toml; do
+# With KIND heldout: the held-out split's preset at draw d (heldout-draw<D>.toml, else
+# heldout.toml), which only the evaluation reads.
+draw_preset() {  # d [KIND: datagen (default) | heldout]
+  local kind=${2:-datagen} f n best=-1 name
+  name=$kind.toml
+  for f in "$RUN"/"$kind"-draw*.toml; do
     [ -f "$f" ] || continue
-    n=${f##*/datagen-draw}; n=${n%.toml}
+    n=${f##*/"$kind"-draw}; n=${n%.toml}
     if ((10#$n <= $1 && 10#$n > best)); then best=$((10#$n)); name=${f##*/}; fi
   done
   echo "$name"
@@ -475,7 +481,7 @@ if [ -n "$SAVE_CHECKPOINT" ]; then
   rm -rf "$dest.part"; mkdir -p "$dest.part/logs"
   cp "$state" "${state%.solverstate}.caffemodel" "$dest.part/"
   cp "$RUN"/logs/*.log "$dest.part/logs/"
-  for f in "${FROZEN[@]}" heldout.toml "$RUN"/datagen-draw*.toml; do
+  for f in "${FROZEN[@]}" heldout.toml "$RUN"/{datagen,heldout}-draw*.toml; do
     f=${f##*/}; [ ! -f "$RUN/$f" ] || cp "$RUN/$f" "$dest.part/"
   done
   (cd "$ROOT" && "$PY" -m evaluate.losscurve "$RUN/logs" -o "$dest.part/loss.png" >/dev/null)
@@ -528,10 +534,17 @@ fi
 fresh() { [ "$1" -nt "$RUN/final.caffemodel" ]; }
 fresh "$RUN/loss.png" || "$PY" -m evaluate.losscurve "$RUN/logs" -o "$RUN/loss.png"
 if [ "$TRAIN_ONLY" = 1 ]; then say "done (--train-only): $RUN/final.caffemodel, $RUN/loss.png"; exit 0; fi
-fresh "$RUN/eval/results.md" || "$PY" -m evaluate --model "$RUN/deploy.prototxt" --weights "$RUN/final.caffemodel" \
-  --preset "$RUN/datagen.toml" ${HELDOUT_PRESET:+--heldout-preset "$RUN/heldout.toml"} \
+# The model is evaluated on the physics it was trained on last: the presets of the run's
+# last draw (draw_preset; datagen.toml / heldout.toml without draws or draw presets).
+LAST_DRAW=0
+[ -z "$DRAW_ITERS" ] || LAST_DRAW=$(((ADAM_MAX_ITER + SGD_MAX_ITER - 1) / DRAW_ITERS))
+EVAL_PRESET=$(draw_preset "$LAST_DRAW")
+EVAL_HELDOUT=$(draw_preset "$LAST_DRAW" heldout)
+fresh "$RUN/eval/results.md" || { say "evaluation: $EVAL_PRESET${HELDOUT_PRESET:+, held out $EVAL_HELDOUT}" &&
+  "$PY" -m evaluate --model "$RUN/deploy.prototxt" --weights "$RUN/final.caffemodel" \
+  --preset "$RUN/$EVAL_PRESET" ${HELDOUT_PRESET:+--heldout-preset "$RUN/$EVAL_HELDOUT"} \
   --size "$EVAL_SIZE" --count "$EVAL_COUNT" --seed "$EVAL_SEED" \
-  --out "$RUN/eval" --train-log-dir "$RUN/logs" ${GPU:+--gpu "${GPU%%,*}"} ${EVAL_ARGS:-}
+  --out "$RUN/eval" --train-log-dir "$RUN/logs" ${GPU:+--gpu "${GPU%%,*}"} ${EVAL_ARGS:-}; }
 if [ -d "$ROOT/examples" ] && [ "${RESTORE_EXAMPLES:-1}" = 1 ] && ! fresh "$RUN/restored"; then
   "$PY" "$ROOT/restore.py" "$ROOT/examples" -o "$RUN/restored" --model "$RUN/deploy.prototxt" \
     --weights "$RUN/final.caffemodel" --figure --overwrite ${GPU:+--gpu "${GPU%%,*}"}

@@ -437,7 +437,9 @@ def test_draw_passes_trains_each_draw_of_fresh_pairs_then_the_next(caffe, schedu
 
 def test_a_draw_preset_changes_the_data_from_its_draw_on(schedule, tmp_path):
     """RUN/datagen-draw<D>.toml (DRAW_PASSES): draws D and later are simulated from it, earlier
-    draws and the test set from datagen.toml; checkpoints carry it; a misnamed one is refused."""
+    draws and the test set from datagen.toml; the end-of-run evaluation reads the last draw's
+    presets (RUN/heldout-draw<D>.toml for the held-out split); checkpoints carry both; a
+    misnamed one is refused."""
     import json
 
     custom = draw_schedule(schedule, tmp_path / "schedule")
@@ -450,6 +452,11 @@ def test_a_draw_preset_changes_the_data_from_its_draw_on(schedule, tmp_path):
     text = (run / "datagen.toml").read_text()
     assert text.startswith('name = "quick"')
     (ckpt / "datagen-draw1.toml").write_text(text.replace('name = "quick"', 'name = "variant"', 1))
+    # ... and a held-out split, whose physics change from the last draw (2: SGD's 4 iterations).
+    with open(ckpt / "config.env", "a") as f:
+        f.write("HELDOUT_PRESET=quick\n")
+    (ckpt / "heldout.toml").write_text(text.replace('name = "quick"', 'name = "held"', 1))
+    (ckpt / "heldout-draw2.toml").write_text(text.replace('name = "quick"', 'name = "heldvariant"', 1))
     again = tmp_path / "again"
     resumed = subprocess.run(["bash", str(SCRIPT), "--resume-from", str(ckpt), "--run", str(again), "--workers", "1",
                               "--train-only"], capture_output=True, text=True, timeout=900)
@@ -465,7 +472,20 @@ def test_a_draw_preset_changes_the_data_from_its_draw_on(schedule, tmp_path):
     assert subprocess.run(["bash", str(SCRIPT), "--run", str(again), "--save-checkpoint", str(saved)],
                           capture_output=True, text=True, timeout=300).returncode == 0
     assert (saved / "datagen-draw1.toml").read_text() == (ckpt / "datagen-draw1.toml").read_text()
+    assert (saved / "heldout-draw2.toml").read_text() == (ckpt / "heldout-draw2.toml").read_text()
+    # The finished run's evaluation: the physics it was trained on last, in and out of distribution.
+    evaluated = subprocess.run(["bash", str(SCRIPT), "--run", str(again), "--workers", "1"],
+                               capture_output=True, text=True, timeout=900)
+    assert evaluated.returncode == 0, (evaluated.stdout + evaluated.stderr)[-3000:]
+    assert "evaluation: datagen-draw1.toml, held out heldout-draw2.toml" in evaluated.stdout + evaluated.stderr
+    results = (again / "eval" / "results.md").read_text()
+    assert "preset `variant (" in results and "preset `heldvariant (" in results, results[:1500]
 
+    (ckpt / "heldout-draw2x.toml").write_text(text)
+    refused = subprocess.run(["bash", str(SCRIPT), "--resume-from", str(ckpt), "--run", str(tmp_path / "bad_heldout"),
+                              "--workers", "1", "--train-only"], capture_output=True, text=True, timeout=900)
+    assert refused.returncode != 0 and "heldout-draw<number>.toml" in refused.stderr, refused.stderr[-2000:]
+    (ckpt / "heldout-draw2x.toml").unlink()
     (ckpt / "datagen-draw1x.toml").write_text(text)
     refused = subprocess.run(["bash", str(SCRIPT), "--resume-from", str(ckpt), "--run", str(tmp_path / "bad"),
                               "--workers", "1", "--train-only"], capture_output=True, text=True, timeout=900)
