@@ -78,7 +78,9 @@ cp "$WEIGHTS" "$STAGE/stem_restore.caffemodel"
 cp "$RUN/deploy.prototxt" "$STAGE/deploy.prototxt"
 cp "$RUN/config.env" "$RUN/adam.prototxt" "$RUN/sgd.prototxt" "$RUN/train.prototxt" "$RUN/loss.png" \
    "$RUN/datagen.toml" "$STAGE/training/"
-[ ! -f "$RUN/heldout.toml" ] || cp "$RUN/heldout.toml" "$STAGE/training/"
+for f in "$RUN"/heldout.toml "$RUN"/{datagen,heldout}-draw*.toml; do  # the draws' presets too
+  [ ! -f "$f" ] || cp "$f" "$STAGE/training/"
+done
 # Caffe's logs, with this machine's absolute paths made relative to the run folder; for a
 # snapshot, cut after the line that wrote it (a run in progress logs on), and the loss curve
 # redrawn from the cut logs.

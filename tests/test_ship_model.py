@@ -17,7 +17,7 @@ I20261202 03:42:31.100000 28027 sgd_solver.cpp:284] Snapshotting solver state to
 I20261202 03:42:32.000000 28027 solver.cpp:239] Iteration 3104 (0.3 iter/s, 104.3s/32 iters), loss = 340.00
 """
 SET_UP = ["deploy.prototxt", "config.env", "adam.prototxt", "sgd.prototxt", "train.prototxt", "datagen.toml",
-          "heldout.toml", "loss.png"]
+          "heldout.toml", "datagen-draw15.toml", "heldout-draw15.toml", "loss.png"]
 
 
 def make_run(root: Path, weights: str, logs=("adam",)) -> Path:
