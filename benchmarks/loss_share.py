@@ -13,8 +13,12 @@ PSNR in the normalised units of the shards, peak = the clean target's range (as
 evaluate.metrics.psnr); capped at 100 dB as in evaluate's tables.
 
 ``--floor-db F`` also prints, for per-pair loss weights with that floor (datagen/weights.py),
-the share each bin would carry and the ``--scale`` for ``python -m datagen weight`` at which
-this model's weighted loss on these pairs equals its plain loss.
+the share each bin would carry, the ``--scale`` for ``python -m datagen weight`` at which
+this model's weighted loss on these pairs equals its plain loss, and how far those weights sit
+from the ones the gradient of a mean PSNR asks for with this model (``1 / e_out``, the error it
+still makes; :func:`datagen.weights.weight_mismatch_db`): per bin, the mean of
+``10 log10((e_raw + floor) / e_out)`` over its pairs, centred on all pairs: positive where a
+bin weighs less in the loss than in the tables.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from datagen.weights import relative_error, weight_scale  # noqa: E402
+from datagen.weights import relative_error, weight_mismatch_db, weight_scale  # noqa: E402
 from datagen.writers.hdf5 import read_hdf5_shard  # noqa: E402
 from stem_restore.snapshots import read_listing  # noqa: E402
 
@@ -77,6 +81,8 @@ def main() -> None:
     p.add_argument("--count", type=int, default=256, help="pairs read from the start of the listing")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--floor-db", type=float, help="also: shares and scale of loss weights with this floor")
+    p.add_argument("--edges", default=",".join(f"{e:g}" for e in EDGES_DB[:-1]),
+                   help="raw-PSNR bin edges in dB, comma-separated (the last bin is open; default %(default)s)")
     args = p.parse_args()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
                platform.processor())
@@ -91,24 +97,29 @@ def main() -> None:
     out = forward(args.model, args.weights, data, args.batch)
     raw_db, out_db = per_sample_psnr(data, label), per_sample_psnr(out, label)
     sq = ((out.astype(np.float64) - label) ** 2).reshape(len(label), -1).sum(axis=1)
-    weighted = None
+    weighted = mismatch = None
     if args.floor_db is not None:
-        scale = weight_scale(sq, relative_error(data, label), args.floor_db)
-        weighted = sq * scale / (relative_error(data, label) + 10 ** (-args.floor_db / 10))
+        raw_rel = relative_error(data, label)
+        scale = weight_scale(sq, raw_rel, args.floor_db)
+        weighted = sq * scale / (raw_rel + 10 ** (-args.floor_db / 10))
+        mismatch = weight_mismatch_db(relative_error(out, label), raw_rel, args.floor_db)
     print(f"CPU: {cpu}; CAFFE_DNNL_MATH={os.environ.get('CAFFE_DNNL_MATH', 'auto')}; "
           f"{len(label)} pairs of {data.shape[-2]}x{data.shape[-1]} from {args.data}; {args.weights}")
-    extra = "" if weighted is None else f" share, weights floor {args.floor_db:g} dB |"
+    extra = "" if weighted is None else (f" share, weights floor {args.floor_db:g} dB |"
+                                         " weight a mean PSNR asks / this weight (dB) |")
     print("| raw PSNR (dB) | pairs | share of the loss | raw mean (dB) | model mean (dB) | gain (dB) |"
-          + extra + "\n|---|---:|---:|---:|---:|---:|" + ("---:|" if extra else ""))
-    for lo, hi in zip(EDGES_DB[:-1], EDGES_DB[1:]):
+          + extra + "\n|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if extra else ""))
+    edges = sorted(float(e) for e in args.edges.split(",")) + [np.inf]
+    for lo, hi in zip(edges[:-1], edges[1:]):
         m = (raw_db >= lo) & (raw_db < hi)
         if not m.any():
             continue
         print(f"| {lo:.0f}–{hi:.0f} | {m.sum()} | {sq[m].sum() / sq.sum():.1%} | {raw_db[m].mean():.2f} "
               f"| {out_db[m].mean():.2f} | {out_db[m].mean() - raw_db[m].mean():+.2f} |"
-              + ("" if weighted is None else f" {weighted[m].sum() / weighted.sum():.1%} |"))
+              + ("" if weighted is None else f" {weighted[m].sum() / weighted.sum():.1%} "
+                                             f"| {mismatch[m].mean():+.2f} |"))
     print(f"| all | {len(label)} | 100% | {raw_db.mean():.2f} | {out_db.mean():.2f} "
-          f"| {out_db.mean() - raw_db.mean():+.2f} |" + ("" if weighted is None else " 100% |"))
+          f"| {out_db.mean() - raw_db.mean():+.2f} |" + ("" if weighted is None else " 100% | 0 |"))
     if weighted is not None:
         print(f"scale for `python -m datagen weight --floor-db {args.floor_db:g}`: {scale:.6g} "
               f"(this model's weighted loss = its plain loss on these pairs)")

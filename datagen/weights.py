@@ -64,6 +64,23 @@ def weight_scale(squared_error: np.ndarray, relative: np.ndarray, floor_db: floa
     return float(sq.sum() / (sq * inv).sum())
 
 
+def weight_mismatch_db(output_relative: np.ndarray, raw_relative: np.ndarray, floor_db: float) -> np.ndarray:
+    """How far each pair's weight sits from the one a mean PSNR asks for, in dB.
+
+    The gradient of a mean PSNR weights pair *i*'s squared error by ``1 / e_out,i``, the
+    relative error the *model* still makes on it; :func:`loss_weights` uses the raw input's
+    ``e_i + floor`` instead, so that the weights stay a function of the data.  This returns
+    ``10 log10((e_i + floor) / e_out,i)``, centred on its mean over the pairs given (only
+    ratios of weights matter): 0 where the two agree, positive where the pair weighs less
+    in the loss than in the table (``benchmarks/loss_share.py`` prints it per raw-PSNR bin).
+    """
+    out = np.asarray(output_relative, dtype=np.float64)
+    if np.any(out <= 0):
+        raise ValueError("output errors must be > 0 (a model that restores a pair exactly has no PSNR)")
+    db = 10.0 * np.log10((np.asarray(raw_relative, dtype=np.float64) + 10.0 ** (-floor_db / 10.0)) / out)
+    return db - db.mean()
+
+
 def weight_shards(src: str | os.PathLike, out: str | os.PathLike, floor_db: float, scale: float,
                   progress: Callable[[str], None] | None = None) -> pathlib.Path:
     """Copy every shard of ``src/list.txt`` to ``out`` with the ``weight`` dataset added.

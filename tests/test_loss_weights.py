@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from datagen.weights import loss_weights, relative_error, weight_scale, weight_shards
+from datagen.weights import loss_weights, relative_error, weight_mismatch_db, weight_scale, weight_shards
 from datagen.writers.hdf5 import write_hdf5_shard
 from helpers import make_weights
 
@@ -46,6 +46,20 @@ def test_weight_scale_makes_the_weighted_loss_the_plain_loss():
     c = weight_scale(sq, relative_error(data, label), floor_db=30.0)
     w = loss_weights(data, label, floor_db=30.0, scale=c).astype(np.float64)
     assert (w ** 2 * sq).sum() == pytest.approx(sq.sum(), rel=1e-5)
+
+
+def test_weight_mismatch_is_zero_when_the_model_error_follows_the_weights():
+    raw = np.array([0.0, 1e-3, 1e-2, 1e-1])
+    floor = 10 ** -3.5
+    # a model whose error is a fixed fraction of (raw + floor): the weights are what mean PSNR asks
+    assert weight_mismatch_db(0.2 * (raw + floor), raw, 35.0) == pytest.approx(np.zeros(4), abs=1e-9)
+    # the same model, 10x better on the perfect frame only: that pair weighs 10 dB too little
+    out = 0.2 * (raw + floor)
+    out[0] /= 10.0
+    m = weight_mismatch_db(out, raw, 35.0)
+    assert m[0] - m[1] == pytest.approx(10.0) and m.mean() == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="> 0"):
+        weight_mismatch_db(np.zeros(4), raw, 35.0)
 
 
 @pytest.mark.parametrize("floor, scale", [(float("nan"), 1.0), (30.0, 0.0), (30.0, -1.0)])
