@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Restore STEM micrographs with a trained Caffe model.
 
-    python restore.py INPUT... -o OUTDIR [--model prototxt/deploy.prototxt]
+    python restore.py INPUT... -o OUTDIR [--model models/deploy.prototxt]
         [--weights models/stem_restore.caffemodel] [--gpu N] [--recursive]
         [--figure] [--overwrite] [--tile N]
 

@@ -54,7 +54,7 @@ DNNL_WHEELS=(
   "onednn-devel-cpu-gomp==2023.2.0 onednn_devel_cpu_gomp-2023.2.0-py2.py3-none-manylinux1_x86_64.whl 9763c69e8c907e119056bd52ad918ca84ac9ba939d130a99dfa95ccca3e5e284"
 )
 
-# After each build, Caffe's own C++ test suite runs once (1058 tests, ~25 s on
+# After each build, Caffe's own C++ test suite runs once (1088 tests, ~25 s on
 # 2 cores; building it takes ~4 min). A CPU-only build skips the *GPU* tests,
 # as Caffe's own `make runtest` does.
 
