@@ -107,36 +107,78 @@ class Summary:
     in_progress: Path | None = None
     #: its output files and set id, once they are being written
     writing: tuple[list[Path], str] | None = None
+    #: output file (lower case) -> the input of this run that has it
+    claimed: dict[str, Path] = field(default_factory=dict)
+
+
+def _listing(p: Path, recursive: bool, summary: Summary):
+    """(path, is a folder) of every entry of folder ``p`` (and, if ``recursive``, of its
+    sub-folders, without following links to folders); a sub-folder that cannot be listed is
+    recorded as a failure, not skipped in silence."""
+    if not recursive:
+        for f in p.iterdir():
+            try:
+                yield f, f.is_dir()
+            except OSError:
+                yield f, False  # path_problem() says why
+        return
+
+    def unlistable(err: OSError) -> None:
+        summary.failed.append((Path(err.filename), f"cannot list the folder: {err.strerror or err}"))
+
+    for root, dirs, files in os.walk(p, onerror=unlistable):
+        dirs.sort()
+        for name in dirs:
+            yield Path(root) / name, True
+        for name in files:
+            yield Path(root) / name, False
+
+
+def is_own_output(f: Path, outdir_abs: Path) -> bool:
+    """True for a file restore.py wrote: inside the output folder and named like an output
+    (``*_restored.tif``, ``*_difference.tif``, ``*_figure.png``), so that ``-o`` may also be the
+    input folder (or inside it) without the outputs of an earlier run being restored again."""
+    try:
+        inside = outdir_abs in f.resolve().parents
+    except (OSError, RuntimeError):
+        return False
+    name = f.name.lower()
+    return inside and name.endswith(("_restored.tif", "_difference.tif", "_figure.png"))
 
 
 def _scan_folder(p: Path, recursive: bool, outdir_abs: Path, summary: Summary) -> list[tuple[Path, Path]]:
     """Supported files of folder ``p`` as (file, folder relative to ``p``).
 
     Our own outputs and temporary files are skipped; supported names that are
-    not regular files (FIFO, broken link, link loop) are reported as failures.
+    not regular files (FIFO, broken link, link loop, no permission) and
+    sub-folders that cannot be listed are reported as failures.
     """
     found = []
-    it = p.rglob("*") if recursive else p.iterdir()
-    for f in sorted(it):
-        if not is_supported(f) or is_temp_output(f):
-            continue
-        if f.is_dir():
+    for f, is_dir in sorted(_listing(p, recursive, summary)):
+        if is_dir or not is_supported(f) or is_temp_output(f):
             continue
         problem = path_problem(f)
         if problem:
             summary.failed.append((f, problem))
             continue
-        if outdir_abs in f.resolve().parents:
-            continue  # never restore our own outputs
+        if is_own_output(f, outdir_abs):
+            continue
         found.append((f, f.parent.relative_to(p)))
     return found
 
 
 def collect_jobs(inputs: list[str], outdir: Path, recursive: bool,
                  summary: Summary) -> list[Job]:
-    """Expand files/folders into jobs; record missing or unsupported inputs as failures."""
+    """Expand files/folders into jobs; record missing or unsupported inputs as failures.
+
+    Outputs go to ``OUTDIR/<folder relative to the input folder>/<stem>_*``.  Where two inputs
+    from different folders would get the same output names (``run1/HAADF.tif run2/HAADF.tif``,
+    or two input folders holding ``frame001.tif``), each goes under the name of the folder it
+    came from (``OUTDIR/run1/``, ``OUTDIR/run2/``); where one folder holds the same stem with
+    different suffixes (``a.tif``, ``a.dm4``), the suffix is kept (``a_tif_*``, ``a_dm4_*``).
+    """
     outdir_abs = outdir.resolve()
-    found: list[tuple[Path, Path]] = []  # (file, relative dir)
+    found: list[tuple[Path, Path, str]] = []  # (file, relative dir, name of the folder it came from)
     for arg in inputs:
         p = Path(arg)
         problem = path_problem(p)
@@ -148,30 +190,37 @@ def collect_jobs(inputs: list[str], outdir: Path, recursive: bool,
             if not files and len(summary.failed) == n_failed:
                 hint = "" if recursive else " (--recursive searches sub-folders)"
                 summary.failed.append((p, f"folder has no supported image files{hint}"))
-            found.extend(files)
+            found.extend((f, rel, p.resolve().name) for f, rel in files)
         elif not is_supported(p):
             summary.failed.append((p, f"unsupported file type {p.suffix or '(no suffix)'!r} "
                                       f"(supported: {' '.join(sorted(SUPPORTED_SUFFIXES))})"))
         elif is_temp_output(p):
             summary.failed.append((p, "a temporary file of an interrupted restore.py run, not an input"))
         else:
-            found.append((p, Path(".")))
+            found.append((p, Path("."), p.resolve().parent.name))
     # The same file given twice (or through a folder and by name) is one job.
-    unique: dict[Path, tuple[Path, Path]] = {}
-    for f, rel in found:
-        unique.setdefault(f.resolve(), (f, rel))
+    unique: dict[Path, tuple[Path, Path, str]] = {}
+    for f, rel, origin in found:
+        unique.setdefault(f.resolve(), (f, rel, origin))
     found = list(unique.values())
+    # Same stem from different folders: each under the name of the folder it came from.
+    folders: dict[tuple[Path, str], set[Path]] = {}
+    for f, rel, _ in found:
+        folders.setdefault((rel, f.stem.lower()), set()).add(f.resolve().parent)
+    placed = [(f, rel / origin if len(folders[(rel, f.stem.lower())]) > 1 and origin else rel)
+              for f, rel, origin in found]
     # Same stem with different suffixes in one folder (a.tif, a.dm4): keep the suffix.
     counts: dict[tuple[Path, str], int] = {}
-    for f, rel in found:
+    for f, rel in placed:
         key = (rel, f.stem.lower())
         counts[key] = counts.get(key, 0) + 1
     jobs, seen = [], {}
-    for f, rel in found:
+    for f, rel in placed:
         stem = f.stem if counts[(rel, f.stem.lower())] == 1 else f"{f.stem}_{f.suffix[1:].lower()}"
         key = (rel, stem.lower())
         if key in seen:
-            summary.failed.append((f, f"output name {rel / stem}_* already used by {seen[key]}"))
+            summary.failed.append((f, f"output name {rel / stem}_* already used by {seen[key]} "
+                                      f"(rename one of the two, or restore them in separate runs)"))
             continue
         seen[key] = f.resolve()
         jobs.append(Job(f, rel, stem))
@@ -219,6 +268,19 @@ def _raise_terminated(signum, frame):
 def plan_outputs(job: Job, img, figure: bool) -> list[tuple[object, dict[str, Path]]]:
     """(signal, output names) for every signal of an input file."""
     return [(s, output_names(job, s.name, figure)) for s in img.signals]
+
+
+def claim_outputs(job: Job, plans, summary: Summary) -> None:
+    """Reserve a file's output names for this run; :class:`InputError` if another input of the
+    run has one of them (a stack's ``scan_0_*`` against a file ``scan_0.tif``), so that neither
+    is skipped as "done" nor overwritten by the other."""
+    names = [str(n).lower() for _, ns in plans for n in ns.values()]
+    for name in names:
+        other = summary.claimed.get(name)
+        if other is not None and other != job.path:
+            raise InputError(f"its output {name} is also an output of {other} in this run "
+                             f"(rename one of the two, or restore them in separate runs)")
+    summary.claimed.update({name: job.path for name in names})
 
 
 def existing_set(job: Job, plans, outdir: Path, overwrite: bool, summary: Summary, log,
@@ -289,6 +351,7 @@ def restore_file(job: Job, restorer: Restorer, outdir: Path, args, provenance: d
     for note in img.warnings:
         log(f"warning: {job.path}: {note}")
     plans = plan_outputs(job, img, args.figure)
+    claim_outputs(job, plans, summary)
     if existing_set(job, plans, outdir, args.overwrite, summary, log, sweeper):
         return
     set_id = uuid.uuid4().hex

@@ -51,7 +51,9 @@ adds the file name.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import math
 import os
 import re
@@ -389,33 +391,67 @@ def path_problem(path: str | Path) -> str | None:
 # --------------------------------------------------------------------------
 # readers
 # --------------------------------------------------------------------------
+@contextlib.contextmanager
+def _tifffile_log():
+    """Collect what tifffile logs while a file is read: it reports a page list cut short (a
+    truncated multi-page TIFF) or a broken tag in its logger, not with an exception."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("tifffile")
+    handler, propagate = Keep(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def _read_tiff(path: Path, notes: list[str]) -> list[Signal]:
     import tifffile
 
+    with _tifffile_log() as log, tifffile.TiffFile(path) as tif:
+        signals = _tiff_signals(tif, path, notes)
+        n_pages = len(tif.pages)
+    for record in log:
+        msg = " ".join(record.getMessage().split())
+        if "TiffPages" in msg:  # e.g. "<tifffile.TiffPages @8> invalid page offset 1424"
+            raise InputError(f"damaged TIFF: the list of pages breaks off after page {n_pages} "
+                             f"(tifffile: {msg}); a stack with frames missing is not restored")
+        notes.append(f"tifffile: {msg}")
+    return signals
+
+
+def _tiff_signals(tif, path: Path, notes: list[str]) -> list[Signal]:
+    """The image signals of an open TIFF (one per series; RGB as luminance)."""
     signals = []
-    with tifffile.TiffFile(path) as tif:
-        series_list = [s for s in tif.series if s.kind != "reduced"] or list(tif.series)
-        pixel_size = _tiff_pixel_size(tif)
-        for k, series in enumerate(series_list):
-            _check_tiff_series(series, path)
-            data = series.asarray()
-            axes = series.axes
-            if "S" in axes:
-                s_ax = axes.index("S")
-                data = np.moveaxis(data, s_ax, -1)
-                n_samples = data.shape[-1]
-                if n_samples in (3, 4):
-                    notes.append(RGB_NOTE)
-                    data = _to_luminance(data)
-                elif n_samples == 1:
-                    data = data[..., 0]
-                elif n_samples == 2:  # grey + alpha, as PNG's LA
-                    notes.append("alpha channel dropped")
-                    data = data[..., 0]
-                else:
-                    raise InputError(f"{n_samples} samples per pixel: not a greyscale or RGB image")
-            name = "" if len(series_list) == 1 else str(k)
-            signals.append(Signal(data=data, pixel_size=pixel_size, name=name))
+    series_list = [s for s in tif.series if s.kind != "reduced"] or list(tif.series)
+    pixel_size = _tiff_pixel_size(tif)
+    for k, series in enumerate(series_list):
+        _check_tiff_series(series, path)
+        data = series.asarray()
+        axes = series.axes
+        if "S" in axes:
+            s_ax = axes.index("S")
+            data = np.moveaxis(data, s_ax, -1)
+            n_samples = data.shape[-1]
+            if n_samples in (3, 4):
+                notes.append(RGB_NOTE)
+                data = _to_luminance(data)
+            elif n_samples == 1:
+                data = data[..., 0]
+            elif n_samples == 2:  # grey + alpha, as PNG's LA
+                notes.append("alpha channel dropped")
+                data = data[..., 0]
+            else:
+                raise InputError(f"{n_samples} samples per pixel: not a greyscale or RGB image")
+        name = "" if len(series_list) == 1 else str(k)
+        signals.append(Signal(data=data, pixel_size=pixel_size, name=name))
     return signals
 
 
@@ -512,16 +548,28 @@ def is_channels_last_rgb(shape) -> bool:
     return len(shape) >= 3 and shape[-1] in (3, 4) and min(shape[-3], shape[-2]) > 4
 
 
+def is_channels_last_grey(shape) -> bool:
+    """Whether an array of ``shape`` is grey (+ alpha) with a channel axis last, ``(..., H, W, 1 | 2)``
+    with H and W above 4 px (a ``(H, W, 1)`` array from an image library): read as a stack, it
+    would be frames 1 or 2 px wide."""
+    return len(shape) >= 3 and shape[-1] in (1, 2) and min(shape[-3], shape[-2]) > 4
+
+
 def to_image(data: np.ndarray, notes: list[str], channels_last: bool = True) -> np.ndarray:
     """An array as intensities: a structured (RGB record) array or, with ``channels_last``, a
-    channels-last RGB(A) array (:func:`is_channels_last_rgb`) as luminance, with a note; other
-    arrays unchanged.  (A HyperSpy signal names its image axes: only its records are colour.)"""
+    channels-last RGB(A) array (:func:`is_channels_last_rgb`) as luminance, with a note; with
+    ``channels_last``, a grey array with a channel axis last (:func:`is_channels_last_grey`)
+    without it (alpha dropped, with a note); other arrays unchanged.  (A HyperSpy signal names its image axes: only its records are colour.)"""
     if data.dtype.names:
         lum = _structured_rgb_to_luminance(data)
         if lum is None:
             raise InputError(f"structured dtype {data.dtype} is not an image")
     elif channels_last and data.dtype.kind in "iuf" and is_channels_last_rgb(data.shape):
         lum = _to_luminance(data)
+    elif channels_last and is_channels_last_grey(data.shape):
+        if data.shape[-1] == 2:
+            notes.append("alpha channel dropped")
+        return data[..., 0]
     else:
         return data
     notes.append(RGB_NOTE)

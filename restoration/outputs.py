@@ -43,7 +43,7 @@ from typing import Callable
 
 import numpy as np
 
-from stem_restore.atomic import atomic_path
+from stem_restore.atomic import atomic_path, temp_stem
 
 from .io import PixelSize
 
@@ -172,7 +172,8 @@ class StaleTemps:
         return those removed."""
         stale = self._scan(folder)
         removed = []
-        for final in sorted(stale if finals is None else set(finals) & set(stale)):
+        wanted = None if finals is None else {temp_stem(f) for f in finals}
+        for final in sorted(stale if wanted is None else wanted & set(stale)):
             for path in stale.pop(final):
                 try:
                     path.unlink()

@@ -11,12 +11,13 @@ is left untouched.  Files get the mode a plain ``open(path, "w")`` would give
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pathlib
 import tempfile
 from collections.abc import Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "temp_stem"]
 
 
 def _default_mode() -> int:
@@ -24,6 +25,25 @@ def _default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+#: Longest final name (bytes, UTF-8) a temporary name repeats whole; a folder's entries may
+#: be 255 bytes long, and the temporary name adds a dot, a random part and its suffix.
+TEMP_STEM_BYTES = 120
+
+
+def temp_stem(name: str) -> str:
+    """``name`` as it appears in its temporary file's name: itself, or where longer than
+    :data:`TEMP_STEM_BYTES`, its first 70 and last 30 bytes around a hash of the whole, so
+    that a legal final name never gives an illegal (too long) temporary one, and the end
+    of the name (which says what kind of file it is) stays readable."""
+    raw = os.fsencode(name)
+    if len(raw) <= TEMP_STEM_BYTES:
+        return name
+    digest = hashlib.sha1(raw).hexdigest()[:10]
+    head = raw[:70].decode("utf-8", "ignore")
+    tail = raw[-30:].decode("utf-8", "ignore")
+    return f"{head}~{digest}~{tail}"
 
 
 @contextlib.contextmanager
@@ -36,7 +56,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp",
     path : path-like
         The final file.
     suffix : str
-        End of the temporary name ``.<name>.<random><suffix>``; callers that pick
+        End of the temporary name ``.<name>.<random><suffix>`` (``<name>``:
+        :func:`temp_stem` of the final name); callers that pick
         file formats by extension, or recognise their own temporary files, pass
         their own (e.g. ``".tmp.png"``).
     parents : bool
@@ -47,7 +68,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp",
     path = pathlib.Path(path)
     if parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{temp_stem(path.name)}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         os.chmod(tmp, _default_mode())

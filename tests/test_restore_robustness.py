@@ -592,3 +592,116 @@ def test_same_file_twice_keeps_its_name(tmp_path):
     jobs = cli.collect_jobs([str(tmp_path / "img.tif"), str(tmp_path / "img.tif"), str(tmp_path)],
                             tmp_path / "out", False, summary)
     assert [(j.path.name, j.stem) for j in jobs] == [("img.tif", "img")] and not summary.failed
+
+
+# ------------------------------------------------------------------ inputs from several folders (session 36)
+def test_same_name_in_two_folders_goes_under_each_folder_name(tmp_path):
+    """``restore.py run1/HAADF.tif run2`` (run2 holding HAADF.tif too): both restored, each under
+    the name of its folder; a.tif and a.dm4 in one folder keep their suffixes."""
+    for run in ("run1", "run2"):
+        (tmp_path / run).mkdir()
+        write_tiff(tmp_path / run / "HAADF.tif", micrograph((40, 40)))
+    write_tiff(tmp_path / "run2" / "solo.tif", micrograph((40, 40)))
+    summary = cli.Summary()
+    jobs = cli.collect_jobs([str(tmp_path / "run1" / "HAADF.tif"), str(tmp_path / "run2")],
+                            tmp_path / "out", False, summary)
+    assert not summary.failed
+    assert sorted((str(j.rel_dir), j.stem) for j in jobs) == [(".", "solo"), ("run1", "HAADF"),
+                                                               ("run2", "HAADF")]
+    # the same folder name twice (a/x/f.tif, b/x/f.tif) cannot be told apart that way: refused, named
+    for top in ("a", "b"):
+        (tmp_path / top / "x").mkdir(parents=True)
+        write_tiff(tmp_path / top / "x" / "f.tif", micrograph((40, 40)))
+    summary = cli.Summary()
+    jobs = cli.collect_jobs([str(tmp_path / "a" / "x" / "f.tif"), str(tmp_path / "b" / "x" / "f.tif")],
+                            tmp_path / "out", False, summary)
+    assert len(jobs) == 1 and len(summary.failed) == 1
+    assert "already used by" in summary.failed[0][1] and summary.failed[0][0].parts[-3] == "b"
+
+
+def test_an_unlistable_sub_folder_is_named_and_the_rest_goes_on(tmp_path, monkeypatch):
+    (tmp_path / "top" / "sub").mkdir(parents=True)
+    write_tiff(tmp_path / "top" / "b.tif", micrograph((40, 40)))
+    write_tiff(tmp_path / "top" / "sub" / "a.tif", micrograph((40, 40)))
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "sub":  # as a folder without read permission (root ignores chmod)
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    summary = cli.Summary()
+    jobs = cli.collect_jobs([str(tmp_path / "top")], tmp_path / "out", True, summary)
+    assert [j.path.name for j in jobs] == ["b.tif"]
+    assert [(p.name, r) for p, r in summary.failed] == [("sub", "cannot list the folder: Permission denied")]
+
+
+def test_output_folder_may_be_the_input_folder(tmp_path):
+    """-o the input folder: the micrographs are inputs, the outputs of an earlier run are not."""
+    write_tiff(tmp_path / "img.tif", micrograph((40, 40)))
+    for kind in OUT_KINDS:
+        write_tiff(tmp_path / f"old_{kind}", micrograph((40, 40)))
+    summary = cli.Summary()
+    jobs = cli.collect_jobs([str(tmp_path)], tmp_path, False, summary)
+    assert [j.path.name for j in jobs] == ["img.tif"] and not summary.failed
+
+
+def test_an_output_name_of_another_input_is_refused_not_skipped(tmp_path):
+    """A two-series scan.tif has outputs scan_0_*; a file scan_0.tif in the same run would have
+    the same ones: the second is refused with both names, neither skipped nor overwritten."""
+    import tifffile
+
+    with tifffile.TiffWriter(tmp_path / "scan.tif") as w:
+        w.write(micrograph((40, 40)), metadata=None)
+        w.write(micrograph((48, 48)), metadata=None)
+    write_tiff(tmp_path / "scan_0.tif", micrograph((40, 40)))
+    summary = cli.Summary()
+    jobs = cli.collect_jobs([str(tmp_path)], tmp_path / "out", False, summary)
+    plans = {j.path.name: cli.plan_outputs(j, read_image(j.path), False) for j in jobs}
+    assert len(plans["scan.tif"]) == 2
+    cli.claim_outputs(jobs[0], plans[jobs[0].path.name], summary)
+    with pytest.raises(InputError, match=r"scan_0_restored.tif is also an output of .*scan.tif"):
+        cli.claim_outputs(jobs[1], plans[jobs[1].path.name], summary)
+
+
+def test_a_tiff_whose_page_list_breaks_off_is_refused(tmp_path):
+    """A 3-page TIFF cut at page 3: tifffile reads 2 pages and only logs the break; restoring
+    the 2 would lose a frame in silence."""
+    import tifffile
+
+    with tifffile.TiffWriter(tmp_path / "full.tif") as w:
+        for i in range(3):
+            w.write(micrograph((40, 40), seed=i), metadata=None)
+    with tifffile.TiffFile(tmp_path / "full.tif") as tif:
+        third = tif.pages[2].offset
+    (tmp_path / "cut.tif").write_bytes((tmp_path / "full.tif").read_bytes()[:third])
+    assert read_image(tmp_path / "full.tif").signals[0].n_frames == 3
+    with pytest.raises(InputError, match="page list breaks off after page 2|pages breaks off after page 2"):
+        read_image(tmp_path / "cut.tif")
+
+
+def test_a_long_file_name_gets_a_legal_temporary_name(tmp_path):
+    """A 200-character stem: its outputs' names are legal (< 255 bytes), and so must their
+    temporary names be; a stale one is still recognised and swept."""
+    from stem_restore.atomic import atomic_path, temp_stem
+
+    final = tmp_path / ("µ" * 100 + "x" * 20 + "_difference.tif")  # 235 bytes
+    with atomic_path(final, suffix=temp_suffix(final)) as tmp:
+        assert len(os.fsencode(tmp.name)) <= 255 and is_temp_output(tmp)
+        tmp.write_bytes(b"x")
+    assert final.read_bytes() == b"x" and leftovers(tmp_path) == []
+    assert temp_stem(final.name).endswith("_difference.tif") and temp_stem("short.tif") == "short.tif"
+    stale = tmp_path / f".{temp_stem(final.name)}.ab1.rs999999.tmp.tif"  # old style: no host, old
+    stale.write_bytes(b"")
+    os.utime(stale, (time.time() - STALE_TEMP_AGE_S - 5,) * 2)
+    assert StaleTemps().remove(tmp_path, {final.name}) == [stale]
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_a_grey_array_with_a_channel_axis_is_one_frame(tmp_path, channels):
+    a = np.stack([micrograph((40, 44))] * channels, axis=-1)
+    np.save(tmp_path / "img.npy", a)
+    img = read_image(tmp_path / "img.npy")
+    assert [s.data.shape for s in img.signals] == [(40, 44)]
+    assert ("alpha channel dropped" in img.warnings) == (channels == 2)
