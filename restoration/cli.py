@@ -167,6 +167,12 @@ def _scan_folder(p: Path, recursive: bool, outdir_abs: Path, summary: Summary) -
     return found
 
 
+def _folder(p: Path) -> Path:
+    """``p`` as an absolute path, ``..`` taken out by name, links not followed: the folder as the
+    user named it (a linked file's outputs go where the link is, not where its target is)."""
+    return Path(os.path.normpath(os.path.abspath(p)))
+
+
 def collect_jobs(inputs: list[str], outdir: Path, recursive: bool,
                  summary: Summary) -> list[Job]:
     """Expand files/folders into jobs; record missing or unsupported inputs as failures.
@@ -190,14 +196,14 @@ def collect_jobs(inputs: list[str], outdir: Path, recursive: bool,
             if not files and len(summary.failed) == n_failed:
                 hint = "" if recursive else " (--recursive searches sub-folders)"
                 summary.failed.append((p, f"folder has no supported image files{hint}"))
-            found.extend((f, rel, p.resolve().name) for f, rel in files)
+            found.extend((f, rel, _folder(p).name) for f, rel in files)
         elif not is_supported(p):
             summary.failed.append((p, f"unsupported file type {p.suffix or '(no suffix)'!r} "
                                       f"(supported: {' '.join(sorted(SUPPORTED_SUFFIXES))})"))
         elif is_temp_output(p):
             summary.failed.append((p, "a temporary file of an interrupted restore.py run, not an input"))
         else:
-            found.append((p, Path("."), p.resolve().parent.name))
+            found.append((p, Path("."), _folder(p.parent).name))
     # The same file given twice (or through a folder and by name) is one job.
     unique: dict[Path, tuple[Path, Path, str]] = {}
     for f, rel, origin in found:
@@ -206,7 +212,7 @@ def collect_jobs(inputs: list[str], outdir: Path, recursive: bool,
     # Same stem from different folders: each under the name of the folder it came from.
     folders: dict[tuple[Path, str], set[Path]] = {}
     for f, rel, _ in found:
-        folders.setdefault((rel, f.stem.lower()), set()).add(f.resolve().parent)
+        folders.setdefault((rel, f.stem.lower()), set()).add(_folder(f.parent))
     placed = [(f, rel / origin if len(folders[(rel, f.stem.lower())]) > 1 and origin else rel)
               for f, rel, origin in found]
     # Same stem with different suffixes in one folder (a.tif, a.dm4): keep the suffix.

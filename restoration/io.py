@@ -58,6 +58,7 @@ import math
 import os
 import re
 import stat
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -393,23 +394,24 @@ def path_problem(path: str | Path) -> str | None:
 # --------------------------------------------------------------------------
 @contextlib.contextmanager
 def _tifffile_log():
-    """Collect what tifffile logs while a file is read: it reports a page list cut short (a
-    truncated multi-page TIFF) or a broken tag in its logger, not with an exception."""
+    """Collect what tifffile logs in this thread while a file is read: it reports a page list
+    cut short (a truncated multi-page TIFF) or a broken tag in its logger, not with an
+    exception.  Those records are kept (and not printed); other threads' pass as before."""
     records: list[logging.LogRecord] = []
+    thread = threading.get_ident()
 
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
+    def keep(record: logging.LogRecord) -> bool:
+        if record.thread != thread or record.levelno < logging.WARNING:
+            return True
+        records.append(record)
+        return False
 
     logger = logging.getLogger("tifffile")
-    handler, propagate = Keep(logging.WARNING), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
+    logger.addFilter(keep)
     try:
         yield records
     finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
+        logger.removeFilter(keep)
 
 
 def _read_tiff(path: Path, notes: list[str]) -> list[Signal]:
@@ -420,7 +422,7 @@ def _read_tiff(path: Path, notes: list[str]) -> list[Signal]:
         n_pages = len(tif.pages)
     for record in log:
         msg = " ".join(record.getMessage().split())
-        if "TiffPages" in msg:  # e.g. "<tifffile.TiffPages @8> invalid page offset 1424"
+        if "invalid page offset" in msg:  # "<tifffile.TiffPages @8> invalid page offset 1424"
             raise InputError(f"damaged TIFF: the list of pages breaks off after page {n_pages} "
                              f"(tifffile: {msg}); a stack with frames missing is not restored")
         notes.append(f"tifffile: {msg}")

@@ -172,7 +172,7 @@ class StaleTemps:
         return those removed."""
         stale = self._scan(folder)
         removed = []
-        wanted = None if finals is None else {temp_stem(f) for f in finals}
+        wanted = None if finals is None else {temp_stem(f) for f in finals} | set(finals)
         for final in sorted(stale if wanted is None else wanted & set(stale)):
             for path in stale.pop(final):
                 try:

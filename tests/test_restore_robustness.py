@@ -705,3 +705,17 @@ def test_a_grey_array_with_a_channel_axis_is_one_frame(tmp_path, channels):
     img = read_image(tmp_path / "img.npy")
     assert [s.data.shape for s in img.signals] == [(40, 44)]
     assert ("alpha channel dropped" in img.warnings) == (channels == 2)
+
+
+def test_a_linked_file_keeps_the_folder_it_was_named_in(tmp_path):
+    """run1/a.dm4 -> ../raw/a.dm4 beside run1/a.tif: one folder as the user sees it (a_tif_*,
+    a_dm4_*), not the link target's folder."""
+    (tmp_path / "run1").mkdir()
+    (tmp_path / "raw").mkdir()
+    write_tiff(tmp_path / "run1" / "a.tif", micrograph((40, 40)))
+    (tmp_path / "raw" / "a.dm4").write_bytes(b"not read here")
+    (tmp_path / "run1" / "a.dm4").symlink_to(tmp_path / "raw" / "a.dm4")
+    for inputs in ([tmp_path / "run1"], [tmp_path / "run1" / "a.tif", tmp_path / "run1" / "a.dm4"]):
+        summary = cli.Summary()
+        jobs = cli.collect_jobs([str(p) for p in inputs], tmp_path / "out", False, summary)
+        assert sorted((str(j.rel_dir), j.stem) for j in jobs) == [(".", "a_dm4"), (".", "a_tif")]
