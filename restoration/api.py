@@ -253,6 +253,9 @@ def check_array(image) -> np.ndarray:
                          f"hyperspy.api.load) or use restore.py")
     if isinstance(image, np.ndarray) and image.dtype.kind == "O":
         raise InputError("unsupported data type object: pass a real numeric array")
+    if np.ma.isMaskedArray(image) and np.ma.is_masked(image):
+        warnings.warn(f"masked array: the mask ({int(np.ma.count_masked(image))} pixels) is ignored; "
+                      f"masked pixels are restored from the values stored under them", stacklevel=3)
     try:
         a = np.asarray(image)
     except (TypeError, ValueError) as err:

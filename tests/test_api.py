@@ -210,6 +210,17 @@ def test_rgb_arrays_and_signals_are_restored_as_luminance(model):
         assert model.restore(thin, progress=False).data.shape == (6, 8, 3)
 
 
+def test_channel_axis_and_masked_arrays(model):
+    """(H, W, 1) from an image library is one frame, not 40 frames 1 px wide; a masked array's
+    mask cannot be honoured by a convolution: said, not dropped in silence."""
+    grey = micrograph((40, 44), seed=3)
+    expected = model.restore(grey, progress=False)
+    np.testing.assert_array_equal(model.restore(grey[..., None], progress=False), expected)
+    masked = np.ma.masked_greater(grey, np.percentile(grey, 99))
+    with pytest.warns(UserWarning, match=r"masked array: the mask \(\d+ pixels\) is ignored"):
+        np.testing.assert_array_equal(model.restore(masked, progress=False), expected)
+
+
 def test_bad_options_are_clear_errors(tmp_path, model):
     with pytest.raises(ValueError, match=r"--tile must be 0 or larger than 48 px \(got 10\)"):
         restoration.load_model(tile=10)
