@@ -134,16 +134,22 @@ def _listing(p: Path, recursive: bool, summary: Summary):
             yield Path(root) / name, False
 
 
+OUTPUT_ENDINGS = ("_restored.tif", "_difference.tif", "_figure.png")
+
+
 def is_own_output(f: Path, outdir_abs: Path) -> bool:
-    """True for a file restore.py wrote: inside the output folder and named like an output
-    (``*_restored.tif``, ``*_difference.tif``, ``*_figure.png``), so that ``-o`` may also be the
-    input folder (or inside it) without the outputs of an earlier run being restored again."""
+    """True for a file restore.py wrote, never an input found in a folder: named like an output
+    (``*_restored.tif``, ``*_difference.tif``, ``*_figure.png``) and inside the output folder
+    (so that ``-o`` may be the input folder or lie inside it), or carrying restore.py's mark
+    (the outputs of an earlier run with another ``-o`` inside the input tree)."""
+    if not f.name.lower().endswith(OUTPUT_ENDINGS):
+        return False
     try:
-        inside = outdir_abs in f.resolve().parents
+        if outdir_abs in f.resolve().parents:
+            return True
     except (OSError, RuntimeError):
         return False
-    name = f.name.lower()
-    return inside and name.endswith(("_restored.tif", "_difference.tif", "_figure.png"))
+    return read_set_id(f)[0] is not False
 
 
 def _scan_folder(p: Path, recursive: bool, outdir_abs: Path, summary: Summary) -> list[tuple[Path, Path]]:

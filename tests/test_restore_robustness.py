@@ -719,3 +719,16 @@ def test_a_linked_file_keeps_the_folder_it_was_named_in(tmp_path):
         summary = cli.Summary()
         jobs = cli.collect_jobs([str(p) for p in inputs], tmp_path / "out", False, summary)
         assert sorted((str(j.rel_dir), j.stem) for j in jobs) == [(".", "a_dm4"), (".", "a_tif")]
+
+
+def test_outputs_of_an_earlier_run_elsewhere_in_the_tree_are_not_inputs(tmp_path, caffe):
+    """restore.py data --recursive -o data/out1, then -o data/out2: out1's outputs are not restored again
+    (they carry restore.py's mark); a user's file that merely ends in _restored.tif is."""
+    (tmp_path / "data").mkdir()
+    write_tiff(tmp_path / "data" / "img.tif", micrograph((40, 40)))
+    r = run_restore([tmp_path / "data", "--recursive", "-o", tmp_path / "data" / "out1", "--figure"])
+    assert r.returncode == 0, r.stderr
+    write_tiff(tmp_path / "data" / "mine_restored.tif", micrograph((40, 40)))
+    summary = cli.Summary()
+    jobs = cli.collect_jobs([str(tmp_path / "data")], tmp_path / "data" / "out2", True, summary)
+    assert sorted(j.path.name for j in jobs) == ["img.tif", "mine_restored.tif"] and not summary.failed
