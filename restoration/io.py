@@ -612,16 +612,50 @@ def _read_npy(path: Path, notes: list[str]) -> list[Signal]:
     return [Signal(data=to_image(data, notes))]
 
 
+MRC_NO_MAP_ID = "Map ID string not found"  # mrcfile's words for a header without "MAP "
+MRC_NO_STAMP = "Unrecognised machine stamp"  # ... and without a byte-order stamp
+
+
+def _open_mrc(path: Path, notes: list[str], **kw):
+    """``mrcfile.open`` (read-only, strict); a header whose only faults are a missing ``MAP `` ID
+    (zeros or blanks where it goes, not other bytes) and machine stamp (both new in MRC2000; older writers leave them out) is read anyway, in
+    this machine's byte order, with a note (a header of the other byte order claims sizes
+    that :func:`check_claimed_size` refuses)."""
+    import mrcfile
+
+    try:
+        return mrcfile.open(path, mode="r", permissive=False, **kw)
+    except ValueError as err:
+        with open(path, "rb") as fh:
+            fh.seek(208)  # header word 53, "MAP " since MRC2000; zeros (or blanks) before
+            blank = fh.read(4) in (bytes(4), b"    ")
+        if MRC_NO_MAP_ID not in str(err) or not blank:
+            raise
+        fault = " ".join(str(err).split())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mrc = mrcfile.open(path, mode="r", permissive=True, **kw)
+    faults = sorted(m for m in {" ".join(str(w.message).split()) for w in caught} - {fault}
+                    if not m.startswith(MRC_NO_STAMP))
+    if faults:
+        mrc.close()
+        raise InputError(f"not a valid MRC file: {'; '.join([fault] + faults)}")
+    note = "MRC header without the 'MAP ' ID (a writer older than MRC2000?): read as its header says"
+    if note not in notes:
+        notes.append(note)
+    return mrc
+
+
 def _read_mrc(path: Path, notes: list[str]) -> list[Signal]:
     import mrcfile
 
-    with mrcfile.open(path, mode="r", permissive=False, header_only=True) as mrc:
+    with _open_mrc(path, notes, header_only=True) as mrc:
         h = mrc.header
         dtype = mrcfile.utils.data_dtype_from_header(h)
         shape = (int(h.nz), int(h.ny), int(h.nx))
         data_bytes = path.stat().st_size - h.nbytes - int(h.nsymbt)
     check_claimed_size(shape, dtype, data_bytes, "MRC header")
-    with mrcfile.open(path, mode="r", permissive=False) as mrc:
+    with _open_mrc(path, notes) as mrc:
         if mrc.data is None:
             raise InputError("MRC file has no data block")
         data = np.array(mrc.data)

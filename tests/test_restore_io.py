@@ -151,6 +151,28 @@ def test_mrc_image_and_stack_with_pixel_size(tmp_path):
     np.testing.assert_array_equal(s.data, st)
 
 
+def test_mrc_without_map_id_is_read_with_a_note_and_other_faults_still_refused(tmp_path):
+    """Writers older than MRC2000 leave out the "MAP " ID and the machine stamp (header words
+    53-54): read as the header says, with a note; a header with another fault is still refused."""
+    d = micrograph((30, 36))
+    write_mrc(tmp_path / "a.mrc", d, voxel_size=(2.5, 2.5, 1.0))
+    raw = bytearray((tmp_path / "a.mrc").read_bytes())
+    assert raw[208:212] == b"MAP "
+    raw[208:212] = bytes(4)
+    (tmp_path / "old.mrc").write_bytes(bytes(raw))
+    s, f = only(tmp_path / "old.mrc")
+    np.testing.assert_array_equal(s.data, d)
+    assert s.pixel_size == PixelSize(pytest.approx(0.25), pytest.approx(0.25), "nm")
+    assert any("without the 'MAP ' ID" in w for w in f.warnings)
+    raw[212:216] = bytes(4)  # no machine stamp either
+    (tmp_path / "older.mrc").write_bytes(bytes(raw))
+    np.testing.assert_array_equal(only(tmp_path / "older.mrc")[0].data, d)
+    raw[12:16] = (99).to_bytes(4, "little")  # mode 99: no MRC mode
+    (tmp_path / "bad.mrc").write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="mode '99'"):
+        read_image(tmp_path / "bad.mrc")
+
+
 # ------------------------------------------------------------------ EMD
 def test_berkeley_emd_written_by_rosettasciio(tmp_path):
     d = micrograph((20, 24))
