@@ -617,10 +617,10 @@ MRC_NO_STAMP = "Unrecognised machine stamp"  # ... and without a byte-order stam
 
 
 def _open_mrc(path: Path, notes: list[str], **kw):
-    """``mrcfile.open`` (read-only, strict); a header whose only faults are a missing ``MAP `` ID
-    (zeros or blanks where it goes, not other bytes) and machine stamp (both new in MRC2000; older writers leave them out) is read anyway, in
-    this machine's byte order, with a note (a header of the other byte order claims sizes
-    that :func:`check_claimed_size` refuses)."""
+    """``mrcfile.open`` (read-only, strict).  A header whose only faults are a missing ``MAP ``
+    ID (zeros or blanks where it goes, not other bytes) and machine stamp, both new in MRC2000
+    and left out by older writers, is read anyway, in this machine's byte order, with a note
+    (a header of the other byte order claims sizes that :func:`check_claimed_size` refuses)."""
     import mrcfile
 
     try:
