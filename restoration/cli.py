@@ -286,13 +286,13 @@ def claim_outputs(job: Job, plans, summary: Summary) -> None:
     """Reserve a file's output names for this run; :class:`InputError` if another input of the
     run has one of them (a stack's ``scan_0_*`` against a file ``scan_0.tif``), so that neither
     is skipped as "done" nor overwritten by the other."""
-    names = [str(n).lower() for _, ns in plans for n in ns.values()]
+    names = [n for _, ns in plans for n in ns.values()]
     for name in names:
-        other = summary.claimed.get(name)
+        other = summary.claimed.get(str(name).lower())
         if other is not None and other != job.path:
             raise InputError(f"its output {name} is also an output of {other} in this run "
                              f"(rename one of the two, or restore them in separate runs)")
-    summary.claimed.update({name: job.path for name in names})
+    summary.claimed.update({str(name).lower(): job.path for name in names})
 
 
 def existing_set(job: Job, plans, outdir: Path, overwrite: bool, summary: Summary, log,

@@ -561,7 +561,8 @@ def to_image(data: np.ndarray, notes: list[str], channels_last: bool = True) -> 
     """An array as intensities: a structured (RGB record) array or, with ``channels_last``, a
     channels-last RGB(A) array (:func:`is_channels_last_rgb`) as luminance, with a note; with
     ``channels_last``, a grey array with a channel axis last (:func:`is_channels_last_grey`)
-    without it (alpha dropped, with a note); other arrays unchanged.  (A HyperSpy signal names its image axes: only its records are colour.)"""
+    without it (alpha dropped, with a note); other arrays unchanged.  (A HyperSpy signal
+    names its image axes: only its records are colour.)"""
     if data.dtype.names:
         lum = _structured_rgb_to_luminance(data)
         if lum is None:
