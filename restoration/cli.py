@@ -186,7 +186,8 @@ def collect_jobs(inputs: list[str], outdir: Path, recursive: bool,
     Outputs go to ``OUTDIR/<folder relative to the input folder>/<stem>_*``.  Where two inputs
     from different folders would get the same output names (``run1/HAADF.tif run2/HAADF.tif``,
     or two input folders holding ``frame001.tif``), each goes under the name of the folder it
-    came from (``OUTDIR/run1/``, ``OUTDIR/run2/``); where one folder holds the same stem with
+    came from (``OUTDIR/run1/``, ``OUTDIR/run2/``; ``OUTDIR/day1/a/`` for ``day1/a/x.tif`` of an
+    input folder ``day1`` beside ``day2/a/x.tif`` with ``--recursive``); where one folder holds the same stem with
     different suffixes (``a.tif``, ``a.dm4``), the suffix is kept (``a_tif_*``, ``a_dm4_*``).
     """
     outdir_abs = outdir.resolve()
@@ -219,7 +220,7 @@ def collect_jobs(inputs: list[str], outdir: Path, recursive: bool,
     folders: dict[tuple[Path, str], set[Path]] = {}
     for f, rel, _ in found:
         folders.setdefault((rel, f.stem.lower()), set()).add(_folder(f.parent))
-    placed = [(f, rel / origin if len(folders[(rel, f.stem.lower())]) > 1 and origin else rel)
+    placed = [(f, Path(origin) / rel if len(folders[(rel, f.stem.lower())]) > 1 and origin else rel)
               for f, rel, origin in found]
     # Same stem with different suffixes in one folder (a.tif, a.dm4): keep the suffix.
     counts: dict[tuple[Path, str], int] = {}

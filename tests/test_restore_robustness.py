@@ -608,6 +608,13 @@ def test_same_name_in_two_folders_goes_under_each_folder_name(tmp_path):
     assert not summary.failed
     assert sorted((str(j.rel_dir), j.stem) for j in jobs) == [(".", "solo"), ("run1", "HAADF"),
                                                                ("run2", "HAADF")]
+    # --recursive: day1/a/x.tif and day2/a/x.tif go to day1/a/ and day2/a/
+    for day in ("day1", "day2"):
+        (tmp_path / day / "a").mkdir(parents=True)
+        write_tiff(tmp_path / day / "a" / "x.tif", micrograph((40, 40)))
+    summary = cli.Summary()
+    jobs = cli.collect_jobs([str(tmp_path / "day1"), str(tmp_path / "day2")], tmp_path / "out", True, summary)
+    assert sorted(str(j.rel_dir) for j in jobs) == ["day1/a", "day2/a"] and not summary.failed
     # the same folder name twice (a/x/f.tif, b/x/f.tif) cannot be told apart that way: refused, named
     for top in ("a", "b"):
         (tmp_path / top / "x").mkdir(parents=True)
