@@ -13,8 +13,10 @@ input bytes (dtype and shape included) and the same code: the key also holds a
 tag of what else the output depends on -- for a baseline (:func:`code_tag`) the
 source of :mod:`evaluate.baselines` and the installed versions of numpy, scipy
 and bm3d; for a network (:func:`network_tag`) its prototxt and weights, the
-restoration code, the Caffe library and the CPU -- so editing a method, changing
-weights or upgrading a package starts afresh instead of reusing stale outputs.  Each entry stores the seconds the output took
+restoration code, the loaded Caffe/oneDNN/cuDNN libraries, the engine and its math, and
+the CPU -- so editing a method, changing weights, rebuilding Caffe or upgrading a package
+starts afresh instead of reusing stale outputs (a baseline's grid is not in its tag: the
+parameters are in the key).  Each entry stores the seconds the output took
 to compute, so ``seconds_per_image`` in results.csv stays the method's cost,
 not the cache's.  Entries are written atomically (:mod:`stem_restore.atomic`);
 an unreadable entry is recomputed and replaced, with a warning naming it.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import pathlib
 import time
@@ -40,12 +43,38 @@ __all__ = ["CachedMethod", "code_tag", "network_tag"]
 KEY_PACKAGES = ("numpy", "scipy", "bm3d")
 
 
-def code_tag() -> str:
-    """What the baselines' outputs depend on besides their input: the source of
-    :mod:`evaluate.baselines` and the versions of :data:`KEY_PACKAGES`."""
+#: Packages whose functions a baseline's code tag follows (the project's own).
+OWN_PACKAGES = ("evaluate", "stem_restore")
+
+
+def _source_closure(function: Callable) -> str:
+    """The source of ``function`` and of every function of :data:`OWN_PACKAGES` it names,
+    recursively: what a baseline's output depends on in this project's code."""
+    seen: dict[str, str] = {}
+    todo = [function]
+    while todo:
+        fn = inspect.unwrap(todo.pop())
+        name = f"{fn.__module__}.{fn.__qualname__}"
+        if name in seen or fn.__module__.split(".")[0] not in OWN_PACKAGES:
+            continue
+        seen[name] = inspect.getsource(fn)
+        todo += [obj for ref in fn.__code__.co_names if inspect.isfunction(obj := fn.__globals__.get(ref))]
+    return "".join(seen[name] for name in sorted(seen))
+
+
+def code_tag(method: Callable | None = None) -> str:
+    """What a baseline's outputs depend on besides its input and parameters: the source of
+    ``method`` and of the project's functions it calls, recursively (:func:`_source_closure`;
+    all of :mod:`evaluate.baselines` where ``method`` is not one of its functions), and the
+    versions of :data:`KEY_PACKAGES`.  A change of a grid or of another method keeps the
+    entries."""
     from . import baselines
 
-    parts = [hashlib.sha256(pathlib.Path(baselines.__file__).read_bytes()).hexdigest()]
+    if inspect.isfunction(method) and method.__module__ == baselines.__name__:
+        source = _source_closure(method).encode()
+    else:
+        source = pathlib.Path(baselines.__file__).read_bytes()
+    parts = [hashlib.sha256(source).hexdigest()]
     for name in KEY_PACKAGES:
         try:
             parts.append(f"{name}={importlib.metadata.version(name)}")
@@ -62,20 +91,45 @@ def _sha256(*paths: pathlib.Path) -> str:
     return h.hexdigest()
 
 
+#: Shared libraries whose bytes a network's output depends on, by file-name prefix: Caffe's
+#: Python module and library, oneDNN, cuDNN, cuBLAS.
+ENGINE_LIBRARIES = ("_caffe", "libcaffe", "libdnnl", "libmkldnn", "libcudnn", "libcublas")
+
+
+def engine_libraries() -> list[pathlib.Path]:
+    """The :data:`ENGINE_LIBRARIES` this process has loaded (``/proc/self/maps``), sorted;
+    only Caffe's Python module (``caffe._caffe``) where the map cannot be read."""
+    import caffe
+
+    found = {pathlib.Path(caffe._caffe.__file__).resolve()}
+    try:
+        with open("/proc/self/maps") as fh:
+            for line in fh:
+                fields = line.split(maxsplit=5)  # address perms offset dev inode [path]
+                path = fields[5].strip() if len(fields) == 6 else ""
+                if path.startswith("/") and pathlib.Path(path).name.startswith(ENGINE_LIBRARIES):
+                    found.add(pathlib.Path(path).resolve())
+    except OSError:
+        pass
+    return sorted(p for p in found if p.is_file())
+
+
 def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ensemble: bool = False,
-                align_rows: bool = False) -> str:
+                align_rows: bool = False, gpu: int | None = None) -> str:
     """What a network's restored image depends on besides its input: the deploy prototxt and
     the weights (their bytes), the forward-pass code (every module of :mod:`restoration` and
-    :mod:`stem_restore`), the Caffe library that runs it (its bytes), the engine setting
-    ``CAFFE_DNNL_MATH``, the CPU model (the engine picks its kernels by CPU), whether the
-    net runs as the mirror self-ensemble (:mod:`restoration.ensemble`) and with row alignment
-    around it (:mod:`restoration.prealign`, default parameters)."""
+    :mod:`stem_restore`), the libraries that run it (the bytes of every loaded
+    :func:`engine_libraries`: Caffe, oneDNN, cuDNN), the engine and its math
+    (:func:`restoration.engine.conv_engine_info` on ``gpu`` or the CPU: CPU or GPU, cuDNN or
+    not, fp32/bf16/tf32, the CPU's instruction set), the CPU model, whether the net runs as the
+    mirror self-ensemble (:mod:`restoration.ensemble`) and with row alignment around it
+    (:mod:`restoration.prealign`, default parameters)."""
     import os
     import platform
 
-    import caffe
     import restoration
     import stem_restore
+    from restoration.engine import conv_engine_info
     from restoration.prealign import align_option
     from stem_restore.rowalign import OUTPUT_ALIGN, OUTPUT_MIN_INPUT_JITTER
 
@@ -88,7 +142,8 @@ def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ens
         pass
     return ";".join([f"net={_sha256(pathlib.Path(model), pathlib.Path(weights))}",
                      f"code={_sha256(*code)}",
-                     f"caffe={_sha256(pathlib.Path(caffe._caffe.__file__))}",
+                     f"libraries={_sha256(*engine_libraries())}",
+                     f"engine={conv_engine_info(gpu)}",
                      f"math={os.environ.get('CAFFE_DNNL_MATH', '')}", f"cpu={cpu}"]
                     + (["self_ensemble"] if self_ensemble else [])
                     + ([f"align_rows={align_option(True)};align_output={OUTPUT_ALIGN};"
@@ -107,8 +162,8 @@ class CachedMethod:
     folder : path-like
         Where entries live (created if missing); one ``<sha256>.npz`` per output.
     tag : str, optional
-        Code and package versions in the key (default :func:`code_tag`; a network
-        passes :func:`network_tag`).
+        Code and package versions in the key (default :func:`code_tag` of ``method``; a
+        network passes :func:`network_tag`).
 
     Attributes
     ----------
@@ -125,7 +180,7 @@ class CachedMethod:
         self.method = method
         self.folder = pathlib.Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.tag = code_tag() if tag is None else tag
+        self.tag = code_tag(method) if tag is None else tag
         self.compute_seconds = 0.0
         self.hits = 0
         self.misses = 0

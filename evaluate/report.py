@@ -18,7 +18,7 @@ from stem_restore.atomic import atomic_write_bytes
 from stem_restore.figures import save_png
 
 from .metrics import PEAK_RADIUS, PSNR_CAP_DB
-from .run import CNN, DRIFT_CEILING, ConditionResult, Score, is_classical, is_cnn, paired_interval
+from .run import CNN, DRIFT_CEILING, GRID_END, ConditionResult, Score, is_classical, is_cnn, paired_interval
 
 __all__ = ["write_csv", "markdown_report", "drift_section", "write_figure", "cnn_verdict", "cnn_vs_compared"]
 
@@ -81,6 +81,9 @@ def _params_table(results: Sequence[ConditionResult]) -> str:
     for r in results:
         vals = {s.method: s.params for s in r.scores}
         lines.append(f"| {r.condition.label} | " + " | ".join(vals.get(m, "–") or "–" for m in methods) + " |")
+    if any(GRID_END in (s.params or "") for r in results for s in r.scores):
+        lines += ["", f"{GRID_END} the value picked is the end of its grid (evaluate/baselines.py `BASELINES`): "
+                      "the method's best may lie beyond it, so its scores may understate it."]
     return "\n".join(lines) + "\n"
 
 
@@ -136,10 +139,12 @@ def _metric_sections(results: Sequence[ConditionResult], level: str = "##") -> l
             _table(results, "psnr_mean", ".2f", True), "",
             f"{level} SSIM (scikit-image, 7x7 window, same data_range)", "",
             _table(results, "ssim_mean", ".3f", True), "",
-            f"{level} Atomic-column position error (RMS, px; lower is better; columns located in the clean "
+            f"{level} Atomic-column position error (px; lower is better; the RMS over each image's columns, "
+            "then the quadratic mean over images, so every image weighs the same (pooled over all columns "
+            "instead: benchmarks/column_reach.py); columns located in the clean "
             f"target, then in each image by the same sub-pixel peak search within {PEAK_RADIUS} px, so a column "
-            f"the scan moved farther counts {PEAK_RADIUS}-{(PEAK_RADIUS + 0.5) * 2 ** 0.5:.1f} px (its window's rim) whatever the method "
-            "(benchmarks/column_reach.py); × pixel size = pm)", "",
+            f"the scan moved farther counts {PEAK_RADIUS}-{(PEAK_RADIUS + 1) * 2 ** 0.5:.1f} px (its window's rim, "
+            "plus up to 0.5 px of sub-pixel offset in each image) whatever the method; × pixel size = pm)", "",
             _table(results, "column_error_px", ".3f", False), ""]
 
 
@@ -232,7 +237,8 @@ def markdown_report(results: Sequence[ConditionResult], header: str, checklists:
                   "± = half-width of its 95 % interval (Student's t on the per-image differences): how "
                   "far another draw of as many images could move it.", ""]
         for label, c, best, b, margin, half in verdict:
-            word = "beats" if margin > 0 else "does NOT beat"
+            sure = not math.isfinite(half) or margin - half > 0
+            word = ("beats" if sure else "is ahead of (95 % interval includes 0)") if margin > 0 else "does NOT beat"
             spread = f" ± {half:.2f}" if math.isfinite(half) else ""
             parts.append(f"- {label}: CNN {c:.2f} dB {word} best baseline {best} {b:.2f} dB "
                          f"(margin {margin:+.2f}{spread} dB)")

@@ -49,7 +49,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .baselines import BASELINES, Baseline, tune
+from .baselines import BASELINES, Baseline, edge_axes, tune
 from .metrics import PSNR_CAP_DB, clean_range, column_position_error, psnr, scan_shift_spread, ssim
 
 __all__ = ["MIN_EVAL_SEED", "VALIDATION_SEED_OFFSET", "DRIFT_CEILING", "CNN", "Condition", "Score",
@@ -222,8 +222,13 @@ def rms_column_error(restored: Sequence[np.ndarray], clean: Sequence[np.ndarray]
     return float(np.sqrt(np.nanmean(col**2))) if np.isfinite(col).any() else float("nan")
 
 
-def _params_text(params: dict) -> str:
-    return " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in params.items())
+#: Marks a tuned value at the end of its grid (:func:`evaluate.baselines.edge_axes`) in results.md.
+GRID_END = "†"
+
+
+def _params_text(params: dict, at_grid_end: Sequence[str] = ()) -> str:
+    return " ".join((f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}")
+                    + (GRID_END if k in at_grid_end else "") for k, v in params.items())
 
 
 def _apply_timed(fn: Callable[..., np.ndarray], images: Sequence[np.ndarray],
@@ -303,7 +308,7 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
     for b in baselines:
         best, _ = tune(b.apply, b.grid, val[: b.max_tune_pairs] if b.max_tune_pairs else val)
         outs, secs = _apply_timed(b.apply, distorted, best)
-        add(b.name, _params_text(best), outs, secs)
+        add(b.name, _params_text(best, edge_axes(b, best)), outs, secs)
     nets = {CNN: cnn} if cnn is not None else {}
     for name, fn in {**nets, **(compared or {})}.items():
         if not is_cnn(name):

@@ -113,3 +113,39 @@ def test_tune_depends_on_validation_data():
 def test_tune_rejects_empty_inputs():
     with pytest.raises(ValueError):
         bl.tune(bl.gaussian, bl.grid(sigma=(1.0,)), [])
+
+
+def test_the_remembered_row_offsets_are_those_of_the_image_and_parameters_given():
+    """align+gaussian's grid search re-aligns one image once per sigma: the offsets are kept,
+    keyed by the image's bytes and the parameters, and a caller cannot spoil the kept copy."""
+    from stem_restore.rowalign import align_rows as plain
+
+    clean = lattice(96, angle=0.3)
+    d = bl.shift_rows(clean, np.random.default_rng(5).normal(0, 1.0, 96))
+    params = dict(reference="local", smooth=1.0, half_window=4)
+    first = bl.align_rows(d, **params)
+    np.testing.assert_array_equal(first, plain(d, **params))
+    np.testing.assert_array_equal(bl.align_rows(d, **params), first)           # read back
+    assert not np.array_equal(bl.align_rows(d, **dict(params, half_window=2)), first)  # other parameters
+    other = d.copy()
+    other[40, 40] += 50.0
+    np.testing.assert_array_equal(bl.align_rows(other, **params), plain(other, **params))  # other bytes
+    kept = bl._offsets(d, params)
+    kept[:] = 99.0
+    np.testing.assert_array_equal(bl.align_rows(d, **params), first)
+    np.testing.assert_array_equal(bl.align_gaussian(d, sigma=0.75, **params), bl.gaussian(first, 0.75))
+
+
+def test_a_pick_at_the_end_of_its_grid_is_flagged_unless_the_axis_ends_there():
+    wiener = bl.BASELINES["anscombe_wiener"]
+    top = max(g["noise_factor"] for g in wiener.grid)
+    assert bl.edge_axes(wiener, dict(size=5, noise_factor=top)) == ["noise_factor"]
+    assert bl.edge_axes(wiener, dict(size=7, noise_factor=2.0)) == ["size"]
+    assert bl.edge_axes(wiener, dict(size=3, noise_factor=2.0)) == []        # 3 px: the smallest window
+    assert bl.edge_axes(bl.BASELINES["median"], dict(size=3)) == []
+    rows = bl.BASELINES["align_rows"]                                       # a union of two sub-grids
+    assert bl.edge_axes(rows, dict(reference="previous", smooth=1.0, detrend=0)) == []   # whole frame
+    assert bl.edge_axes(rows, dict(reference="previous", smooth=1.0, detrend=49)) == ["detrend"]
+    assert bl.edge_axes(rows, dict(reference="local", smooth=0.5, half_window=4)) == ["smooth"]
+    assert bl.edge_axes(rows, dict(reference="local", smooth=1.0, half_window=4)) == []
+    assert bl.edge_axes(bl.BASELINES["gaussian"], dict(sigma=1.0)) == []

@@ -64,6 +64,22 @@ def test_code_tag_names_the_baselines_source_and_package_versions():
     assert "scipy=" in tag and "bm3d=" in tag
 
 
+def test_a_baselines_code_tag_follows_the_code_it_runs_and_not_the_rest():
+    """A baseline's tag holds the source of the functions it calls, in evaluate and stem_restore,
+    so editing a grid or another method keeps its cached outputs, and editing its code does not."""
+    from evaluate import baselines
+    from evaluate.cache import _source_closure
+
+    bm3d = _source_closure(baselines.bm3d_denoise)
+    for name in ("def bm3d_denoise", "def anscombe(", "def inverse_anscombe", "def estimate_noise_sigma"):
+        assert name in bm3d
+    assert "def gaussian" not in bm3d and "BASELINES" not in bm3d
+    aligned = _source_closure(baselines.align_gaussian)
+    assert "def estimate_row_offsets" in aligned and "def shift_rows" in aligned  # stem_restore.rowalign's
+    assert code_tag(baselines.bm3d_denoise) != code_tag(baselines.align_gaussian) != code_tag()
+    assert code_tag(baselines.bm3d_denoise) == code_tag(baselines.bm3d_denoise)
+
+
 def test_an_unreadable_entry_is_recomputed_and_replaced(tmp_path):
     image = lattice(48, angle=0.2)
     method = Counting()
@@ -95,8 +111,10 @@ def test_cli_cache_gives_the_same_table_and_skips_bm3d(tmp_path):
             "--bm3d", "all", "--examples", "0", "--cache", str(cache)]
     assert main(argv + ["--out", str(tmp_path / "a")]) == 0
     entries = len(list(cache.glob("*.npz")))
-    # 2 conditions (shot_noise, full mix) x (3 tuning calls on 1 validation image + 2 test images)
-    assert entries == 10
+    # 2 conditions (shot_noise, full mix) x (one tuning call per grid value on 1 validation
+    # image + 2 test images)
+    from evaluate.baselines import BASELINES
+    assert entries == 2 * (len(BASELINES["bm3d"].grid) + 2)
     assert main(argv + ["--out", str(tmp_path / "b")]) == 0
     assert len(list(cache.glob("*.npz"))) == entries
     first, second = _bm3d_rows(tmp_path / "a" / "results.csv"), _bm3d_rows(tmp_path / "b" / "results.csv")
