@@ -30,7 +30,7 @@ anscombe_wiener  Anscombe variance-stabilising transform, scipy.signal.wiener
 bm3d          BM3D (package ``bm3d``, Dabov et al. 2007 / Makinen et al. 2020)
               in the Anscombe domain, sigma = factor x estimated noise std.
               Slow (~1-2.5 s per 128^2 image on 2 cores), hence ``slow=True``
-              and tuned on at most 2 validation images.
+              and tuned on at most 4 validation images.
 """
 from __future__ import annotations
 
@@ -212,7 +212,7 @@ BASELINES: dict[str, Baseline] = {
         Baseline("anscombe_wiener", anscombe_wiener,
                  grid(size=(3, 5, 7), noise_factor=(0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)),
                  limits={"size": (3,)}),
-        Baseline("bm3d", bm3d_denoise, grid(factor=(1.5, 3.0, 4.5, 6.0, 8.0, 11.0)), slow=True, max_tune_pairs=2),
+        Baseline("bm3d", bm3d_denoise, grid(factor=(1.5, 3.0, 4.5, 6.0, 8.0, 11.0)), slow=True, max_tune_pairs=4),
     )
 }
 

@@ -139,6 +139,11 @@ class ConditionResult:
     #: Each method's PSNR (dB, capped at :data:`PSNR_CAP_DB`) on every test image, in order:
     #: for margins between methods paired image by image (:func:`paired_interval`).
     image_psnr: dict[str, list[float]] = field(default_factory=dict)
+    #: Full mix only: each baseline at the fixed parameters of its grid that score best on these
+    #: very test images (an upper bound on any tuning of it): its parameters (as in results.md)
+    #: and its PSNR on every test image (capped), for :func:`evaluate.report.cnn_verdict`.
+    test_tuned_params: dict[str, str] = field(default_factory=dict)
+    test_tuned_image_psnr: dict[str, list[float]] = field(default_factory=dict)
 
 
 def make_conditions(families: Sequence[str], doses: Sequence[float], family_dose: float | None = None,
@@ -248,7 +253,8 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
                        n_examples: int = 3,
                        drift_refs: Sequence[np.ndarray] | None = None,
                        compared: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None) -> ConditionResult:
-    """Score raw input, each baseline (tuned on ``val``) and the CNN on ``test``.
+    """Score raw input, each baseline (tuned on ``val``) and the CNN on ``test``; on the full mix
+    also each baseline at its best fixed parameters on ``test`` itself (``test_tuned_*``).
 
     Parameters
     ----------
@@ -309,6 +315,11 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
         best, _ = tune(b.apply, b.grid, val[: b.max_tune_pairs] if b.max_tune_pairs else val)
         outs, secs = _apply_timed(b.apply, distorted, best)
         add(b.name, _params_text(best, edge_axes(b, best)), outs, secs)
+        if cond.family is None:  # the full mix, where the margin is the claim: no tuning luck in it
+            top, _ = tune(b.apply, b.grid, test)
+            res.test_tuned_params[b.name] = _params_text(top, edge_axes(b, top))
+            res.test_tuned_image_psnr[b.name] = image_psnrs(
+                outs if top == best else [b.apply(d, **top) for d in distorted], clean).tolist()
     nets = {CNN: cnn} if cnn is not None else {}
     for name, fn in {**nets, **(compared or {})}.items():
         if not is_cnn(name):
