@@ -144,8 +144,9 @@ def test_a_pick_at_the_end_of_its_grid_is_flagged_unless_the_axis_ends_there():
     assert bl.edge_axes(wiener, dict(size=3, noise_factor=2.0)) == []        # 3 px: the smallest window
     assert bl.edge_axes(bl.BASELINES["median"], dict(size=3)) == []
     rows = bl.BASELINES["align_rows"]                                       # a union of two sub-grids
-    assert bl.edge_axes(rows, dict(reference="previous", smooth=1.0, detrend=0)) == []   # whole frame
-    assert bl.edge_axes(rows, dict(reference="previous", smooth=1.0, detrend=49)) == ["detrend"]
-    assert bl.edge_axes(rows, dict(reference="local", smooth=0.5, half_window=4)) == ["smooth"]
-    assert bl.edge_axes(rows, dict(reference="local", smooth=1.0, half_window=4)) == []
+    assert bl.edge_axes(rows, dict(reference="previous", smooth=0.0, detrend=0)) == []   # whole frame
+    assert bl.edge_axes(rows, dict(reference="previous", smooth=2.0, detrend=9)) == ["smooth"]
+    assert bl.edge_axes(rows, dict(reference="local", smooth=3.0, half_window=4)) == ["smooth"]
+    assert bl.edge_axes(rows, dict(reference="local", smooth=0.0, half_window=1)) == []  # ends of the axes
+    assert bl.edge_axes(rows, dict(reference="local", smooth=1.0, half_window=12)) == ["half_window"]
     assert bl.edge_axes(bl.BASELINES["gaussian"], dict(sigma=1.0)) == []
