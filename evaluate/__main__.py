@@ -38,6 +38,7 @@ on the first frame of its first image.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shlex
@@ -397,7 +398,12 @@ def print_summary(out: Path, results: list[run.ConditionResult], heldout: list[r
     """The checklist and the CNN verdicts on stdout."""
     print(checklist)
     for label, c, best, b, margin, half in report.cnn_verdict(results + heldout):
-        print(f"{label}: CNN {c:.2f} dB vs best baseline {best} {b:.2f} dB ({margin:+.2f} ± {half:.2f} dB, 95 %)")
+        spread = f" ± {half:.2f} dB, 95 %" if math.isfinite(half) else " dB"
+        print(f"{label}: CNN {c:.2f} dB vs best baseline {best} {b:.2f} dB ({margin:+.2f}{spread})")
+    for label, c, best, params, b, margin, half in report.test_tuned_verdict(results + heldout):
+        spread = f" ± {half:.2f} dB, 95 %" if math.isfinite(half) else " dB"
+        print(f"{label}: CNN {c:.2f} dB vs {best} at its best on the test images ({params}) {b:.2f} dB "
+              f"({margin:+.2f}{spread})")
     for label, c, raw in report.cnn_vs_raw(results):
         print(f"{label}: CNN {c:.2f} dB vs raw {raw:.2f} dB ({c - raw:+.2f} dB)")
     for label, name, c, other in report.cnn_vs_compared(results + heldout):

@@ -11,8 +11,8 @@ and read back afterwards.
 A cached output is used only for the same method, the same parameters, the same
 input bytes (dtype and shape included) and the same code: the key also holds a
 tag of what else the output depends on -- for a baseline (:func:`code_tag`) the
-source of :mod:`evaluate.baselines` and the installed versions of numpy, scipy
-and bm3d; for a network (:func:`network_tag`) its prototxt and weights, the
+source of the project's code it runs (its functions, the helpers they call, the
+constants they read) and the installed versions of numpy, scipy and bm3d; for a network (:func:`network_tag`) its prototxt and weights, the
 restoration code, the loaded Caffe/oneDNN/cuDNN libraries, the engine and its math, and
 the CPU -- so editing a method, changing weights, rebuilding Caffe or upgrading a package
 starts afresh instead of reusing stale outputs (a baseline's grid is not in its tag: the
@@ -23,11 +23,13 @@ an unreadable entry is recomputed and replaced, with a warning naming it.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.metadata
 import inspect
 import json
 import pathlib
+import textwrap
 import time
 import warnings
 import zipfile
@@ -47,18 +49,56 @@ KEY_PACKAGES = ("numpy", "scipy", "bm3d")
 OWN_PACKAGES = ("evaluate", "stem_restore")
 
 
+#: Values whose ``repr`` stands for them in a code tag (a constant a baseline reads).
+_CONSTANT_TYPES = (bool, int, float, complex, str, bytes, tuple, frozenset, type(None))
+
+
+def _names(fn: Callable) -> set[str]:
+    """Global names ``fn`` uses: in its code, in nested code (comprehensions, lambdas), and in
+    its default arguments' expressions (evaluated once, at definition)."""
+    def code_names(code) -> set[str]:
+        names = set(code.co_names)
+        for const in code.co_consts:
+            if inspect.iscode(const):
+                names |= code_names(const)
+        return names
+
+    names = code_names(fn.__code__)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    node = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))), None)
+    if node is not None:
+        for default in [*node.args.defaults, *filter(None, node.args.kw_defaults)]:
+            names |= {n.id for n in ast.walk(default) if isinstance(n, ast.Name)}
+    return names
+
+
 def _source_closure(function: Callable) -> str:
-    """The source of ``function`` and of every function of :data:`OWN_PACKAGES` it names,
-    recursively: what a baseline's output depends on in this project's code."""
+    """What a baseline's output depends on in this project's code: the source of ``function``
+    and, for every global it names (nested comprehensions and default arguments included), a
+    function of :data:`OWN_PACKAGES`: followed recursively; a module of theirs: its whole file;
+    a constant (:data:`_CONSTANT_TYPES`): its ``repr``."""
     seen: dict[str, str] = {}
     todo = [function]
     while todo:
         fn = inspect.unwrap(todo.pop())
         name = f"{fn.__module__}.{fn.__qualname__}"
+        if fn.__name__ == "<lambda>":
+            name += f":{fn.__code__.co_firstlineno}"
         if name in seen or fn.__module__.split(".")[0] not in OWN_PACKAGES:
             continue
-        seen[name] = inspect.getsource(fn)
-        todo += [obj for ref in fn.__code__.co_names if inspect.isfunction(obj := fn.__globals__.get(ref))]
+        extra = []
+        for ref in sorted(_names(fn)):
+            if ref not in fn.__globals__:
+                continue
+            obj = fn.__globals__[ref]
+            if inspect.isfunction(obj):
+                todo.append(obj)
+            elif inspect.ismodule(obj):
+                if obj.__name__.split(".")[0] in OWN_PACKAGES:
+                    extra.append(pathlib.Path(obj.__file__).read_text())
+            elif isinstance(obj, _CONSTANT_TYPES):
+                extra.append(f"{ref}={obj!r}\n")
+        seen[name] = inspect.getsource(fn) + "".join(extra)
     return "".join(seen[name] for name in sorted(seen))
 
 
@@ -114,6 +154,19 @@ def engine_libraries() -> list[pathlib.Path]:
     return sorted(p for p in found if p.is_file())
 
 
+def gpu_model(gpu: int) -> str:
+    """Name and driver of GPU ``gpu`` (``nvidia-smi``), or ``unknown``: cuDNN picks its
+    algorithms, and so its rounding, by card, and the cached seconds are the card's."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader",
+                              "-i", str(gpu)], capture_output=True, text=True, timeout=30, check=True).stdout
+        return out.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ensemble: bool = False,
                 align_rows: bool = False, gpu: int | None = None) -> str:
     """What a network's restored image depends on besides its input: the deploy prototxt and
@@ -143,8 +196,9 @@ def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ens
     return ";".join([f"net={_sha256(pathlib.Path(model), pathlib.Path(weights))}",
                      f"code={_sha256(*code)}",
                      f"libraries={_sha256(*engine_libraries())}",
-                     f"engine={conv_engine_info(gpu)}",
-                     f"math={os.environ.get('CAFFE_DNNL_MATH', '')}", f"cpu={cpu}"]
+                     f"engine={conv_engine_info(gpu)}"]
+                    + ([f"gpu={gpu_model(gpu)}"] if gpu is not None else [])
+                    + [f"math={os.environ.get('CAFFE_DNNL_MATH', '')}", f"cpu={cpu}"]
                     + (["self_ensemble"] if self_ensemble else [])
                     + ([f"align_rows={align_option(True)};align_output={OUTPUT_ALIGN};"
                          f"min_input_jitter={OUTPUT_MIN_INPUT_JITTER}"] if align_rows else []))

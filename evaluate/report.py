@@ -254,8 +254,12 @@ def markdown_report(results: Sequence[ConditionResult], header: str, checklists:
                   "± = half-width of its 95 % interval (Student's t on the per-image differences): how "
                   "far another draw of as many images could move it.", ""]
         for label, c, best, b, margin, half in verdict:
-            sure = not math.isfinite(half) or margin - half > 0
-            word = ("beats" if sure else "is ahead of (95 % interval includes 0)") if margin > 0 else "does NOT beat"
+            if margin <= 0:
+                word = "does NOT beat"
+            elif not math.isfinite(half):
+                word = "is ahead of (no interval: too few images)"
+            else:
+                word = "beats" if margin - half > 0 else "is ahead of (95 % interval includes 0)"
             spread = f" ± {half:.2f}" if math.isfinite(half) else ""
             parts.append(f"- {label}: CNN {c:.2f} dB {word} best baseline {best} {b:.2f} dB "
                          f"(margin {margin:+.2f}{spread} dB)")

@@ -49,7 +49,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .baselines import BASELINES, Baseline, edge_axes, tune
+from .baselines import BASELINES, Baseline, edge_axes, forget_offsets, tune
 from .metrics import PSNR_CAP_DB, clean_range, column_position_error, psnr, scan_shift_spread, ssim
 
 __all__ = ["MIN_EVAL_SEED", "VALIDATION_SEED_OFFSET", "DRIFT_CEILING", "CNN", "Condition", "Score",
@@ -141,7 +141,7 @@ class ConditionResult:
     image_psnr: dict[str, list[float]] = field(default_factory=dict)
     #: Full mix only: each baseline at the fixed parameters of its grid that score best on these
     #: very test images (an upper bound on any tuning of it): its parameters (as in results.md)
-    #: and its PSNR on every test image (capped), for :func:`evaluate.report.cnn_verdict`.
+    #: and its PSNR on every test image (capped), for :func:`evaluate.report.test_tuned_verdict`.
     test_tuned_params: dict[str, str] = field(default_factory=dict)
     test_tuned_image_psnr: dict[str, list[float]] = field(default_factory=dict)
 
@@ -313,6 +313,7 @@ def evaluate_condition(cond: Condition, test: Sequence[tuple[np.ndarray, np.ndar
     add("raw", "", distorted, 0.0)
     for b in baselines:
         best, _ = tune(b.apply, b.grid, val[: b.max_tune_pairs] if b.max_tune_pairs else val)
+        forget_offsets()  # the seconds per image include the alignment a grid search remembered
         outs, secs = _apply_timed(b.apply, distorted, best)
         add(b.name, _params_text(best, edge_axes(b, best)), outs, secs)
         if cond.family is None:  # the full mix, where the margin is the claim: no tuning luck in it

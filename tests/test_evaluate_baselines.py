@@ -136,6 +136,23 @@ def test_the_remembered_row_offsets_are_those_of_the_image_and_parameters_given(
     np.testing.assert_array_equal(bl.align_gaussian(d, sigma=0.75, **params), bl.gaussian(first, 0.75))
 
 
+def test_a_grid_search_over_sigma_aligns_each_image_once_until_told_to_forget(monkeypatch):
+    calls = []
+    real = bl.estimate_row_offsets
+    monkeypatch.setattr(bl, "estimate_row_offsets", lambda image, **p: calls.append(p) or real(image, **p))
+    bl.forget_offsets()
+    clean = lattice(64, angle=0.3)
+    pairs = [(bl.shift_rows(clean, np.random.default_rng(k).normal(0, 1.0, 64)), clean) for k in range(2)]
+    grid = bl.grid(reference=("local",), smooth=(1.0,), half_window=(2, 4), sigma=(0.5, 1.0, 1.5))
+    bl.tune(bl.align_gaussian, grid, pairs)
+    assert len(calls) == 2 * 2                      # 2 images x 2 alignments, not x 3 sigmas
+    bl.align_gaussian(pairs[0][0], sigma=0.5, reference="local", smooth=1.0, half_window=2)
+    assert len(calls) == 4
+    bl.forget_offsets()                             # a timed run pays for its alignment again
+    bl.align_gaussian(pairs[0][0], sigma=0.5, reference="local", smooth=1.0, half_window=2)
+    assert len(calls) == 5
+
+
 def test_a_pick_at_the_end_of_its_grid_is_flagged_unless_the_axis_ends_there():
     wiener = bl.BASELINES["anscombe_wiener"]
     top = max(g["noise_factor"] for g in wiener.grid)
@@ -150,3 +167,5 @@ def test_a_pick_at_the_end_of_its_grid_is_flagged_unless_the_axis_ends_there():
     assert bl.edge_axes(rows, dict(reference="local", smooth=0.0, half_window=1)) == []  # ends of the axes
     assert bl.edge_axes(rows, dict(reference="local", smooth=1.0, half_window=12)) == ["half_window"]
     assert bl.edge_axes(bl.BASELINES["gaussian"], dict(sigma=1.0)) == []
+    switch = bl.Baseline("x", bl.gaussian, bl.grid(flag=(False, True), mode=("a", None), sigma=(0.5, 1.0, 2.0)))
+    assert bl.edge_axes(switch, dict(flag=True, mode=None, sigma=2.0)) == ["sigma"]   # a switch has no beyond

@@ -77,6 +77,9 @@ def test_a_baselines_code_tag_follows_the_code_it_runs_and_not_the_rest():
     assert "def gaussian" not in bm3d and "BASELINES" not in bm3d
     aligned = _source_closure(baselines.align_gaussian)
     assert "def estimate_row_offsets" in aligned and "def shift_rows" in aligned  # stem_restore.rowalign's
+    assert "def subpixel_peak" in aligned            # called only inside a comprehension of pair_shifts
+    assert "DEFAULT_MAX_SHIFT=6" in aligned          # a constant, read by a default argument
+    assert "_OFFSETS_MAX=" in aligned and "_OFFSETS=" not in aligned   # constants, not the memo's contents
     assert code_tag(baselines.bm3d_denoise) != code_tag(baselines.align_gaussian) != code_tag()
     assert code_tag(baselines.bm3d_denoise) == code_tag(baselines.bm3d_denoise)
 
@@ -146,6 +149,16 @@ def test_network_tag_follows_the_weights_and_the_engine(caffe, weights, tmp_path
     fp32 = network_tag(DEPLOY, weights)
     monkeypatch.setenv("CAFFE_DNNL_MATH", "off")  # Caffe's own convolution: other rounding
     assert network_tag(DEPLOY, weights) != fp32 and "math=off" in network_tag(DEPLOY, weights)
+    # the libraries actually loaded: Caffe's module and library, and oneDNN where the build has it
+    from evaluate.cache import engine_libraries
+    names = [p.name for p in engine_libraries()]
+    assert any(n.startswith("_caffe") for n in names) and any(n.startswith("libcaffe") for n in names)
+    # a GPU's outputs are not a CPU's (the engine, the card), with or without a card here
+    monkeypatch.setenv("CAFFE_CUDA_MATH", "tf32")
+    on_gpu = network_tag(DEPLOY, weights, gpu=0)
+    assert on_gpu != network_tag(DEPLOY, weights) and "engine=gpu:0 " in on_gpu and ";gpu=" in on_gpu
+    monkeypatch.setenv("CAFFE_CUDA_MATH", "fp32")
+    assert network_tag(DEPLOY, weights, gpu=0) != on_gpu
 
 
 def test_cli_cache_reads_a_compared_network_back(tmp_path, caffe, weights):

@@ -28,6 +28,8 @@ def test_a_margin_is_called_a_win_only_when_its_interval_clears_zero():
     assert "is ahead of (95 % interval includes 0) best baseline" in _verdict_line(unsure)
     behind = _result([28.0, 29.0, 30.0, 31.0], [29.0, 30.0, 31.0, 32.0])
     assert "does NOT beat" in _verdict_line(behind)
+    alone = _result([30.0], [25.0])                                          # one image: no interval
+    assert "is ahead of (no interval: too few images) best baseline" in _verdict_line(alone)
 
 
 def test_a_tuned_value_at_the_end_of_its_grid_is_marked_and_explained():
