@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import platform
 import sys
 
 import numpy as np
@@ -26,6 +25,7 @@ import datagen  # noqa: E402
 from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
 from stem_restore.rowalign import DEFAULT_ALIGN, align_rows, parse_align  # noqa: E402
+from stem_restore.machine import cpu_model  # noqa: E402
 
 
 def main() -> None:
@@ -45,8 +45,7 @@ def main() -> None:
     conds += [("base", run.Condition(f, a.dose)) for f in ("flyback", "detector_lag", "shot_noise")]
     conds += [("base", c) for c in run.make_conditions([], [a.dose])]
     conds += [("heldout", c) for c in run.heldout_conditions([a.dose])]
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-               platform.processor())
+    cpu = cpu_model()
     print(f"CPU: {cpu}; align_rows({', '.join(f'{k}={v}' for k, v in base.items())}); "
           f"{a.count} images of {a.size}², seed {a.seed}\n")
     print("| condition | raw dB | " + " | ".join(f"min_jitter {g:g}" for g in gates) + " |")

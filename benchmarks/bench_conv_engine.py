@@ -30,10 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from stem_restore.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -87,13 +88,6 @@ elif part == "restore":
         out["mpx_s_%d" % size] = size * size / t / 1e6
 print("RESULT " + json.dumps(out))
 """
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def cpu_flags() -> str:

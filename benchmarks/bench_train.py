@@ -21,6 +21,8 @@ import statistics
 import subprocess
 import tempfile
 
+from stem_restore.machine import cpu_model
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CAFFE = REPO / ".venv" / "bin" / "caffe"
 
@@ -34,10 +36,7 @@ def flops_per_pixel(n_layers: int = 12, filters: int = 64, k: int = 5) -> float:
 def device_name(gpu: int | None) -> str:
     """The CPU model (/proc/cpuinfo), or the GPU's name as Caffe's device_query logs it."""
     if gpu is None:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-        return "unknown CPU"
+        return cpu_model()
     q = subprocess.run([str(CAFFE), "device_query", f"-gpu={gpu}"], capture_output=True, text=True,
                        env={**os.environ, "GLOG_minloglevel": "0"})
     m = re.search(r"Name:\s+(.+)", q.stderr)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import platform
 import sys
 
 import numpy as np
@@ -36,6 +35,7 @@ sys.path.insert(0, str(REPO))
 from datagen.weights import relative_error, weight_mismatch_db, weight_scale  # noqa: E402
 from datagen.writers.hdf5 import read_hdf5_shard  # noqa: E402
 from stem_restore.snapshots import read_listing  # noqa: E402
+from stem_restore.machine import cpu_model  # noqa: E402
 
 CAP_DB = 100.0
 EDGES_DB = (0.0, 25.0, 30.0, 35.0, 40.0, 45.0, np.inf)  # raw-PSNR bins
@@ -84,8 +84,7 @@ def main() -> None:
     p.add_argument("--edges", default=",".join(f"{e:g}" for e in EDGES_DB[:-1]),
                    help="raw-PSNR bin edges in dB, comma-separated (the last bin is open; default %(default)s)")
     args = p.parse_args()
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-               platform.processor())
+    cpu = cpu_model()
     data, label = [], []
     for shard in read_listing(args.data / "list.txt"):
         d, lab = read_hdf5_shard(shard)

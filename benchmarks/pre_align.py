@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import platform
 import sys
 
 import numpy as np
@@ -43,6 +42,7 @@ import datagen  # noqa: E402
 from evaluate import run  # noqa: E402
 from evaluate.metrics import psnr  # noqa: E402
 from restoration.prealign import RowAligned  # noqa: E402
+from stem_restore.machine import cpu_model  # noqa: E402
 from stem_restore.rowalign import (DEFAULT_ALIGN, OUTPUT_ALIGN, OUTPUT_MIN_INPUT_JITTER, align_rows,  # noqa: E402
                                    estimate_row_offsets, parse_align, shift_rows)
 
@@ -95,11 +95,6 @@ def evaluation_setup(description: str, extra=None):
     print(f"weights: {a.weights or 'shipped'}; {a.count} images of {a.size}², seed {a.seed}\n")
     presets = {"base": datagen.load_preset(a.preset), "heldout": datagen.load_preset(a.heldout_preset)}
     return a, model, parse_align(a.align), presets
-
-
-def cpu_model() -> str:
-    return next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                platform.processor())
 
 
 def main() -> None:

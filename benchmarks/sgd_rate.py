@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import platform
 import sys
 
 import numpy as np
@@ -37,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from stem_restore.network import CONV_NAMES, PARAM_BLOBS, caffe_pb2  # noqa: E402
 from stem_restore.snapshots import paper_adam_pair  # noqa: E402
+from stem_restore.machine import cpu_model  # noqa: E402
 
 
 def solver_rate(solver, iteration: int, current_step: int) -> float:
@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     mu = 0.9 if mu is None else mu
     if not 0 <= mu < 1:
         p.error(f"--momentum must be in [0, 1), got {mu}")
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-               platform.processor())
+    cpu = cpu_model()
     beta1, beta2, delta = solver.momentum, solver.momentum2, solver.delta
     print(f"CPU: {cpu} (numpy only); Adam beta1 {beta1:g}, beta2 {beta2:g}, delta {delta:g}; SGD momentum {mu:g}")
     overall = []

@@ -60,7 +60,6 @@ import argparse
 import importlib.util
 import os
 import pathlib
-import platform
 import re
 import shutil
 import subprocess
@@ -72,6 +71,7 @@ from lr_sweep import CAFFE, REPO, solver_text
 sys.path.insert(0, str(REPO))
 from stem_restore.figures import save_png  # noqa: E402
 from stem_restore.snapshots import copy_pair, read_listing, resume_order, shard_rows  # noqa: E402
+from stem_restore.machine import cpu_model  # noqa: E402
 
 NETS = ("paper", "identity", "residual", "wide")
 DATA_KEYS = ("train", "batch", "iters", "math", "loss")  # arm keys that are not solver lines
@@ -193,8 +193,7 @@ def main() -> None:
         GPU_ARGS.append(f"--gpu={args.gpu}")
     if args.resume is not None and any(kind == "identity" for _, kind, _, _ in arms):
         p.error("--resume continues a run's weights: an identity arm has its own start")
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-               platform.processor())
+    cpu = cpu_model()
     if args.gpu is not None:
         query = subprocess.run(["nvidia-smi", f"--id={args.gpu}", "--query-gpu=name", "--format=csv,noheader"],
                                capture_output=True, text=True)

@@ -38,6 +38,7 @@ from collections.abc import Callable
 import numpy as np
 
 from stem_restore.atomic import atomic_path
+from stem_restore.machine import cpu_model, gpu_model
 
 __all__ = ["CachedMethod", "code_tag", "network_tag"]
 
@@ -154,19 +155,6 @@ def engine_libraries() -> list[pathlib.Path]:
     return sorted(p for p in found if p.is_file())
 
 
-def gpu_model(gpu: int) -> str:
-    """Name and driver of GPU ``gpu`` (``nvidia-smi``), or ``unknown``: cuDNN picks its
-    algorithms, and so its rounding, by card, and the cached seconds are the card's."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader",
-                              "-i", str(gpu)], capture_output=True, text=True, timeout=30, check=True).stdout
-        return out.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ensemble: bool = False,
                 align_rows: bool = False, gpu: int | None = None) -> str:
     """What a network's restored image depends on besides its input: the deploy prototxt and
@@ -178,7 +166,6 @@ def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ens
     mirror self-ensemble (:mod:`restoration.ensemble`) and with row alignment around it
     (:mod:`restoration.prealign`, default parameters)."""
     import os
-    import platform
 
     import restoration
     import stem_restore
@@ -187,12 +174,7 @@ def network_tag(model: str | pathlib.Path, weights: str | pathlib.Path, self_ens
     from stem_restore.rowalign import OUTPUT_ALIGN, OUTPUT_MIN_INPUT_JITTER
 
     code = sorted(p for pkg in (restoration, stem_restore) for p in pathlib.Path(pkg.__file__).parent.glob("*.py"))
-    cpu = platform.processor()
-    try:
-        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                    if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_model()
     return ";".join([f"net={_sha256(pathlib.Path(model), pathlib.Path(weights))}",
                      f"code={_sha256(*code)}",
                      f"libraries={_sha256(*engine_libraries())}",
