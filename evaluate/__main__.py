@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-count", type=int, default=16,
                    help="validation images per condition for tuning the baselines (default 16: with 4, picks "
                         "that win on the 4 lose up to 0.5 dB on the test images, BENCHMARKS.md "
-                        "\"evaluation: the baselines' grids\")")
+                        "\"evaluation: the baselines' tuning\")")
     p.add_argument("--seed", type=int, default=1000,
                    help=f"test seed, >= {run.MIN_EVAL_SEED} (training uses seeds below); validation uses "
                         f"seed + {run.VALIDATION_SEED_OFFSET}")

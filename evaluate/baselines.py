@@ -204,7 +204,7 @@ def edge_axes(baseline: Baseline, params: Mapping) -> list[str]:
 #: 16, bm3d's factor 4.5, align+gaussian's smooth), and so did a first widening's (bm3d 11,
 #: noise_factor 64, smooth 0.5, half_window 2 and 8); align+gaussian also tunes the alignment's
 #: half_window.  Values never picked were dropped to keep the cost (BENCHMARKS.md "evaluation:
-#: the baselines' grids").  ``limits``: sigma 0.2 px is the identity to 4e-6, no smoothing and a
+#: the baselines' tuning").  ``limits``: sigma 0.2 px is the identity to 4e-6, no smoothing and a
 #: 1-row reference are the ends of their axes; detrend is never flagged (0 = the whole frame
 #: puts its values out of numeric order).
 BASELINES: dict[str, Baseline] = {
