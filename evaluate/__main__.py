@@ -400,7 +400,7 @@ def print_summary(out: Path, results: list[run.ConditionResult], heldout: list[r
     for label, c, best, b, margin, half in report.cnn_verdict(results + heldout):
         spread = f" ± {half:.2f} dB, 95 %" if math.isfinite(half) else " dB"
         print(f"{label}: CNN {c:.2f} dB vs best baseline {best} {b:.2f} dB ({margin:+.2f}{spread})")
-    for label, c, best, params, b, margin, half in report.test_tuned_verdict(results + heldout):
+    for label, c, best, params, b, margin, half in report.bound_verdict(results + heldout):
         spread = f" ± {half:.2f} dB, 95 %" if math.isfinite(half) else " dB"
         print(f"{label}: CNN {c:.2f} dB vs {best} at its best on the test images ({params}) {b:.2f} dB "
               f"({margin:+.2f}{spread})")

@@ -20,7 +20,8 @@ from stem_restore.figures import save_png
 from .metrics import PEAK_RADIUS, PSNR_CAP_DB
 from .run import CNN, DRIFT_CEILING, GRID_END, ConditionResult, Score, is_classical, is_cnn, paired_interval
 
-__all__ = ["write_csv", "markdown_report", "drift_section", "write_figure", "cnn_verdict", "cnn_vs_compared"]
+__all__ = ["write_csv", "markdown_report", "drift_section", "write_figure", "cnn_verdict", "bound_verdict",
+           "cnn_vs_compared"]
 
 
 def write_csv(path: str | Path, scores: Sequence[Score]) -> None:
@@ -109,7 +110,7 @@ def cnn_verdict(results: Sequence[ConditionResult]) -> list[tuple[str, float, st
     return out
 
 
-def test_tuned_verdict(results: Sequence[ConditionResult]) -> list[tuple[str, float, str, str, float, float, float]]:
+def bound_verdict(results: Sequence[ConditionResult]) -> list[tuple[str, float, str, str, float, float, float]]:
     """For each full-mix condition: (label, CNN PSNR, the baseline best at its best fixed parameters
     on the test images themselves, those parameters, its PSNR, margin dB, half-width of the
     margin's paired 95 % interval).  No choice of fixed parameters gives a baseline more on
@@ -264,7 +265,7 @@ def markdown_report(results: Sequence[ConditionResult], header: str, checklists:
             parts.append(f"- {label}: CNN {c:.2f} dB {word} best baseline {best} {b:.2f} dB "
                          f"(margin {margin:+.2f}{spread} dB)")
         parts.append("")
-    bound = test_tuned_verdict(list(results) + list(heldout))
+    bound = bound_verdict(list(results) + list(heldout))
     if bound:
         parts += ["## CNN vs the baselines at their best on the test images themselves (full mix)", "",
                   "Each baseline at the fixed parameters of its grid that score best on these very test "

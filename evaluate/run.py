@@ -141,7 +141,7 @@ class ConditionResult:
     image_psnr: dict[str, list[float]] = field(default_factory=dict)
     #: Full mix only: each baseline at the fixed parameters of its grid that score best on these
     #: very test images (an upper bound on any tuning of it): its parameters (as in results.md)
-    #: and its PSNR on every test image (capped), for :func:`evaluate.report.test_tuned_verdict`.
+    #: and its PSNR on every test image (capped), for :func:`evaluate.report.bound_verdict`.
     test_tuned_params: dict[str, str] = field(default_factory=dict)
     test_tuned_image_psnr: dict[str, list[float]] = field(default_factory=dict)
 

@@ -65,7 +65,7 @@ def test_on_the_full_mix_each_baseline_is_also_scored_at_its_best_on_the_test_im
         assert len(values) == 3 and np.mean(values) >= on_test[name] - 1e-9
     scores = [np.mean([min(run.psnr(gaussian(d, s), c), run.PSNR_CAP_DB) for d, c in test]) for s in (0.2, 1.0, 3.0)]
     assert np.mean(res.test_tuned_image_psnr["gaussian"]) == max(scores)
-    (label, cnn, best, params, value, margin, _), = report.test_tuned_verdict([res])
+    (label, cnn, best, params, value, margin, _), = report.bound_verdict([res])
     assert best in ("gaussian", "median") and margin == cnn - value
     md = report.markdown_report([res], "# h", "c")
     assert f"- full mix @ 300: CNN {cnn:.2f} dB, {best} at its best ({params}) {value:.2f} dB" in md
