@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from scipy import ndimage
 
 from stem_restore.network import RECEPTIVE_FIELD
 from stem_restore.normalize import normalize
@@ -70,7 +71,8 @@ def _scan_effect(family: str, sec: dict, rng: np.random.Generator):
             f = draw(sec, "random_line_frequency_hz", rng)
             freqs.append(f)
             amps.append(draw(sec, "random_line_amplitude_angstrom", rng) * (f_ref / f) ** expo)
-        return scan.ScanJitter(freqs, amps, draw(sec, "y_to_x_ratio", rng))
+        integrate = sec.get("integrate_dwell", OPTIONAL_KEYS[family]["integrate_dwell"])  # draws nothing
+        return scan.ScanJitter(freqs, amps, draw(sec, "y_to_x_ratio", rng), integrate_dwell=integrate)
     if family == "scan_lines":
         return scan.LineShifts(draw(sec, "std_x_angstrom", rng), draw(sec, "std_y_angstrom", rng),
                                draw(sec, "phi", rng))
@@ -104,14 +106,18 @@ def _active_families(preset: dict, fam_rng: dict, sparse: bool = False) -> dict[
 
 
 def _scan_displacements(preset: dict, shape: tuple[int, int], timing: scan.ScanTiming,
-                        active: dict, fam_rng: dict) -> tuple[dict, float]:
-    """Probe displacements (x, y; angstrom) of each active scan family, and the sum of
-    every scan family's largest displacement (angstrom).  Every family draws its
-    parameters (own stream); only active ones act."""
+                        active: dict, fam_rng: dict) -> tuple[dict, float, tuple[float, float]]:
+    """Probe displacements (x, y; angstrom) of each active scan family, the sum of every
+    scan family's largest displacement (angstrom), and the (x, y) standard deviation of
+    the probe within one dwell (angstrom; the active families' that model one, in
+    quadrature).  Every family draws its parameters (own stream); only active ones act."""
     effects = {f: _scan_effect(f, preset[f], fam_rng[f]) for f in SCAN_FAMILIES}
     bound = sum(e.bound_angstrom(timing, shape) for e in effects.values())
     parts = {f: effect(timing, shape, fam_rng[f]) for f, effect in effects.items() if active[f]}
-    return parts, bound
+    spreads = [e.dwell_spread_angstrom(timing) for f, e in effects.items()
+               if active[f] and hasattr(e, "dwell_spread_angstrom")]
+    spread = tuple(float(np.sqrt(sum(s[i] ** 2 for s in spreads))) for i in (0, 1))
+    return parts, bound, spread
 
 
 def _summed(parts: dict, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -132,15 +138,20 @@ def _margin_px(bound_px: float, shape: tuple[int, int]) -> int:
 
 def _render_and_scan(spec: dict, shape: tuple[int, int], px: float, margin: int,
                      displacements: list[tuple[np.ndarray, np.ndarray]],
-                     spec_rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+                     spec_rng: np.random.Generator,
+                     spread: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, list[np.ndarray]]:
     """The normalised specimen image in the field of view, and the same canvas as a probe
     displaced by each of ``displacements`` sees it ((dx, dy) in angstrom, ``px`` angstrom
-    per pixel)."""
+    per pixel).  The first probe also spreads by ``spread`` (x, y standard deviation within
+    a dwell, angstrom): it sees the canvas blurred by that Gaussian."""
     h, w = shape
     field = (slice(margin, margin + h), slice(margin, margin + w))
     canvas = Canvas((h + 2 * margin, w + 2 * margin), px, field)
     image = render_specimen(spec, canvas, spec_rng)
-    return image[field], [scan.resample(image, field, dx / px, dy / px) for dx, dy in displacements]
+    sigma_px = (spread[1] / px, spread[0] / px)  # (rows, columns)
+    seen = ndimage.gaussian_filter(image, sigma_px, mode="nearest") if any(sigma_px) else image
+    return image[field], [scan.resample(seen if i == 0 else image, field, dx / px, dy / px)
+                          for i, (dx, dy) in enumerate(displacements)]
 
 
 def simulate(preset, size, rng: np.random.Generator, drift_only: bool = False, scanned: bool = False):
@@ -170,13 +181,13 @@ def simulate(preset, size, rng: np.random.Generator, drift_only: bool = False, s
     sparse = _is_sparse(preset, regime_rng)
     active = _active_families(preset, fam_rng, sparse)
 
-    parts, bound = _scan_displacements(preset, shape, acq.timing, active, fam_rng)
+    parts, bound, spread = _scan_displacements(preset, shape, acq.timing, active, fam_rng)
     margin = _margin_px(bound / px, shape)
     keep_drift = bool(target_section(preset)["keep_drift"])
     probes = [_summed(parts, shape)]
     if (drift_only or keep_drift) and "drift" in parts:
         probes.append(parts["drift"])
-    specimen, scans = _render_and_scan(preset["specimen"], shape, px, margin, probes, spec_rng)
+    specimen, scans = _render_and_scan(preset["specimen"], shape, px, margin, probes, spec_rng, spread)
     seen = scans[0]
     clean = acq.response.mean(specimen)
     drifted = acq.response.mean(scans[1]) if len(scans) > 1 else clean

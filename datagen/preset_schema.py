@@ -142,6 +142,7 @@ FAMILY_KEYS: dict[str, dict] = {
         "reference_frequency_hz": POSITIVE,
         "spectral_exponent": ANY,
         "y_to_x_ratio": NON_NEGATIVE,
+        "integrate_dwell": bool,
     },
     "scan_lines": dict(std_x_angstrom=NON_NEGATIVE, std_y_angstrom=NON_NEGATIVE,
                        phi=Real(-1.0, 1.0, lo_open=True, hi_open=True)),
@@ -165,6 +166,7 @@ OPTIONAL = ("sparse", "target")
 #: then: the behaviour of the simulator before the key existed.
 OPTIONAL_KEYS: dict[str, dict[str, Any]] = {
     "drift": {"random_walk_time_constant_s": 0.0},  # 0: the walk is Brownian (datagen.scan.drift)
+    "scan_jitter": {"integrate_dwell": False},  # one instant per pixel (datagen.scan.jitter)
 }
 
 

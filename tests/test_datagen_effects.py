@@ -116,6 +116,47 @@ def test_jitter_is_correlated_along_fast_scan():
     assert along < across / 3
 
 
+def _dwell_samples(jitter, timing, shape, seed, n=400):
+    """Brute force: the jitter's sum of sinusoids at n sub-instants of every pixel's dwell, with
+    the phases ScanJitter draws from ``rng(seed)``; (n, 2, ny, nx) Angstrom."""
+    phases = rng(seed).uniform(0.0, 2 * np.pi, (2, jitter.frequencies_hz.size))
+    t0 = timing.pixel_times(shape)
+    sub = np.zeros((n, 2) + tuple(shape))
+    for k in range(n):
+        t = t0 + (k + 0.5) / n * timing.dwell_time_s
+        for f, a, px, py in zip(jitter.frequencies_hz, jitter.amplitudes_angstrom, *phases):
+            sub[k, 0] += a * np.sin(2 * np.pi * f * t + px)
+            sub[k, 1] += a * jitter.y_to_x_ratio * np.sin(2 * np.pi * f * t + py)
+    return sub
+
+
+def test_dwell_integrated_jitter_is_the_mean_over_each_dwell():
+    """integrate_dwell: (dx, dy) is the probe's mean position over each pixel's dwell, lines
+    below, at and far above 1/(2 dwell) alike; without it, the position at the dwell's start."""
+    timing = scan.ScanTiming(dwell_time_s=4e-6, flyback_time_s=7e-6)
+    freqs, amps = [900.0, 60e3, 125e3, 250e3, 700e3], [0.3, 0.2, 0.25, 0.4, 0.1]  # f tau: 0.0036 .. 2.8
+    jitter = scan.ScanJitter(freqs, amps, y_to_x_ratio=0.6, integrate_dwell=True)
+    dx, dy = jitter(timing, (6, 9), rng(3))
+    sub = _dwell_samples(jitter, timing, (6, 9), seed=3)
+    assert np.allclose(dx, sub[:, 0].mean(0), atol=1e-5) and np.allclose(dy, sub[:, 1].mean(0), atol=1e-5)
+    start = scan.ScanJitter(freqs, amps, y_to_x_ratio=0.6)(timing, (6, 9), rng(3))
+    assert not np.allclose(dx, start[0], atol=0.05)  # the lines above Nyquist no longer alias
+
+
+def test_dwell_spread_is_the_phase_averaged_variance_within_a_dwell():
+    timing = scan.ScanTiming(dwell_time_s=4e-6)
+    jitter = scan.ScanJitter([60e3, 250e3, 700e3], [0.2, 0.4, 0.1], y_to_x_ratio=0.5, integrate_dwell=True)
+    sx, sy = jitter.dwell_spread_angstrom(timing)
+    sub = _dwell_samples(jitter, timing, (40, 40), seed=4, n=64)
+    var = sub.var(axis=0).mean(axis=(1, 2))  # within each dwell, averaged over the pixels (phases)
+    assert np.isclose(sx, np.sqrt(var[0]), rtol=0.03) and np.isclose(sy, np.sqrt(var[1]), rtol=0.03)
+    assert np.isclose(sy, 0.5 * sx)
+    at_rate = scan.ScanJitter([1 / 4e-6], [0.3], integrate_dwell=True)  # f tau = 1: no mean shift, all blur
+    dx, _ = at_rate(timing, (8, 8), rng(5))
+    assert np.abs(dx).max() < 1e-12 and np.isclose(at_rate.dwell_spread_angstrom(timing)[0], 0.3 / np.sqrt(2))
+    assert scan.ScanJitter([250e3], [0.4]).dwell_spread_angstrom(timing) == (0.0, 0.0)
+
+
 @pytest.mark.parametrize("phi", [0.0, 0.5, 0.9])
 def test_line_shifts_ar1_lag1_autocorrelation(phi):
     dx, dy = scan.LineShifts(0.2, 0.1, phi)(scan.ScanTiming(1e-6), (20000, 2), rng(9))

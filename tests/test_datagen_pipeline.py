@@ -302,6 +302,38 @@ def test_scanned_reference_is_the_input_without_its_detector():
     assert info["scanned"].tobytes() == c.tobytes()
 
 
+def test_dwell_integration_turns_jitter_above_the_dwell_rate_into_blur():
+    """A jitter line at exactly 1/dwell: sampled at one instant per pixel it shifts every scan
+    line rigidly; integrated over the dwell (the bundled presets) its mean shift vanishes and the
+    probe sees the specimen blurred by sigma = A / sqrt(2) in x and y.  The specimen, the target
+    and the other draws are the same either way; a preset written before the key had one
+    instant per pixel."""
+    from scipy import ndimage
+
+    preset = with_dose(family_preset("paper", "scan_jitter"), 300)
+    assert preset["scan_jitter"]["integrate_dwell"] is True
+    preset["scan"].update(dwell_time_us=4.0, flyback_time_us=0.0)
+    preset["scan_jitter"].update(known_lines_hz=[250e3], known_lines_amplitude_angstrom=[0.5],
+                                 known_lines_scale=1.0, random_lines=0, y_to_x_ratio=1.0)
+    _, c, info = simulate(preset, 96, sample_rng(8, 0), scanned=True)
+    sigma = 0.5 / np.sqrt(2) / info["pixel_size_angstrom"]
+    blurred = ndimage.gaussian_filter(c.astype(np.float64), sigma, mode="nearest")
+    inner = (slice(8, -8), slice(8, -8))
+    err = np.abs(info["scanned"] - blurred)[inner].max() / np.ptp(c)
+    assert err < 2e-3, err
+    assert np.abs(info["scanned"] - c)[inner].max() / np.ptp(c) > 20 * err  # the blur is visible
+
+    old = copy.deepcopy(preset)
+    del old["scan_jitter"]["integrate_dwell"]
+    _, c_old, info_old = simulate(old, 96, sample_rng(8, 0), scanned=True)
+    assert c_old.tobytes() == c.tobytes()
+    explicit = copy.deepcopy(old)
+    explicit["scan_jitter"]["integrate_dwell"] = False
+    assert simulate(explicit, 96, sample_rng(8, 0))[0].tobytes() == simulate(old, 96, sample_rng(8, 0))[0].tobytes()
+    shifted = info_old["scanned"]
+    assert np.abs(shifted - blurred)[inner].max() / np.ptp(c) > 10 * err
+
+
 def test_keep_drift_target_is_the_drift_only_image_and_evaluation_resets_it():
     """[target] keep_drift = true: the same input, and the drift-only image as the target
     (the clean specimen where drift is off); full_mix() (evaluation) scores the true specimen."""
