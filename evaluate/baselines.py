@@ -204,8 +204,8 @@ def edge_axes(baseline: Baseline, params: Mapping) -> list[str]:
 #: 16, bm3d's factor 4.5, align+gaussian's smooth), and so did a first widening's (bm3d 11,
 #: noise_factor 64, smooth 0.5, half_window 2 and 8); align+gaussian also tunes the alignment's
 #: half_window.  Session 38 widened the last three ends still picked at dose 100 (align+gaussian's
-#: smooth 1 and sigma 1.5, bm3d's factor 3).  Values never picked were dropped to keep the cost (BENCHMARKS.md "evaluation:
-#: the baselines' tuning").  ``limits``: sigma 0.2 px is the identity to 4e-6, no smoothing and a
+#: smooth 1 and sigma 1.5, bm3d's factor 3).  Values never picked were dropped to keep the cost
+#: (BENCHMARKS.md "evaluation: the baselines' tuning").  ``limits``: sigma 0.2 px is the identity to 4e-6, no smoothing and a
 #: 1-row reference are the ends of their axes; detrend is never flagged (0 = the whole frame
 #: puts its values out of numeric order).
 BASELINES: dict[str, Baseline] = {
